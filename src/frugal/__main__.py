@@ -1,0 +1,3 @@
+from frugal.cli import app
+
+app(prog_name="frugal")

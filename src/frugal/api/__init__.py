@@ -1,0 +1,1 @@
+"""The HTTP face of frugal: the app factory, OpenAI-compatible routes, errors."""

@@ -1,0 +1,44 @@
+"""Reading a JSON request body: size limit first, then JSON, then the schema."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from frugal.api.errors import invalid_request_from
+from frugal.errors import InvalidRequestError, PayloadTooLargeError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_json(request: Request, *, max_bytes: int) -> dict[str, Any]:
+    """The body as a JSON object; 413 past ``max_bytes``, 400 when it is not a JSON object."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLargeError(f"Request body is larger than {max_bytes} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLargeError(f"Request body is larger than {max_bytes} bytes.")
+        chunks.append(chunk)
+    try:
+        data = json.loads(b"".join(chunks))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequestError(f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError("Request body must be a JSON object.")
+    return data
+
+
+async def read_body(request: Request, model: type[M], *, max_bytes: int) -> tuple[M, dict[str, Any]]:
+    """Validate the body against ``model``; return the model and the client's own JSON."""
+    data = await read_json(request, max_bytes=max_bytes)
+    try:
+        return model.model_validate(data), data
+    except ValidationError as exc:
+        raise invalid_request_from(exc) from None

@@ -1,0 +1,69 @@
+"""Request bodies frugal accepts, validated before anything is sent upstream.
+
+The models check what frugal relies on and let every other field through (``extra="allow"``):
+the body forwarded upstream is always the client's own JSON, never a re-serialised model, so a
+provider-specific field reaches the provider unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
+TokenList = list[StrictInt]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: StrictStr
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: StrictStr | list[ContentPart] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: StrictBool | None = None
+
+
+class ChatCompletionRequest(_Body):
+    model: NonEmptyStr
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+
+
+class CompletionRequest(_Body):
+    model: NonEmptyStr
+    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1)] | TokenList | list[TokenList]
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+
+
+class EmbeddingRequest(_Body):
+    model: NonEmptyStr
+    input: StrictStr | Annotated[list[StrictStr], Field(min_length=1)] | TokenList | list[TokenList]
+
+
+class ProcessPromptRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: NonEmptyStr
+
+
+def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` documenting a JSON body that a route parses itself."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }

@@ -1,0 +1,91 @@
+"""frugal's settings: one frozen object, read once at start-up.
+
+Sources, strongest first: command-line flags (passed in as overrides), `FRUGAL_*` environment
+variables, then an optional YAML file whose keys are the field names below
+(`cache_threshold: 0.85`). A bad value stops start-up with a message naming the setting and
+the value (`SettingsError`). Units are in the names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, HttpUrl, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "FRUGAL_"
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names the setting and the value."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+    upstream_base_url: HttpUrl | None = None
+    upstream_api_key: SecretStr | None = None
+    upstream_connect_timeout_s: float = Field(5.0, gt=0)
+    upstream_timeout_s: float = Field(120.0, gt=0)
+    upstream_max_retries: int = Field(2, ge=0, le=10)
+    upstream_retry_base_delay_s: float = Field(0.2, ge=0)
+    upstream_retry_max_delay_s: float = Field(10.0, ge=0)
+    upstream_max_concurrency: int = Field(64, ge=1)
+
+    default_model: str = "gpt-4o-mini"
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+    @property
+    def upstream_url(self) -> str:
+        """The upstream base URL without a trailing slash (``http://host:port/v1``)."""
+        if self.upstream_base_url is None:
+            raise SettingsError(f"{ENV_PREFIX}UPSTREAM_BASE_URL is required (or --upstream URL)")
+        return str(self.upstream_base_url).rstrip("/")
+
+
+def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings; ``overrides`` (flags) beat the environment, which beats the file.
+
+    Overrides whose value is ``None`` mean "flag not given" and are dropped.
+    """
+    if config_file is not None and not config_file.is_file():
+        raise SettingsError(f"config file {str(config_file)!r} does not exist")
+    given = {key: value for key, value in overrides.items() if value is not None}
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(yaml_file=config_file)
+
+    try:
+        return _FromFile(**given)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"])
+        shown = "(secret)" if "key" in name else repr(error.get("input"))
+        lines.append(f"invalid setting {name} ({ENV_PREFIX}{name.upper()}) = {shown}: {error['msg']}")
+    return "\n".join(lines)

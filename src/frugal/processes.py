@@ -1,0 +1,94 @@
+"""Run `frugal` servers as child processes on free loopback ports (for the demo and the bench).
+
+Each child is a real `python -m frugal ...` process listening on a real socket. `FrugalProcess`
+stops it with SIGTERM (SIGKILL if it lingers), so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class FrugalProcess:
+    """A running `frugal` child process and where its output goes."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    log_file: IO[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        if not self.log_file.closed:
+            self.log_file.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int:
+        """Stop the process (idempotent) and return its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log_file.close()
+        return int(self.process.returncode)
+
+
+def start(
+    args: list[str],
+    *,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    ready_path: str = "/healthz",
+    timeout_s: float = 60.0,
+) -> FrugalProcess:
+    """Run ``python -m frugal ARGS --host 127.0.0.1 --port P`` and wait until it answers."""
+    port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{args[0]}-{port}.log"
+    log_file = open(log_path, "wb")  # noqa: SIM115 - closed by FrugalProcess.stop
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "frugal", *args, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=full_env,
+    )
+    child = FrugalProcess(process=process, port=port, log_path=log_path, log_file=log_file)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            child.stop()
+            raise RuntimeError(f"frugal {args[0]} exited early:\n{child.log()}")
+        try:
+            if httpx.get(child.url + ready_path, timeout=1.0).status_code == 200:
+                return child
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    child.stop()
+    raise RuntimeError(f"frugal {args[0]} did not become ready in {timeout_s} s:\n{child.log()}")

@@ -1,0 +1,1 @@
+"""Reaching the provider: the OpenAI-compatible client and the simulated provider."""

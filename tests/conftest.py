@@ -1,0 +1,75 @@
+"""Shared fixtures: real `frugal sim` and `frugal serve` processes on loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from tests.servers import Server, start_server
+
+CANARY_KEY = "sk-canary-3f9c2e7b1d5a4c8e9f0a"
+
+# Millisecond latencies keep the suite fast while the latency model stays in play.
+FAST_SIM = ["--call-latency-ms", "2", "--item-latency-ms", "1"]
+
+
+@dataclass
+class Stack:
+    """A simulated provider and a gateway in front of it."""
+
+    sim: Server
+    gateway: Server
+
+    @property
+    def base_url(self) -> str:
+        return self.gateway.url + "/v1"
+
+    def sim_stats(self) -> dict:
+        return httpx.get(self.sim.url + "/sim/stats").json()
+
+    def reset_sim(self) -> None:
+        httpx.post(self.sim.url + "/sim/reset").raise_for_status()
+
+
+StackFactory = Callable[..., Stack]
+
+
+@pytest.fixture(scope="module")
+def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackFactory]:
+    """Start stacks on demand; all of them stop when the module's tests are done.
+
+    ``make_stack(sim_args=[...], env={...})``: sim flags are added to `FAST_SIM`, env holds
+    `FRUGAL_*` settings for the gateway. The sim demands `CANARY_KEY` and the gateway sends it.
+    """
+    started: list[Server] = []
+
+    def make(sim_args: list[str] | None = None, env: dict[str, str] | None = None) -> Stack:
+        logs = tmp_path_factory.mktemp("logs")
+        sim = start_server(
+            ["sim", *FAST_SIM, "--require-api-key", CANARY_KEY, *(sim_args or [])], log_dir=logs
+        )
+        started.append(sim)
+        gateway_env = {
+            "FRUGAL_UPSTREAM_API_KEY": CANARY_KEY,
+            "FRUGAL_UPSTREAM_RETRY_BASE_DELAY_S": "0.01",
+            "FRUGAL_DATA_DIR": str(logs / "data"),
+            **(env or {}),
+        }
+        gateway = start_server(
+            ["serve", "--upstream", sim.url + "/v1"], log_dir=logs, env=gateway_env, ready_path="/readyz"
+        )
+        started.append(gateway)
+        return Stack(sim=sim, gateway=gateway)
+
+    yield make
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(make_stack: StackFactory) -> Stack:
+    """A well-behaved provider behind a gateway with default settings."""
+    return make_stack()
