@@ -59,7 +59,10 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackFactor
             **(env or {}),
         }
         gateway = start_server(
-            ["serve", "--upstream", sim.url + "/v1"], log_dir=logs, env=gateway_env, ready_path="/readyz"
+            ["serve", "--upstream", sim.url + "/v1"],
+            log_dir=logs,
+            env=gateway_env,
+            ready_path="/readyz",
         )
         started.append(gateway)
         return Stack(sim=sim, gateway=gateway)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 import uvicorn
@@ -18,8 +18,8 @@ app = typer.Typer(
     help="frugal, an LLM gateway.",
 )
 
-HostOption = Annotated[Optional[str], typer.Option(help="Interface to listen on.")]
-PortOption = Annotated[Optional[int], typer.Option(help="Port to listen on.")]
+HostOption = Annotated[str | None, typer.Option(help="Interface to listen on.")]
+PortOption = Annotated[int | None, typer.Option(help="Port to listen on.")]
 
 
 def _settings(config: Path | None, **overrides: object) -> Settings:
@@ -40,9 +40,9 @@ def _configure_logging(level: str) -> None:
 def serve(
     host: HostOption = None,
     port: PortOption = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML settings file.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
     upstream: Annotated[
-        Optional[str], typer.Option(help="Upstream base URL, e.g. http://127.0.0.1:9000/v1.")
+        str | None, typer.Option(help="Upstream base URL, e.g. http://127.0.0.1:9000/v1.")
     ] = None,
 ) -> None:
     """Run the gateway."""
@@ -67,21 +67,25 @@ def sim(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 9000,
     call_latency_ms: Annotated[float, typer.Option(help="Fixed cost of every call.")] = 900.0,
-    item_latency_ms: Annotated[float, typer.Option(help="Cost per prompt or input in a call.")] = 100.0,
+    item_latency_ms: Annotated[
+        float, typer.Option(help="Cost per prompt or input in a call.")
+    ] = 100.0,
     token_latency_ms: Annotated[float, typer.Option(help="Cost per output token.")] = 0.0,
-    max_concurrency: Annotated[Optional[int], typer.Option(help="Calls served at once; more queue.")] = None,
-    rpm: Annotated[Optional[int], typer.Option(help="Requests per minute; over it: 429.")] = None,
+    max_concurrency: Annotated[
+        int | None, typer.Option(help="Calls served at once; more queue.")
+    ] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute; over it: 429.")] = None,
     error_rate: Annotated[float, typer.Option(help="Share of calls answered 500.")] = 0.0,
     slow_rate: Annotated[float, typer.Option(help="Share of calls slowed by --slow-ms.")] = 0.0,
     slow_ms: Annotated[float, typer.Option(help="Extra latency of a slow call.")] = 5000.0,
     drop_rate: Annotated[float, typer.Option(help="Share of calls whose connection drops.")] = 0.0,
     reject_containing: Annotated[
-        Optional[str], typer.Option(help="Answer 400 to a call when a prompt contains this text.")
+        str | None, typer.Option(help="Answer 400 to a call when a prompt contains this text.")
     ] = None,
     require_api_key: Annotated[
-        Optional[str], typer.Option(help="Answer 401 unless this bearer key is sent.")
+        str | None, typer.Option(help="Answer 401 unless this bearer key is sent.")
     ] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the fault injection.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the fault injection.")] = None,
 ) -> None:
     """Run the simulated OpenAI-compatible provider."""
     from frugal.upstream.sim import SimConfig, create_sim_app
@@ -106,11 +110,19 @@ def sim(
 @app.command()
 def demo(
     workload: Annotated[
-        Optional[Path], typer.Option(help="JSONL of {\"text\": ...} prompts (default: bundled).")
+        Path | None, typer.Option(help='JSONL of {"text": ...} prompts (default: bundled).')
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Concurrent clients.")] = 8,
+    call_latency_ms: Annotated[float, typer.Option(help="The provider's cost per call.")] = 900.0,
+    item_latency_ms: Annotated[float, typer.Option(help="The provider's cost per prompt.")] = 100.0,
 ) -> None:
     """Start a simulated provider and the gateway, replay a workload, print what was saved."""
     from frugal.demo import print_report, run_demo
 
-    print_report(run_demo(workload=workload, concurrency=concurrency))
+    sim_args = [
+        "--call-latency-ms",
+        str(call_latency_ms),
+        "--item-latency-ms",
+        str(item_latency_ms),
+    ]
+    print_report(run_demo(workload=workload, concurrency=concurrency, sim_args=sim_args))

@@ -87,5 +87,7 @@ def _describe(exc: ValidationError) -> str:
     for error in exc.errors():
         name = ".".join(str(part) for part in error["loc"])
         shown = "(secret)" if "key" in name else repr(error.get("input"))
-        lines.append(f"invalid setting {name} ({ENV_PREFIX}{name.upper()}) = {shown}: {error['msg']}")
+        lines.append(
+            f"invalid setting {name} ({ENV_PREFIX}{name.upper()}) = {shown}: {error['msg']}"
+        )
     return "\n".join(lines)

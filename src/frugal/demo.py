@@ -47,7 +47,7 @@ class DemoReport:
 
 
 def percentile(values: list[float], pct: float) -> float:
-    """The ``pct``-th percentile by linear interpolation (``statistics.quantiles``' inclusive method)."""
+    """The ``pct``-th percentile, interpolated as ``statistics.quantiles(method="inclusive")``."""
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]

@@ -79,16 +79,23 @@ def start(
         env=full_env,
     )
     child = FrugalProcess(process=process, port=port, log_path=log_path, log_file=log_file)
+    try:
+        _wait_ready(child, args[0], ready_path, timeout_s)
+    except BaseException:  # also Ctrl-C while waiting: never leave the child behind
+        child.stop()
+        raise
+    return child
+
+
+def _wait_ready(child: FrugalProcess, name: str, ready_path: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            child.stop()
-            raise RuntimeError(f"frugal {args[0]} exited early:\n{child.log()}")
+        if child.process.poll() is not None:
+            raise RuntimeError(f"frugal {name} exited early:\n{child.log()}")
         try:
             if httpx.get(child.url + ready_path, timeout=1.0).status_code == 200:
-                return child
+                return
         except httpx.TransportError:
             pass
         time.sleep(0.05)
-    child.stop()
-    raise RuntimeError(f"frugal {args[0]} did not become ready in {timeout_s} s:\n{child.log()}")
+    raise RuntimeError(f"frugal {name} did not become ready in {timeout_s} s:\n{child.log()}")

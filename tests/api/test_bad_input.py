@@ -33,10 +33,22 @@ def assert_openai_error(response: httpx.Response, status: int, *, param: str | N
         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}, "model"),
         ("/v1/chat/completions", {"model": "m"}, "messages"),
         ("/v1/chat/completions", {"model": "m", "messages": []}, "messages"),
-        ("/v1/chat/completions", {"model": 7, "messages": [{"role": "user", "content": "hi"}]}, "model"),
-        ("/v1/chat/completions", {"model": "m", "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
+        (
+            "/v1/chat/completions",
+            {"model": 7, "messages": [{"role": "user", "content": "hi"}]},
+            "model",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "m", "messages": [{"role": "wizard", "content": "x"}]},
+            "messages.0.role",
+        ),
         ("/v1/chat/completions", {"model": "m", "messages": "hello"}, "messages"),
-        ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
+        (
+            "/v1/chat/completions",
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"},
+            "stream",
+        ),
         ("/v1/completions", {"model": "m"}, "prompt"),
         ("/v1/completions", {"model": "m", "prompt": {"text": "x"}}, "prompt"),
         ("/v1/embeddings", {"model": "m", "input": 3.5}, "input"),
@@ -55,7 +67,9 @@ async def test_schema_violations_are_400_naming_the_field(
 
 
 @pytest.mark.parametrize("content", [b"{not json", b"", b"[1, 2]", b"\xff\xfe", b'"just a string"'])
-async def test_a_body_that_is_not_a_json_object_is_400(http: httpx.AsyncClient, content: bytes) -> None:
+async def test_a_body_that_is_not_a_json_object_is_400(
+    http: httpx.AsyncClient, content: bytes
+) -> None:
     response = await http.post(
         "/v1/chat/completions", content=content, headers={"content-type": "application/json"}
     )
@@ -95,7 +109,9 @@ async def test_bad_input_surfaces_as_the_sdks_bad_request_error(stack: Stack) ->
     assert caught.value.param == "messages"
 
 
-async def test_a_bad_request_does_not_harm_its_neighbours(stack: Stack, http: httpx.AsyncClient) -> None:
+async def test_a_bad_request_does_not_harm_its_neighbours(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
     good = {"model": "m", "messages": [{"role": "user", "content": "still fine?"}]}
     bad = {"model": "m", "messages": [{"role": "nobody"}]}
     responses = [await http.post("/v1/chat/completions", json=body) for body in (good, bad, good)]

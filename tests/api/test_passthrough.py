@@ -13,11 +13,15 @@ from tests.conftest import CANARY_KEY, Stack
 
 @pytest.fixture
 async def client(stack: Stack) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=stack.base_url, api_key="client-key", max_retries=0) as sdk:
+    async with openai.AsyncOpenAI(
+        base_url=stack.base_url, api_key="client-key", max_retries=0
+    ) as sdk:
         yield sdk
 
 
-async def test_chat_completion_answers_its_own_prompt(stack: Stack, client: openai.AsyncOpenAI) -> None:
+async def test_chat_completion_answers_its_own_prompt(
+    stack: Stack, client: openai.AsyncOpenAI
+) -> None:
     stack.reset_sim()
     reply = await client.chat.completions.create(
         model="sim-small",
@@ -32,7 +36,9 @@ async def test_chat_completion_answers_its_own_prompt(stack: Stack, client: open
     assert stack.sim_stats()["calls"] == 1
 
 
-async def test_streamed_chat_is_relayed_chunk_by_chunk(stack: Stack, client: openai.AsyncOpenAI) -> None:
+async def test_streamed_chat_is_relayed_chunk_by_chunk(
+    stack: Stack, client: openai.AsyncOpenAI
+) -> None:
     stream = await client.chat.completions.create(
         model="sim-large",
         messages=[{"role": "user", "content": "Tell me about streaming please"}],
@@ -98,7 +104,9 @@ async def test_health_and_readiness(stack: Stack) -> None:
         assert (await http.get("/readyz")).status_code == 200
 
 
-async def test_upstream_key_never_leaves_the_upstream_call(stack: Stack, client: openai.AsyncOpenAI) -> None:
+async def test_upstream_key_never_leaves_the_upstream_call(
+    stack: Stack, client: openai.AsyncOpenAI
+) -> None:
     # The simulator refuses calls without the canary key, so every success proves it was sent.
     reply = await client.chat.completions.create(
         model="sim-small", messages=[{"role": "user", "content": "is the key sent?"}]

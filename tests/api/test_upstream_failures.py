@@ -1,4 +1,4 @@
-"""Provider failures reach the client as the SDK's own exceptions; retries are counted by the sim."""
+"""Provider failures reach the client as the SDK's own exceptions; the sim counts retries."""
 
 from __future__ import annotations
 

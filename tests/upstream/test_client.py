@@ -13,7 +13,12 @@ from frugal.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from frugal.upstream.client import OpenAIUpstream, RetryPolicy, map_transport_error, parse_retry_after
+from frugal.upstream.client import (
+    OpenAIUpstream,
+    RetryPolicy,
+    map_transport_error,
+    parse_retry_after,
+)
 
 OK = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}]}
 
@@ -33,11 +38,20 @@ class Script:
         return answer
 
 
-def status(code: int, body: dict | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(code, json=body or {"error": {"message": f"status {code}", "type": "x"}}, headers=headers)
+def status(
+    code: int, body: dict | None = None, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return httpx.Response(
+        code, json=body or {"error": {"message": f"status {code}", "type": "x"}}, headers=headers
+    )
 
 
-def make(script: Callable[[httpx.Request], httpx.Response], *, max_retries: int = 2, max_delay_s: float = 10.0):
+def make(
+    script: Callable[[httpx.Request], httpx.Response],
+    *,
+    max_retries: int = 2,
+    max_delay_s: float = 10.0,
+):
     waits: list[float] = []
 
     async def sleep(seconds: float) -> None:
@@ -48,7 +62,9 @@ def make(script: Callable[[httpx.Request], httpx.Response], *, max_retries: int 
         http=http,
         base_url="http://provider.test/v1/",
         api_key="sk-secret",
-        retry=RetryPolicy(max_retries=max_retries, base_delay_s=0.1, max_delay_s=max_delay_s, sleep=sleep),
+        retry=RetryPolicy(
+            max_retries=max_retries, base_delay_s=0.1, max_delay_s=max_delay_s, sleep=sleep
+        ),
     )
     return upstream, http, waits
 
@@ -87,7 +103,9 @@ async def test_retries_are_bounded_and_the_last_error_is_raised() -> None:
 
 @pytest.mark.parametrize("code", [400, 401, 403, 404, 422])
 async def test_client_errors_are_never_retried_and_pass_through(code: int) -> None:
-    body = {"error": {"message": "bad", "type": "invalid_request_error", "param": "x", "code": None}}
+    body = {
+        "error": {"message": "bad", "type": "invalid_request_error", "param": "x", "code": None}
+    }
     script = Script(status(code, body))
     upstream, http, waits = make(script)
     async with http:
@@ -172,8 +190,15 @@ def test_all_httpx_transport_errors_map_onto_frugals_tree() -> None:
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [(None, None), ("", None), ("2", 2.0), ("1.5", 1.5), ("-3", 0.0), ("soon", None),
-     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+    [
+        (None, None),
+        ("", None),
+        ("2", 2.0),
+        ("1.5", 1.5),
+        ("-3", 0.0),
+        ("soon", None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+    ],
 )
 def test_parse_retry_after(header: str | None, seconds: float | None) -> None:
     assert parse_retry_after(header) == seconds

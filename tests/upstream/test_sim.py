@@ -19,10 +19,12 @@ import openai
 import pytest
 import uvicorn
 
-from frugal.upstream.sim import SimConfig, _RequestsPerMinute, call_latency_s, create_sim_app
+from frugal.upstream.sim import SimConfig, call_latency_s, create_sim_app
+from frugal.upstream.sim.app import _RequestsPerMinute
 
 CHAT = "/v1/chat/completions"
 FAST = {"call_latency_ms": 0.0, "item_latency_ms": 0.0, "token_latency_ms": 0.0}
+USER_X: list[Any] = [{"role": "user", "content": "x"}]
 
 SimFactory = Callable[..., str]
 
@@ -50,7 +52,7 @@ def serving(config: SimConfig) -> Iterator[str]:
 
 @pytest.fixture
 def make_sim() -> Iterator[SimFactory]:
-    """``make_sim(**config)`` serves a simulator with millisecond latencies; gives its URL."""
+    """``make_sim(**config)`` serves a simulator (no latency unless given); gives its URL."""
     with ExitStack() as servers:
         yield lambda **config: servers.enter_context(serving(SimConfig(**{**FAST, **config})))
 
@@ -94,7 +96,7 @@ async def test_chat_answers_the_last_user_message(url: str) -> None:
         {"role": "system", "content": "be brief"},
         {"role": "user", "content": "first question"},
         {"role": "assistant", "content": "first answer"},
-        {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "text", "text": "one"}]},
+        {"role": "user", "content": [{"type": "text", "text": t} for t in ("second", "one")]},
     ]
     async with httpx.AsyncClient(base_url=url) as client:
         first = (await client.post(CHAT, json={"model": "sim-large", "messages": messages})).json()
@@ -103,7 +105,8 @@ async def test_chat_answers_the_last_user_message(url: str) -> None:
     assert first["object"] == "chat.completion" and first["id"].startswith("chatcmpl-")
     assert first["model"] == "sim-large"
     [choice] = first["choices"]
-    assert choice["message"] == {"role": "assistant", "content": "[sim-large] Answer to: second one"}
+    assert choice["message"]["content"] == "[sim-large] Answer to: second one"
+    assert choice["message"]["role"] == "assistant"
     assert choice["finish_reason"] == "stop" and choice["logprobs"] is None
     assert again["choices"][0]["message"] == choice["message"]
     # Tokens are words: 2 + 2 + 2 + 2 in the messages, 5 in the answer.
@@ -159,7 +162,10 @@ async def test_stream_without_include_usage_has_no_usage_chunk(url: str) -> None
     assert all("usage" not in p and len(p["choices"]) == 1 for p in payloads[:-1])
     assert payloads[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert payloads[-2]["choices"][0] == {
-        "index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None
+        "index": 0,
+        "delta": {},
+        "finish_reason": "stop",
+        "logprobs": None,
     }
 
 
@@ -180,7 +186,8 @@ async def test_completions_answer_each_prompt_of_a_list_by_index(url: str) -> No
 
 async def test_completions_accept_token_prompts_and_stream(url: str) -> None:
     async with httpx.AsyncClient(base_url=url) as client:
-        tokens = (await client.post("/v1/completions", json={"model": "m", "prompt": [[1, 2], [3]]})).json()
+        body = {"model": "m", "prompt": [[1, 2], [3]]}
+        tokens = (await client.post("/v1/completions", json=body)).json()
         body = {"model": "m", "prompt": ["one", "two"], "stream": True}
         streamed = events((await client.post("/v1/completions", json=body)).text)
 
@@ -196,8 +203,10 @@ async def test_completions_accept_token_prompts_and_stream(url: str) -> None:
 async def test_embeddings_are_deterministic_unit_vectors_in_both_encodings(url: str) -> None:
     inputs = ["the cat sat", "a dog ran", "the cat sat"]
     async with sdk(url) as client:
-        default = await client.embeddings.create(model="sim-embed", input=inputs)  # base64 on the wire
-        floats = await client.embeddings.create(model="sim-embed", input=inputs, encoding_format="float")
+        default = await client.embeddings.create(model="sim-embed", input=inputs)  # base64 wire
+        floats = await client.embeddings.create(
+            model="sim-embed", input=inputs, encoding_format="float"
+        )
         small = await client.embeddings.create(model="sim-embed", input="the cat sat", dimensions=8)
 
     vectors = [item.embedding for item in default.data]
@@ -239,13 +248,19 @@ async def test_stats_count_calls_prompts_tokens_and_reset_zeroes_them(url: str) 
     assert [u.total_tokens for u in usages if u] == [
         counted["endpoints"][e]["tokens"] for e in (CHAT, "/v1/completions", "/v1/embeddings")
     ]
-    assert counted["endpoints"][CHAT] == {"calls": 2, "prompts": 1, "tokens": chat.usage.total_tokens}  # type: ignore[union-attr]
+    assert chat.usage is not None
+    chat_tokens = chat.usage.total_tokens
+    assert counted["endpoints"][CHAT] == {"calls": 2, "prompts": 1, "tokens": chat_tokens}
     assert counted["endpoints"]["/v1/completions"]["prompts"] == 3
     assert counted["endpoints"]["/v1/embeddings"]["prompts"] == 2
     assert (counted["calls"], counted["prompts"]) == (4, 6)
     assert counted["tokens"] == sum(u.total_tokens for u in usages if u)
     assert counted["rejected"] == {
-        "unauthorized": 0, "rate_limited": 0, "bad_request": 1, "errors": 0, "dropped": 0
+        "unauthorized": 0,
+        "rate_limited": 0,
+        "bad_request": 1,
+        "errors": 0,
+        "dropped": 0,
     }
     assert zeroed == stats(url)
     assert (zeroed["calls"], zeroed["prompts"], zeroed["tokens"]) == (0, 0, 0)
@@ -257,7 +272,8 @@ async def test_max_concurrency_queues_calls_instead_of_rejecting_them(make_sim: 
     capped, open_ = make_sim(max_concurrency=1, call_latency_ms=50), make_sim(call_latency_ms=300)
     async with httpx.AsyncClient() as client:
         for url in (capped, open_):
-            replies = await asyncio.gather(*(client.post(url + CHAT, json=chat_body(f"q{i}")) for i in range(4)))
+            calls = [client.post(url + CHAT, json=chat_body(f"q{i}")) for i in range(4)]
+            replies = await asyncio.gather(*calls)
             assert [r.status_code for r in replies] == [200] * 4
     assert stats(capped)["max_in_flight"] == 1
     assert stats(open_)["max_in_flight"] > 1  # the counter does see overlapping calls
@@ -269,7 +285,8 @@ def test_latency_model_charges_a_batch_for_its_longest_answer() -> None:
     one = call_latency_s(config, n_items=1, max_output_tokens=20)
     assert one == pytest.approx(0.9 + 0.1 + 0.2)
     assert call_latency_s(config, n_items=5, max_output_tokens=20) == pytest.approx(one + 0.4)
-    assert call_latency_s(config, n_items=1, max_output_tokens=20, slow=True) == pytest.approx(one + 5)
+    slow = call_latency_s(config, n_items=1, max_output_tokens=20, slow=True)
+    assert slow == pytest.approx(one + 5)
 
 
 # -- limits and faults -----------------------------------------------------------------------
@@ -311,7 +328,7 @@ async def test_error_rate_answers_500(make_sim: SimFactory) -> None:
     url = make_sim(error_rate=1.0)
     async with sdk(url) as client:
         with pytest.raises(openai.InternalServerError) as raised:
-            await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+            await client.chat.completions.create(model="m", messages=USER_X)
     assert raised.value.status_code == 500
     assert raised.value.body["type"] == "server_error"  # type: ignore[index]
     assert stats(url)["rejected"]["errors"] == 1
@@ -321,7 +338,8 @@ async def test_seeded_faults_repeat(make_sim: SimFactory) -> None:
     runs = []
     for url in (make_sim(error_rate=0.5, seed=7), make_sim(error_rate=0.5, seed=7)):
         async with httpx.AsyncClient(base_url=url) as client:
-            runs.append([(await client.post(CHAT, json=chat_body("x"))).status_code for _ in range(12)])
+            replies = [await client.post(CHAT, json=chat_body("x")) for _ in range(12)]
+            runs.append([reply.status_code for reply in replies])
     assert runs[0] == runs[1]
     assert set(runs[0]) == {200, 500}
 
@@ -340,6 +358,21 @@ async def test_drop_rate_closes_the_connection_mid_response(make_sim: SimFactory
     assert "data: [DONE]" not in received
     counted = stats(url)
     assert counted["rejected"]["dropped"] == 2 and counted["tokens"] == 0
+
+
+async def test_a_client_leaving_a_stream_gives_its_slot_back(make_sim: SimFactory) -> None:
+    # Each word takes 2 s: the slot can only be free within the deadline if the stream stopped.
+    url = make_sim(max_concurrency=1, token_latency_ms=2000)
+    async with httpx.AsyncClient(base_url=url) as client:
+        async with client.stream("POST", CHAT, json=chat_body("x", stream=True)) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    break  # leaves after the opening chunk, closing the connection
+        deadline = time.monotonic() + 5
+        while (counted := (await client.get("/sim/stats")).json())["in_flight"]:
+            assert time.monotonic() < deadline, "the slot was not given back"
+            await asyncio.sleep(0.01)
+    assert counted["max_in_flight"] == 1 and counted["tokens"] == 0
 
 
 async def test_reject_containing_fails_the_whole_call(make_sim: SimFactory) -> None:
@@ -363,9 +396,9 @@ async def test_require_api_key(make_sim: SimFactory) -> None:
         missing = await client.post(CHAT, json=chat_body("x"))
     async with sdk(url, key="sk-wrong") as client:
         with pytest.raises(openai.AuthenticationError):
-            await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+            await client.chat.completions.create(model="m", messages=USER_X)
     async with sdk(url, key="sk-right") as client:
-        reply = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+        reply = await client.chat.completions.create(model="m", messages=USER_X)
 
     assert missing.status_code == 401
     assert missing.json()["error"]["type"] == "invalid_request_error"
@@ -394,7 +427,7 @@ async def test_require_api_key(make_sim: SimFactory) -> None:
         ("/v1/completions", {"model": "m"}, "prompt"),
         ("/v1/completions", {"model": "m", "prompt": [1.5]}, "prompt"),
         ("/v1/embeddings", {"model": "m", "input": []}, "input"),
-        ("/v1/embeddings", {"model": "m", "input": "x", "encoding_format": "hex"}, "encoding_format"),
+        ("/v1/embeddings", dict(model="m", input="x", encoding_format="hex"), "encoding_format"),
         ("/v1/embeddings", {"model": "m", "input": "x", "dimensions": 0}, "dimensions"),
     ],
 )

@@ -27,7 +27,9 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         http = httpx.AsyncClient(
             transport=transport,
-            timeout=httpx.Timeout(settings.upstream_timeout_s, connect=settings.upstream_connect_timeout_s),
+            timeout=httpx.Timeout(
+                settings.upstream_timeout_s, connect=settings.upstream_connect_timeout_s
+            ),
             limits=httpx.Limits(
                 max_connections=settings.upstream_max_concurrency,
                 max_keepalive_connections=settings.upstream_max_concurrency,
@@ -36,7 +38,9 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
         upstream = OpenAIUpstream(
             http=http,
             base_url=settings.upstream_url,
-            api_key=settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None,
+            api_key=settings.upstream_api_key.get_secret_value()
+            if settings.upstream_api_key
+            else None,
             retry=RetryPolicy(
                 max_retries=settings.upstream_max_retries,
                 base_delay_s=settings.upstream_retry_base_delay_s,

@@ -35,7 +35,9 @@ async def read_json(request: Request, *, max_bytes: int) -> dict[str, Any]:
     return data
 
 
-async def read_body(request: Request, model: type[M], *, max_bytes: int) -> tuple[M, dict[str, Any]]:
+async def read_body(
+    request: Request, model: type[M], *, max_bytes: int
+) -> tuple[M, dict[str, Any]]:
     """Validate the body against ``model``; return the model and the client's own JSON."""
     data = await read_json(request, max_bytes=max_bytes)
     try:

@@ -60,7 +60,9 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unexpected error on %s", request.url.path, exc_info=exc)
-    body = error_body("The gateway failed unexpectedly.", type="server_error", code="internal_error")
+    body = error_body(
+        "The gateway failed unexpectedly.", type="server_error", code="internal_error"
+    )
     return JSONResponse(body, status_code=500)
 
 

@@ -49,8 +49,13 @@ async def embeddings(request: Request) -> Response:
 async def process_prompt(request: Request) -> Response:
     """The original write-up's endpoint: ``{"text"}`` in, ``{"response"}`` out, via chat."""
     state = gateway(request)
-    parsed, _ = await read_body(request, ProcessPromptRequest, max_bytes=state.settings.max_body_bytes)
-    body = {"model": state.settings.default_model, "messages": [{"role": "user", "content": parsed.text}]}
+    parsed, _ = await read_body(
+        request, ProcessPromptRequest, max_bytes=state.settings.max_body_bytes
+    )
+    body = {
+        "model": state.settings.default_model,
+        "messages": [{"role": "user", "content": parsed.text}],
+    }
     answer = await state.pipeline.answer(Endpoint.CHAT, body, request_id=_request_id(request))
     text = answer.body["choices"][0]["message"]["content"]
     return JSONResponse({"response": text}, headers={CACHE_HEADER: answer.cache.value})
@@ -64,7 +69,9 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
     ready = gateway(request).ready
-    return JSONResponse({"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503
+    )
 
 
 async def _serve(request: Request, endpoint: Endpoint, schema: type[BaseModel]) -> Response:

@@ -44,7 +44,9 @@ class ChatCompletionRequest(_Body):
 
 class CompletionRequest(_Body):
     model: NonEmptyStr
-    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1)] | TokenList | list[TokenList]
+    prompt: (
+        StrictStr | Annotated[list[StrictStr], Field(min_length=1)] | TokenList | list[TokenList]
+    )
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
 

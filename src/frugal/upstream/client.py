@@ -215,7 +215,11 @@ class OpenAIUpstream:
                     wait_s = max(wait_s, retry.retry_after_s)
                 logger.info(
                     "upstream %s failed (%s); retry %d of %d in %.2f s",
-                    path, retry.error.message, number + 1, policy.max_retries, wait_s,
+                    path,
+                    retry.error.message,
+                    number + 1,
+                    policy.max_retries,
+                    wait_s,
                 )
                 self.retries += 1
                 await policy.sleep(wait_s)

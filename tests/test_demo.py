@@ -1,0 +1,63 @@
+"""`frugal demo` prints its report and leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from frugal.demo import load_workload, percentile
+
+
+def processes_with_marker(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_demo_prints_its_report_and_stops_everything_it_started() -> None:
+    marker = f"FRUGAL_TEST_MARKER={uuid.uuid4().hex}"
+    name, value = marker.split("=")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "frugal",
+            "demo",
+            "--call-latency-ms",
+            "5",
+            "--item-latency-ms",
+            "1",
+        ],
+        env={**os.environ, name: value, "COLUMNS": "120"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    requests = len(load_workload())
+    assert "requests sent" in result.stdout and str(requests) in result.stdout
+    assert "upstream calls" in result.stdout and "p95 latency" in result.stdout
+    assert processes_with_marker(marker) == []
+
+
+def test_bundled_workload_has_repeats_and_paraphrases() -> None:
+    prompts = load_workload()
+    assert len(prompts) > 40
+    assert len(set(prompts)) < len(prompts)
+
+
+def test_percentile() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.5
+    assert percentile(values, 95) == 95.05
+    assert percentile([3.0], 95) == 3.0
