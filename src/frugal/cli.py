@@ -62,6 +62,24 @@ def serve(
     )
 
 
+model_app = typer.Typer(no_args_is_help=True, help="The embedding model.")
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("export")
+def model_export(
+    config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder to write to (default: the model dir).")
+    ] = None,
+) -> None:
+    """Export the packaged all-MiniLM-L6-v2 weights to ONNX (needs torch; run once at install)."""
+    from frugal.cache.export import export_onnx
+
+    target = out if out is not None else _settings(config).models_path
+    typer.echo(f"exported {export_onnx(target)}")
+
+
 @app.command()
 def sim(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

@@ -9,7 +9,7 @@ the value (`SettingsError`). Units are in the names.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, HttpUrl, SecretStr, ValidationError
 from pydantic_settings import (
@@ -41,6 +41,21 @@ class Settings(BaseSettings):
     upstream_retry_max_delay_s: float = Field(10.0, ge=0)
     upstream_max_concurrency: int = Field(64, ge=1)
 
+    cache_mode: Literal["on", "off"] = "on"
+    cache_threshold: float = Field(0.9, ge=-1.0, le=1.0)  # cosine similarity, not distance
+    cache_ttl_s: float = Field(3600.0, gt=0)
+    cache_max_entries: int = Field(100_000, ge=1)
+    cache_store_length_finish: bool = False  # also store answers cut by max_tokens
+    cache_store_tool_calls: bool = False
+    cache_user_is_label: bool = True  # `user` names the end user and does not change the answer
+    store: Literal["embedded"] = "embedded"
+    data_dir: Path = Path(".frugal")
+    model_dir: Path | None = None  # where the exported embedder lives; default DATA_DIR/models
+    embedder_backend: Literal["onnx", "sentence-transformers"] = "onnx"
+    embedder_window_ms: float = Field(2.0, ge=0)
+    embedder_max_batch: int = Field(32, ge=1)
+    admin_key: SecretStr | None = None
+
     default_model: str = "gpt-4o-mini"
     max_body_bytes: int = Field(1_048_576, ge=1024)
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
@@ -55,6 +70,11 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+    @property
+    def models_path(self) -> Path:
+        """The folder holding the exported embedder."""
+        return self.model_dir if self.model_dir is not None else self.data_dir / "models"
 
     @property
     def upstream_url(self) -> str:

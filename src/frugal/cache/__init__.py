@@ -1,0 +1,1 @@
+"""The semantic cache: embedder, scopes, the cache itself, and its stores."""

@@ -1,0 +1,110 @@
+"""What a cache store holds and the protocol every store (embedded, Redis) implements.
+
+A store keeps entries, each one answer to one prompt within one scope, and finds them two ways:
+exactly, by the hash of the normalised prompt within a scope, and by meaning, the nearest
+vectors within a scope. Similarity is always cosine similarity in [-1, 1] (vectors are
+L2-normalised), never a distance.
+
+Contract for every store:
+- a lookup never returns an entry that has expired, was evicted, invalidated or flushed, and
+  never an entry of another scope;
+- ``put`` makes room by evicting the least recently used entries (a hit counts as a use);
+- every method is a coroutine and never blocks the event loop for long;
+- a failure raises `CacheStoreError` (the caller treats it as a miss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class CacheStoreError(Exception):
+    """The store could not do what was asked (I/O, corruption, a server gone)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    """One cached answer.
+
+    ``scope`` is the scope's hash (tenant included); ``labels`` is a short, human-readable
+    summary of it for listings (tenant, endpoint, model), never used for matching.
+    """
+
+    id: str
+    tenant: str
+    scope: str
+    prompt: str
+    prompt_hash: str
+    response: dict[str, Any]
+    vector: np.ndarray = field(repr=False)
+    created_at: float
+    expires_at: float
+    labels: dict[str, str] = field(default_factory=dict)
+    hits: int = 0
+    last_used_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Match:
+    entry: Entry
+    similarity: float
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    entries: int
+    evictions: int
+    expirations: int
+
+
+class VectorStore(Protocol):
+    """Where cache entries live. ``now`` is unix seconds, passed in so tests can move time."""
+
+    async def get_exact(self, *, scope: str, prompt_hash: str, now: float) -> Entry | None:
+        """The live entry with exactly this normalised prompt in this scope, if any."""
+        ...
+
+    async def search(
+        self, *, scope: str, vector: np.ndarray, k: int, min_similarity: float, now: float
+    ) -> list[Match]:
+        """Up to ``k`` live entries of ``scope`` at or above ``min_similarity``, best first."""
+        ...
+
+    async def put(self, entry: Entry) -> None:
+        """Add an entry (replacing its scope and prompt_hash twin); evict LRU past the bound."""
+        ...
+
+    async def record_hit(self, entry_id: str, *, now: float) -> None:
+        """Count a hit and mark the entry as recently used."""
+        ...
+
+    async def delete(self, entry_ids: list[str]) -> int:
+        """Remove entries by id; return how many existed."""
+        ...
+
+    async def delete_where(self, *, tenant: str | None = None, scope: str | None = None) -> int:
+        """Remove every entry of a tenant, or of a scope (at least one must be given)."""
+        ...
+
+    async def delete_similar(
+        self, *, vector: np.ndarray, min_similarity: float, tenant: str | None = None
+    ) -> int:
+        """Remove every entry (of ``tenant``, if given) whose vector is within the threshold."""
+        ...
+
+    async def flush(self) -> int:
+        """Remove every entry; return how many there were."""
+        ...
+
+    async def list_entries(
+        self, *, offset: int, limit: int, tenant: str | None = None, now: float
+    ) -> list[Entry]:
+        """Live entries, newest first, for inspection."""
+        ...
+
+    async def stats(self) -> StoreStats: ...
+
+    async def aclose(self) -> None: ...
