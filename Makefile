@@ -11,17 +11,24 @@ demo: install
 test: install-test
 	$(BIN)/python -m pytest
 
+# The export is a no-op when the model is already there; run each time so that removing
+# .frugal (the cache's data) does not leave the gateway without its model.
 install: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(BIN)/frugal model export
 install-test: $(VENV)/.installed-test
+	HF_HUB_OFFLINE=1 $(BIN)/frugal model export
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# torch first and pinned: the local CPU wheel, not a CUDA build pulled in by sentence-transformers.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --editable .
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet --editable '.[export]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet --editable '.[test]'
 	touch $(VENV)/.installed $@
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +13,10 @@ import pytest
 from tests.servers import Server, start_server
 
 CANARY_KEY = "sk-canary-3f9c2e7b1d5a4c8e9f0a"
+ADMIN_KEY = "admin-test-key-5d1e"
+ROOT = Path(__file__).resolve().parent.parent
+# The exported embedder; `make test` exports it before the suite runs.
+MODEL_DIR = Path(os.environ.get("FRUGAL_MODEL_DIR", ROOT / ".frugal" / "models"))
 
 # Millisecond latencies keep the suite fast while the latency model stays in play.
 FAST_SIM = ["--call-latency-ms", "2", "--item-latency-ms", "1"]
@@ -30,6 +36,11 @@ class Stack:
     def sim_stats(self) -> dict:
         return httpx.get(self.sim.url + "/sim/stats").json()
 
+    def admin(self) -> httpx.Client:
+        """An HTTP client for the gateway's admin routes."""
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        return httpx.Client(base_url=self.gateway.url, headers=headers)
+
     def reset_sim(self) -> None:
         httpx.post(self.sim.url + "/sim/reset").raise_for_status()
 
@@ -46,7 +57,11 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackFactor
     """
     started: list[Server] = []
 
-    def make(sim_args: list[str] | None = None, env: dict[str, str] | None = None) -> Stack:
+    def make(
+        sim_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        data_dir: Path | None = None,
+    ) -> Stack:
         logs = tmp_path_factory.mktemp("logs")
         sim = start_server(
             ["sim", *FAST_SIM, "--require-api-key", CANARY_KEY, *(sim_args or [])], log_dir=logs
@@ -55,7 +70,9 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackFactor
         gateway_env = {
             "FRUGAL_UPSTREAM_API_KEY": CANARY_KEY,
             "FRUGAL_UPSTREAM_RETRY_BASE_DELAY_S": "0.01",
-            "FRUGAL_DATA_DIR": str(logs / "data"),
+            "FRUGAL_DATA_DIR": str(data_dir or logs / "data"),
+            "FRUGAL_MODEL_DIR": str(MODEL_DIR),
+            "FRUGAL_ADMIN_KEY": ADMIN_KEY,
             **(env or {}),
         }
         gateway = start_server(

@@ -112,3 +112,10 @@ def test_serve_needs_an_upstream() -> None:
 
 def test_settings_type_is_the_public_one() -> None:
     assert isinstance(load_settings(), Settings)
+
+
+def test_an_empty_key_is_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRUGAL_ADMIN_KEY", "")
+    monkeypatch.setenv("FRUGAL_UPSTREAM_API_KEY", "  ")
+    settings = load_settings()
+    assert settings.admin_key is None and settings.upstream_api_key is None

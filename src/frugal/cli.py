@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 import uvicorn
+from rich.console import Console
+from rich.table import Table
 
+from frugal.admin_client import AdminClient
 from frugal.config import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -78,6 +85,95 @@ def model_export(
 
     target = out if out is not None else _settings(config).models_path
     typer.echo(f"exported {export_onnx(target)}")
+
+
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect and invalidate a gateway's cache.")
+app.add_typer(cache_app, name="cache")
+
+UrlOption = Annotated[str, typer.Option(envvar="FRUGAL_URL", help="The gateway's base URL.")]
+AdminKeyOption = Annotated[
+    str, typer.Option(envvar="FRUGAL_ADMIN_KEY", help="The admin key.", show_default=False)
+]
+
+
+def _admin_call(url: str, admin_key: str, call: Callable[[AdminClient], object]) -> object:
+    try:
+        with AdminClient(url, admin_key) as client:
+            return call(client)
+    except httpx.HTTPStatusError as exc:
+        typer.echo(f"frugal: {exc.response.status_code}: {exc.response.text}", err=True)
+        raise typer.Exit(1) from None
+    except httpx.TransportError as exc:
+        typer.echo(f"frugal: cannot reach {url}: {type(exc).__name__}", err=True)
+        raise typer.Exit(1) from None
+
+
+@cache_app.command("stats")
+def cache_stats(admin_key: AdminKeyOption, url: UrlOption = "http://127.0.0.1:8080") -> None:
+    """Print the gateway's cache statistics as JSON."""
+    typer.echo(json.dumps(_admin_call(url, admin_key, AdminClient.stats), indent=2))
+
+
+@cache_app.command("list")
+def cache_list(
+    admin_key: AdminKeyOption,
+    url: UrlOption = "http://127.0.0.1:8080",
+    offset: int = 0,
+    limit: int = 50,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's entries.")] = None,
+) -> None:
+    """List cached entries, newest first."""
+    found = _admin_call(
+        url, admin_key, lambda c: c.entries(offset=offset, limit=limit, tenant=tenant)
+    )
+    table = Table("id", "tenant", "model", "prompt", "hits", "expires in")
+    now = time.time()
+    for entry in found:  # type: ignore[attr-defined]
+        table.add_row(
+            entry["id"],
+            entry["tenant"],
+            entry["labels"].get("model", ""),
+            entry["prompt"][:60],
+            str(entry["hits"]),
+            f"{max(0, entry['expires_at'] - now):.0f} s",
+        )
+    Console().print(table)
+
+
+@cache_app.command("invalidate")
+def cache_invalidate(
+    admin_key: AdminKeyOption,
+    url: UrlOption = "http://127.0.0.1:8080",
+    entry_id: Annotated[list[str] | None, typer.Option("--id", help="An entry id.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Every entry of a tenant.")] = None,
+    scope: Annotated[str | None, typer.Option(help="Every entry of a scope.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Entries similar to this prompt.")] = None,
+    threshold: Annotated[float, typer.Option(help="Similarity for --prompt.")] = 0.9,
+) -> None:
+    """Remove entries by id, tenant, scope, or similarity to a prompt."""
+    selector: dict[str, object] = {}
+    if entry_id:
+        selector["ids"] = entry_id
+    if tenant is not None:
+        selector["tenant"] = tenant
+    if scope is not None:
+        selector["scope"] = scope
+    if prompt is not None:
+        selector.update(prompt=prompt, threshold=threshold)
+    removed = _admin_call(url, admin_key, lambda c: c.invalidate(selector))
+    typer.echo(f"invalidated {removed} entries")
+
+
+@cache_app.command("flush")
+def cache_flush(
+    admin_key: AdminKeyOption,
+    url: UrlOption = "http://127.0.0.1:8080",
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove every cached entry."""
+    if not yes:
+        typer.confirm(f"Flush the whole cache of {url}?", abort=True)
+    typer.echo(f"flushed {_admin_call(url, admin_key, AdminClient.flush)} entries")
 
 
 @app.command()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, HttpUrl, SecretStr, ValidationError
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     default_model: str = "gpt-4o-mini"
     max_body_bytes: int = Field(1_048_576, ge=1024)
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
+
+    @field_validator("upstream_api_key", "admin_key", mode="before")
+    @classmethod
+    def _empty_secret_is_none(cls, value: object) -> object:
+        # An empty key would let an empty bearer token through: treat it as not set.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @classmethod
     def settings_customise_sources(

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from frugal import processes
+from frugal.config import load_settings
 
 DEMO_MODEL = "sim-small"
 
@@ -94,7 +95,11 @@ def run_demo(
             gateway = processes.start(
                 ["serve", "--upstream", sim.url + "/v1"],
                 log_dir=work,
-                env={"FRUGAL_DATA_DIR": str(work / "data")},
+                # A fresh cache for every demo, with the model exported at install.
+                env={
+                    "FRUGAL_DATA_DIR": str(work / "data"),
+                    "FRUGAL_MODEL_DIR": str(load_settings().models_path.resolve()),
+                },
                 ready_path="/readyz",
             )
             started.append(gateway)

@@ -1,69 +1,204 @@
 """The path of one request, from a validated body to an answer.
 
-    validated body ──▶ pipeline ──▶ upstream ──▶ answer
+    body ──▶ cache key (None: not cacheable ──▶ upstream, "bypass")
+               │
+               ├─ lookup (unless no-cache) ── hit ──▶ the cached answer, fresh id ("hit")
+               ▼
+            upstream ──▶ store the answer if complete (unless no-store) ──▶ "miss"
 
-The cache and the batcher join this path in their own modules; the API layer only ever calls
-`Pipeline.answer` and `Pipeline.answer_stream`.
+Streams take the same path: a hit is replayed as events; a miss is relayed event by event as it
+arrives and stored once it has reached its end. The API layer calls only `Pipeline.answer` and
+`Pipeline.answer_stream`.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from frugal.upstream.protocol import OpenStream, Upstream
+import numpy as np
 
-
-class Endpoint(enum.StrEnum):
-    """The OpenAI endpoints frugal serves, as paths relative to the API base (``/v1``)."""
-
-    CHAT = "/chat/completions"
-    COMPLETIONS = "/completions"
-    EMBEDDINGS = "/embeddings"
+from frugal.cache.control import CacheControl
+from frugal.cache.scope import CacheKey, cache_key
+from frugal.cache.semantic import Lookup, SemanticCache, storable
+from frugal.endpoints import Endpoint
+from frugal.streaming import EventSplitter, StreamAssembler, event_data, is_usage_only, replay
+from frugal.upstream.protocol import Upstream
 
 
 class CacheOutcome(enum.StrEnum):
     """What the cache did for a request; sent back as ``x-frugal-cache``."""
 
-    HIT = "hit"
-    MISS = "miss"
-    BYPASS = "bypass"
+    HIT = "hit"  # answered from the cache
+    MISS = "miss"  # looked up, not found, answered upstream
+    BYPASS = "bypass"  # the cache was not read: off, not cacheable, or no-cache
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str
+    tenant: str = "default"
+    control: CacheControl = field(default_factory=CacheControl)
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """Which answers may be stored, and what the scope ignores."""
+
+    user_is_label: bool = True
+    admit_length: bool = False
+    admit_tool_calls: bool = False
 
 
 @dataclass(frozen=True)
 class Answer:
     body: dict[str, Any]
     cache: CacheOutcome
+    similarity: float | None = None
+
+
+async def _nothing() -> None:
+    return None
 
 
 @dataclass
 class StreamedAnswer:
-    """An answer delivered as Server-Sent Events; ``aclose`` releases the upstream stream."""
+    """An answer delivered as Server-Sent Events; ``aclose`` releases what feeds it."""
 
-    stream: OpenStream
+    events: AsyncIterator[bytes]
     cache: CacheOutcome
+    similarity: float | None = None
+    close: Callable[[], Awaitable[None]] = _nothing
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return aiter(self.stream)
+        return self.events
 
     async def aclose(self) -> None:
-        await self.stream.aclose()
+        closer = getattr(self.events, "aclose", None)
+        if closer is not None:
+            await closer()
+        await self.close()
 
 
 class Pipeline:
-    """Answers requests; today by forwarding them to the upstream unchanged."""
+    """Answers requests from the cache when it can, from the upstream otherwise."""
 
-    def __init__(self, *, upstream: Upstream) -> None:
+    def __init__(
+        self,
+        *,
+        upstream: Upstream,
+        cache: SemanticCache | None = None,
+        policy: CachePolicy | None = None,
+    ) -> None:
         self._upstream = upstream
+        self._cache = cache
+        self._policy = policy or CachePolicy()
 
-    async def answer(self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str) -> Answer:
-        payload = await self._upstream.post(endpoint.value, body, request_id=request_id)
-        return Answer(body=payload, cache=CacheOutcome.BYPASS)
+    async def answer(self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext) -> Answer:
+        key = self._key(endpoint, body, ctx)
+        lookup = await self._lookup(key, ctx)
+        if lookup.hit is not None:
+            return Answer(fresh(lookup.hit.response), CacheOutcome.HIT, lookup.hit.similarity)
+        payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
+        await self._save(key, payload, lookup.vector, ctx)
+        return Answer(payload, self._outcome(key, ctx))
 
     async def answer_stream(
-        self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str
+        self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext
     ) -> StreamedAnswer:
-        stream = await self._upstream.stream(endpoint.value, body, request_id=request_id)
-        return StreamedAnswer(stream=stream, cache=CacheOutcome.BYPASS)
+        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        key = self._key(endpoint, body, ctx)
+        lookup = await self._lookup(key, ctx)
+        if lookup.hit is not None:
+            events = replay(fresh(lookup.hit.response), include_usage=wants_usage)
+            return StreamedAnswer(_iterate(events), CacheOutcome.HIT, lookup.hit.similarity)
+        storing = key is not None and not ctx.control.no_store
+        if storing and not wants_usage:
+            # A cached answer should carry its usage, so ask for it and keep it from the client.
+            options = {**(body.get("stream_options") or {}), "include_usage": True}
+            body = {**body, "stream_options": options}
+        stream = await self._upstream.stream(endpoint.value, body, request_id=ctx.request_id)
+
+        async def relay() -> AsyncIterator[bytes]:
+            splitter, assembler = EventSplitter(), StreamAssembler()
+            async for data in stream:
+                for event in splitter.feed(data):
+                    if storing:
+                        assembler.add_event(event)
+                        if _is_done(event) and (complete := assembler.result()) is not None:
+                            # Stored before [DONE] is relayed: a client that has read the
+                            # whole answer finds it cached on its next request.
+                            await self._save(key, complete, lookup.vector, ctx)
+                    if not wants_usage and storing and _is_usage_event(event):
+                        continue
+                    yield event
+            if splitter.rest().strip():
+                yield splitter.rest()
+
+        return StreamedAnswer(relay(), self._outcome(key, ctx), close=stream.aclose)
+
+    def _key(
+        self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext
+    ) -> CacheKey | None:
+        if self._cache is None:
+            return None
+        return cache_key(
+            endpoint, body, tenant=ctx.tenant, user_is_label=self._policy.user_is_label
+        )
+
+    async def _lookup(self, key: CacheKey | None, ctx: RequestContext) -> Lookup:
+        if key is None or self._cache is None or ctx.control.no_cache:
+            return Lookup(hit=None)
+        return await self._cache.lookup(key, threshold=ctx.control.threshold)
+
+    async def _save(
+        self,
+        key: CacheKey | None,
+        response: dict[str, Any],
+        vector: np.ndarray | None,
+        ctx: RequestContext,
+    ) -> None:
+        if key is None or self._cache is None or ctx.control.no_store:
+            return
+        policy = self._policy
+        if storable(
+            response, admit_length=policy.admit_length, admit_tool_calls=policy.admit_tool_calls
+        ):
+            await self._cache.save(key, response, vector=vector, ttl_s=ctx.control.ttl_s)
+
+    def _outcome(self, key: CacheKey | None, ctx: RequestContext) -> CacheOutcome:
+        if key is None or ctx.control.no_cache:
+            return CacheOutcome.BYPASS
+        return CacheOutcome.MISS
+
+
+def fresh(response: dict[str, Any]) -> dict[str, Any]:
+    """A cached answer as a new response: its own ``id`` and ``created``, the rest as stored."""
+    prefix = str(response.get("id") or "frugal-").split("-", 1)[0]
+    return {**response, "id": f"{prefix}-{uuid.uuid4().hex}", "created": int(time.time())}
+
+
+async def _iterate(events: list[bytes]) -> AsyncIterator[bytes]:
+    for event in events:
+        yield event
+
+
+def _is_done(event: bytes) -> bool:
+    data = event_data(event)
+    return data is not None and data.strip() == "[DONE]"
+
+
+def _is_usage_event(event: bytes) -> bool:
+    data = event_data(event)
+    if data is None or data.strip() == "[DONE]":
+        return False
+    try:
+        chunk = json.loads(data)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(chunk, dict) and is_usage_only(chunk)

@@ -6,9 +6,23 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import StackFactory
+from tests.conftest import Stack
+from tests.conftest import StackFactory as _AnyStack
 
 CHAT = {"model": "sim-small", "messages": [{"role": "user", "content": "hello there"}]}
+
+
+@pytest.fixture(scope="module")
+def make_stack(make_stack: _AnyStack) -> _AnyStack:
+    """Stacks with the cache off: every request here must reach the provider."""
+
+    def make(sim_args: list[str] | None = None, env: dict[str, str] | None = None) -> Stack:
+        return make_stack(sim_args=sim_args, env={"FRUGAL_CACHE_MODE": "off", **(env or {})})
+
+    return make
+
+
+StackFactory = _AnyStack
 
 
 def sdk(base_url: str) -> openai.AsyncOpenAI:
@@ -60,10 +74,11 @@ async def test_flaky_provider_is_hidden_by_bounded_retries(make_stack: StackFact
 
 async def test_provider_rate_limit_becomes_429_with_retry_after(make_stack: StackFactory) -> None:
     stack = make_stack(sim_args=["--rpm", "1"])
+    other = {"role": "user", "content": "Which planet is the largest in the solar system?"}
     async with sdk(stack.base_url) as client:
         await client.chat.completions.create(**CHAT)
         with pytest.raises(openai.RateLimitError) as caught:
-            await client.chat.completions.create(**CHAT)
+            await client.chat.completions.create(model="sim-small", messages=[other])
     assert int(caught.value.response.headers["retry-after"]) >= 1
     # Retry-After is longer than the gateway's longest wait: passed on at once, not retried.
     assert stack.sim_stats()["calls"] == 2

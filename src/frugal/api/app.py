@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
 
+from frugal.api import admin, routes
 from frugal.api.errors import install_error_handlers
 from frugal.api.request_id import RequestIdMiddleware
-from frugal.api.routes import router
 from frugal.api.state import GatewayState
+from frugal.cache.embedded import EmbeddedStore
+from frugal.cache.embedder import AsyncEmbedder, load_embedder
+from frugal.cache.semantic import SemanticCache
 from frugal.config import Settings
-from frugal.pipeline import Pipeline
+from frugal.pipeline import CachePolicy, Pipeline
 from frugal.upstream.client import OpenAIUpstream, RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -25,40 +29,84 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        http = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(
-                settings.upstream_timeout_s, connect=settings.upstream_connect_timeout_s
-            ),
-            limits=httpx.Limits(
-                max_connections=settings.upstream_max_concurrency,
-                max_keepalive_connections=settings.upstream_max_concurrency,
-            ),
-        )
-        upstream = OpenAIUpstream(
-            http=http,
-            base_url=settings.upstream_url,
-            api_key=settings.upstream_api_key.get_secret_value()
-            if settings.upstream_api_key
-            else None,
-            retry=RetryPolicy(
-                max_retries=settings.upstream_max_retries,
-                base_delay_s=settings.upstream_retry_base_delay_s,
-                max_delay_s=settings.upstream_retry_max_delay_s,
-            ),
-        )
-        state = GatewayState(settings=settings, pipeline=Pipeline(upstream=upstream))
-        app.state.gateway = state
-        logger.info("frugal gateway forwarding to %s", settings.upstream_url)
-        state.ready = True
-        try:
-            yield
-        finally:
-            state.ready = False
-            await http.aclose()
+        async with AsyncExitStack() as stack:
+            http = httpx.AsyncClient(
+                transport=transport,
+                timeout=httpx.Timeout(
+                    settings.upstream_timeout_s, connect=settings.upstream_connect_timeout_s
+                ),
+                limits=httpx.Limits(
+                    max_connections=settings.upstream_max_concurrency,
+                    max_keepalive_connections=settings.upstream_max_concurrency,
+                ),
+            )
+            stack.push_async_callback(http.aclose)
+            upstream = OpenAIUpstream(
+                http=http,
+                base_url=settings.upstream_url,
+                api_key=(
+                    settings.upstream_api_key.get_secret_value()
+                    if settings.upstream_api_key is not None
+                    else None
+                ),
+                retry=RetryPolicy(
+                    max_retries=settings.upstream_max_retries,
+                    base_delay_s=settings.upstream_retry_base_delay_s,
+                    max_delay_s=settings.upstream_retry_max_delay_s,
+                ),
+            )
+            cache = await _open_cache(settings, stack) if settings.cache_mode == "on" else None
+            policy = CachePolicy(
+                user_is_label=settings.cache_user_is_label,
+                admit_length=settings.cache_store_length_finish,
+                admit_tool_calls=settings.cache_store_tool_calls,
+            )
+            state = GatewayState(
+                settings=settings,
+                pipeline=Pipeline(upstream=upstream, cache=cache, policy=policy),
+                cache=cache,
+                upstream_retries=lambda: upstream.retries,
+            )
+            app.state.gateway = state
+            if settings.admin_key is None:
+                logger.info("admin routes are off: FRUGAL_ADMIN_KEY is not set")
+            logger.info(
+                "frugal gateway forwarding to %s; cache %s",
+                settings.upstream_url,
+                settings.cache_mode,
+            )
+            state.ready = True
+            try:
+                yield
+            finally:
+                state.ready = False
 
     app = FastAPI(title="frugal", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    app.include_router(router)
+    app.include_router(routes.router)
+    app.include_router(admin.router)
     return app
+
+
+async def _open_cache(settings: Settings, stack: AsyncExitStack) -> SemanticCache:
+    model = await asyncio.to_thread(
+        load_embedder, backend=settings.embedder_backend, model_dir=settings.models_path
+    )
+    embedder = AsyncEmbedder(
+        model, window_ms=settings.embedder_window_ms, max_batch=settings.embedder_max_batch
+    )
+    stack.push_async_callback(embedder.aclose)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await EmbeddedStore.open(
+        settings.data_dir / "cache.sqlite3",
+        max_entries=settings.cache_max_entries,
+        dimensions=model.dimensions,
+    )
+    stack.push_async_callback(store.aclose)
+    return SemanticCache(
+        store=store,
+        embedder=embedder,
+        threshold=settings.cache_threshold,
+        ttl_s=settings.cache_ttl_s,
+    )

@@ -20,12 +20,16 @@ from frugal.api.schemas import (
     openapi_body,
 )
 from frugal.api.state import gateway
+from frugal.cache.control import HEADER as CONTROL_HEADER
+from frugal.cache.control import parse_cache_control
+from frugal.endpoints import Endpoint
 from frugal.errors import UpstreamError
-from frugal.pipeline import Answer, Endpoint, StreamedAnswer
+from frugal.pipeline import CacheOutcome, RequestContext, StreamedAnswer
 
 logger = logging.getLogger(__name__)
 
 CACHE_HEADER = "x-frugal-cache"
+SIMILARITY_HEADER = "x-frugal-similarity"
 
 router = APIRouter()
 
@@ -49,16 +53,13 @@ async def embeddings(request: Request) -> Response:
 async def process_prompt(request: Request) -> Response:
     """The original write-up's endpoint: ``{"text"}`` in, ``{"response"}`` out, via chat."""
     state = gateway(request)
-    parsed, _ = await read_body(
-        request, ProcessPromptRequest, max_bytes=state.settings.max_body_bytes
-    )
-    body = {
-        "model": state.settings.default_model,
-        "messages": [{"role": "user", "content": parsed.text}],
-    }
-    answer = await state.pipeline.answer(Endpoint.CHAT, body, request_id=_request_id(request))
+    max_bytes = state.settings.max_body_bytes
+    parsed, _ = await read_body(request, ProcessPromptRequest, max_bytes=max_bytes)
+    messages = [{"role": "user", "content": parsed.text}]
+    body = {"model": state.settings.default_model, "messages": messages}
+    answer = await state.pipeline.answer(Endpoint.CHAT, body, _context(request))
     text = answer.body["choices"][0]["message"]["content"]
-    return JSONResponse({"response": text}, headers={CACHE_HEADER: answer.cache.value})
+    return JSONResponse({"response": text}, headers=_cache_headers(answer.cache, answer.similarity))
 
 
 @router.get("/healthz")
@@ -69,32 +70,45 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
     ready = gateway(request).ready
-    return JSONResponse(
-        {"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503
-    )
+    status = 200 if ready else 503
+    return JSONResponse({"status": "ready" if ready else "not ready"}, status_code=status)
 
 
 async def _serve(request: Request, endpoint: Endpoint, schema: type[BaseModel]) -> Response:
     state = gateway(request)
     parsed, body = await read_body(request, schema, max_bytes=state.settings.max_body_bytes)
-    request_id = _request_id(request)
+    ctx = _context(request)
     if getattr(parsed, "stream", False):
-        streamed = await state.pipeline.answer_stream(endpoint, body, request_id=request_id)
+        streamed = await state.pipeline.answer_stream(endpoint, body, ctx)
+        headers = {
+            **_cache_headers(streamed.cache, streamed.similarity),
+            "cache-control": "no-cache",
+        }
         return StreamingResponse(
-            _relay(streamed, request_id),
-            media_type="text/event-stream",
-            headers={CACHE_HEADER: streamed.cache.value, "cache-control": "no-cache"},
+            _relay(streamed, ctx.request_id), media_type="text/event-stream", headers=headers
         )
-    answer: Answer = await state.pipeline.answer(endpoint, body, request_id=request_id)
-    return JSONResponse(answer.body, headers={CACHE_HEADER: answer.cache.value})
+    answer = await state.pipeline.answer(endpoint, body, ctx)
+    return JSONResponse(answer.body, headers=_cache_headers(answer.cache, answer.similarity))
+
+
+def _context(request: Request) -> RequestContext:
+    control = parse_cache_control(request.headers.get(CONTROL_HEADER))
+    return RequestContext(request_id=str(request.scope["state"]["request_id"]), control=control)
+
+
+def _cache_headers(outcome: CacheOutcome, similarity: float | None) -> dict[str, str]:
+    headers = {CACHE_HEADER: outcome.value}
+    if similarity is not None:
+        headers[SIMILARITY_HEADER] = f"{similarity:.4f}"
+    return headers
 
 
 async def _relay(streamed: StreamedAnswer, request_id: str) -> AsyncIterator[bytes]:
-    """Relay chunks as they arrive; a failure after the first byte ends the stream with an
+    """Relay events as they arrive; a failure after the first byte ends the stream with an
     SSE error event (the status line is already sent, and the SDK raises on such an event)."""
     try:
-        async for chunk in streamed:
-            yield chunk
+        async for event in streamed:
+            yield event
     except UpstreamError as exc:
         logger.warning("stream %s broke off: %s", request_id, exc.message)
         yield _sse(exc.body())
@@ -104,7 +118,3 @@ async def _relay(streamed: StreamedAnswer, request_id: str) -> AsyncIterator[byt
 
 def _sse(payload: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(payload)}\n\n".encode()
-
-
-def _request_id(request: Request) -> str:
-    return str(request.scope["state"]["request_id"])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Request
 
+from frugal.cache.semantic import SemanticCache
 from frugal.config import Settings
 from frugal.pipeline import Pipeline
 
@@ -14,6 +16,8 @@ from frugal.pipeline import Pipeline
 class GatewayState:
     settings: Settings
     pipeline: Pipeline
+    cache: SemanticCache | None
+    upstream_retries: Callable[[], int]
     ready: bool = False
 
 

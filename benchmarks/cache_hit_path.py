@@ -1,0 +1,182 @@
+"""What a cache hit costs: the gateway's semantic-hit path against the bare embedder call.
+
+    python benchmarks/cache_hit_path.py [--requests 300] [--clients 32] [--seconds 10]
+
+Measured in one run on one machine:
+1. latency of a semantic hit through `frugal serve` (HTTP in, exact tier, embed, vector search,
+   answer out) against one in-process `OnnxEmbedder.embed([text])` call — goal ≤ 1.3×;
+2. hit throughput with N concurrent clients against the embedder's own batched throughput
+   (batches of N) — goal ≥ 80%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _machine import describe  # noqa: E402
+
+from frugal import processes  # noqa: E402
+from frugal.cache.embedder import OnnxEmbedder  # noqa: E402
+
+MODEL_DIR = Path(".frugal/models")
+SEEDS = [
+    "What is the capital of France?",
+    "How do I reverse a list in Python?",
+    "Who wrote Pride and Prejudice?",
+    "What is the boiling point of water at sea level?",
+]
+PARAPHRASES = [
+    "What's the capital of France?",
+    "How can I reverse a Python list?",
+    "Who is the author of Pride and Prejudice?",
+    "At what temperature does water boil at sea level?",
+]
+
+
+def pct(values: list[float], p: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+def body(text: str) -> dict[str, object]:
+    return {"model": "sim-small", "messages": [{"role": "user", "content": text}]}
+
+
+async def hit_latencies(url: str, requests: int) -> list[float]:
+    timings = []
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        for number in range(requests + 20):
+            text = PARAPHRASES[number % len(PARAPHRASES)]
+            started = time.perf_counter()
+            response = await http.post("/v1/chat/completions", json=body(text))
+            elapsed = time.perf_counter() - started
+            assert response.headers["x-frugal-cache"] == "hit", response.headers
+            if number >= 20:  # the first few warm connections and code paths
+                timings.append(elapsed)
+    return timings
+
+
+async def hit_throughput(url: str, clients: int, seconds: float) -> float:
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(number: int, http: httpx.AsyncClient) -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            text = PARAPHRASES[(number + done) % len(PARAPHRASES)]
+            response = await http.post("/v1/chat/completions", json=body(text))
+            assert response.headers["x-frugal-cache"] == "hit"
+            done += 1
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(n, http) for n in range(clients)))
+        return done / (time.perf_counter() - started)
+
+
+def embedder_latencies(embedder: OnnxEmbedder, requests: int) -> list[float]:
+    timings = []
+    for number in range(requests + 20):
+        text = PARAPHRASES[number % len(PARAPHRASES)]
+        started = time.perf_counter()
+        embedder.embed([text])
+        if number >= 20:
+            timings.append(time.perf_counter() - started)
+    return timings
+
+
+def embedder_throughput(embedder: OnnxEmbedder, batch: int, seconds: float) -> float:
+    texts = [PARAPHRASES[n % len(PARAPHRASES)] for n in range(batch)]
+    embedder.embed(texts)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        embedder.embed(texts)
+        count += batch
+    return count / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "cache_hit_path.md"
+    )
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = processes.start(
+            ["sim", "--call-latency-ms", "0", "--item-latency-ms", "0"], log_dir=Path(tmp)
+        )
+        gateway = None
+        try:
+            gateway = processes.start(
+                ["serve", "--upstream", sim.url + "/v1"],
+                log_dir=Path(tmp),
+                env={
+                    "FRUGAL_LOG_LEVEL": "warning",
+                    "FRUGAL_DATA_DIR": tmp,
+                    "FRUGAL_MODEL_DIR": str(MODEL_DIR.resolve()),
+                },
+                ready_path="/readyz",
+            )
+            for seed in SEEDS:
+                httpx.post(gateway.url + "/v1/chat/completions", json=body(seed), timeout=30)
+            gateway_ms = [t * 1000 for t in asyncio.run(hit_latencies(gateway.url, args.requests))]
+            gateway_rps = asyncio.run(hit_throughput(gateway.url, args.clients, args.seconds))
+        finally:
+            if gateway is not None:
+                gateway.stop()
+            sim.stop()
+
+    embedder = OnnxEmbedder(MODEL_DIR)
+    bare_ms = [t * 1000 for t in embedder_latencies(embedder, args.requests)]
+    bare_sps = embedder_throughput(embedder, args.clients, args.seconds)
+
+    g50, b50 = statistics.median(gateway_ms), statistics.median(bare_ms)
+    lines = [
+        "# Cache hit path",
+        "",
+        f"Machine: {describe()}",
+        "",
+        f"Command: `python benchmarks/cache_hit_path.py --requests {args.requests} "
+        f"--clients {args.clients} --seconds {args.seconds:g}`",
+        "",
+        "Semantic hits (a paraphrase of a cached question, so the exact tier misses and the "
+        "question is embedded and searched) through `frugal serve` in front of `frugal sim`, "
+        "against the bare ONNX embedder in-process. The load generator shares the machine's "
+        "cores with the gateway.",
+        "",
+        "| latency, one client | median (ms) | p95 (ms) | p99 (ms) |",
+        "|---|---:|---:|---:|",
+        f"| bare embedder call | {b50:.2f} | {pct(bare_ms, 95):.2f} | {pct(bare_ms, 99):.2f} |",
+        f"| semantic hit through the gateway | {g50:.2f} | {pct(gateway_ms, 95):.2f} "
+        f"| {pct(gateway_ms, 99):.2f} |",
+        "",
+        f"**Hit path / embedder: {g50 / b50:.2f}×** at the median (goal ≤ 1.3×).",
+        "",
+        f"| throughput, {args.clients} clients | per second |",
+        "|---|---:|",
+        f"| embedder alone, batches of {args.clients} | {bare_sps:.0f} sentences |",
+        f"| semantic hits through the gateway | {gateway_rps:.0f} requests |",
+        "",
+        f"**Gateway hits / embedder throughput: {gateway_rps / bare_sps:.0%}** (goal ≥ 80%).",
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Admin routes (`/admin/*`), guarded by ``Authorization: Bearer $FRUGAL_ADMIN_KEY``.
+
+Without an admin key configured the routes do not exist (404); with a wrong or missing key they
+answer 401. Keys are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+
+from frugal.api.body import read_body
+from frugal.api.schemas import openapi_body
+from frugal.api.state import GatewayState, gateway
+from frugal.cache.semantic import SemanticCache
+from frugal.cache.store import Entry
+from frugal.errors import AuthenticationError, InvalidRequestError, NotFoundError
+
+router = APIRouter(prefix="/admin")
+
+
+class InvalidateRequest(BaseModel):
+    """Exactly one way to choose: ``ids``, ``tenant``, ``scope``, or ``prompt`` (+``threshold``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: list[StrictStr] | None = None
+    tenant: StrictStr | None = None
+    scope: StrictStr | None = None
+    prompt: StrictStr | None = None
+    threshold: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.9
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> InvalidateRequest:
+        chosen = [name for name in ("ids", "scope", "prompt") if getattr(self, name) is not None]
+        if len(chosen) > 1 or (not chosen and self.tenant is None):
+            raise ValueError(
+                "give exactly one of ids, tenant, scope or prompt (prompt may add tenant)"
+            )
+        if chosen and chosen[0] != "prompt" and self.tenant is not None:
+            raise ValueError("tenant combines only with prompt")
+        return self
+
+
+def admin(request: Request) -> GatewayState:
+    """The gateway's state, once the caller has proved to be the admin."""
+    state = gateway(request)
+    expected = state.settings.admin_key
+    if expected is None:
+        raise NotFoundError("Unknown route.")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), expected.get_secret_value().encode()
+    ):
+        raise AuthenticationError("A valid admin key is required.")
+    return state
+
+
+def _cache(state: GatewayState) -> SemanticCache:
+    if state.cache is None:
+        raise NotFoundError("The cache is off (FRUGAL_CACHE_MODE=off).")
+    return state.cache
+
+
+@router.get("/stats")
+async def stats(request: Request) -> dict[str, Any]:
+    state = admin(request)
+    summary: dict[str, Any] = {
+        "cache": {"mode": state.settings.cache_mode},
+        "upstream": {"retries": state.upstream_retries()},
+    }
+    if state.cache is not None:
+        counters = state.cache.counters
+        store = await state.cache.store.stats()
+        hits = counters.hits_exact + counters.hits_semantic
+        looked_up = hits + counters.misses
+        summary["cache"].update(
+            entries=store.entries,
+            evictions=store.evictions,
+            expirations=store.expirations,
+            hits_exact=counters.hits_exact,
+            hits_semantic=counters.hits_semantic,
+            misses=counters.misses,
+            stored=counters.stored,
+            errors=counters.errors,
+            hit_rate=hits / looked_up if looked_up else 0.0,
+            threshold=state.cache.threshold,
+        )
+    return summary
+
+
+@router.get("/cache/entries")
+async def entries(
+    request: Request,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    tenant: str | None = None,
+) -> dict[str, Any]:
+    cache = _cache(admin(request))
+    found = await cache.store.list_entries(
+        offset=offset, limit=limit, tenant=tenant, now=time.time()
+    )
+    return {"data": [_describe(entry) for entry in found], "offset": offset, "limit": limit}
+
+
+@router.post("/cache/invalidate", openapi_extra=openapi_body(InvalidateRequest))
+async def invalidate(request: Request) -> dict[str, int]:
+    state = admin(request)
+    cache = _cache(state)
+    body, _ = await read_body(request, InvalidateRequest, max_bytes=state.settings.max_body_bytes)
+    if body.ids is not None:
+        removed = await cache.store.delete(body.ids)
+    elif body.scope is not None:
+        removed = await cache.store.delete_where(scope=body.scope)
+    elif body.prompt is not None:
+        vector = await cache.embed(body.prompt)
+        if vector is None:
+            raise InvalidRequestError("The prompt could not be embedded.", param="prompt")
+        removed = await cache.store.delete_similar(
+            vector=vector, min_similarity=body.threshold, tenant=body.tenant
+        )
+    else:
+        removed = await cache.store.delete_where(tenant=body.tenant)
+    return {"invalidated": removed}
+
+
+@router.delete("/cache")
+async def flush(request: Request) -> dict[str, int]:
+    cache = _cache(admin(request))
+    return {"flushed": await cache.store.flush()}
+
+
+def _describe(entry: Entry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "prompt": entry.prompt,
+        "tenant": entry.tenant,
+        "scope": entry.scope,
+        "labels": entry.labels,
+        "created_at": entry.created_at,
+        "expires_at": entry.expires_at,
+        "hits": entry.hits,
+    }

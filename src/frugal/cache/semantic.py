@@ -1,0 +1,195 @@
+"""The semantic cache: an exact tier, then the nearest cached prompt of the same scope.
+
+    lookup: exact hash in scope ── hit ──▶ Hit(similarity=1.0)
+              │ miss
+              ▼
+            embed the question ──▶ nearest entry in scope ── similarity ≥ threshold ──▶ Hit
+              │ below threshold
+              ▼
+            Miss (carrying the vector, so storing the answer embeds nothing twice)
+
+The cache fails open: an embedder or store failure is logged and counted, and the request
+goes on as a miss. Similarity is cosine similarity in [-1, 1]; the threshold is compared with
+``>=``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from frugal.cache.scope import CacheKey
+from frugal.cache.store import Entry, VectorStore
+
+logger = logging.getLogger(__name__)
+
+
+class TextEmbedder(Protocol):
+    async def embed(self, text: str) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Hit:
+    entry_id: str
+    similarity: float
+    response: dict[str, Any]
+    age_s: float
+    exact: bool
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A lookup's result: a hit, or a miss with the question's vector (``None`` if unknown)."""
+
+    hit: Hit | None
+    vector: np.ndarray | None = None
+
+
+@dataclass
+class CacheCounters:
+    hits_exact: int = 0
+    hits_semantic: int = 0
+    misses: int = 0
+    stored: int = 0
+    errors: int = 0
+
+
+def storable(response: dict[str, Any], *, admit_length: bool, admit_tool_calls: bool) -> bool:
+    """Only complete, successful answers are cached: every choice finished as allowed."""
+    choices = response.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return False
+    allowed = {"stop"} | ({"length"} if admit_length else set())
+    allowed |= {"tool_calls", "function_call"} if admit_tool_calls else set()
+    for choice in choices:
+        if not isinstance(choice, dict) or choice.get("finish_reason") not in allowed:
+            return False
+        message = choice.get("message") or {}
+        if (message.get("tool_calls") or message.get("function_call")) and not admit_tool_calls:
+            return False
+    return True
+
+
+class SemanticCache:
+    """Looks answers up and stores them, within the scope of a `CacheKey`."""
+
+    def __init__(
+        self,
+        *,
+        store: VectorStore,
+        embedder: TextEmbedder,
+        threshold: float,
+        ttl_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.threshold = threshold
+        self.ttl_s = ttl_s
+        self.counters = CacheCounters()
+        self._clock = clock
+
+    async def embed(self, text: str) -> np.ndarray | None:
+        """The vector of ``text``, or ``None`` when the embedder fails (logged, counted)."""
+        try:
+            return await self.embedder.embed(text)
+        except Exception as exc:  # fail open: a broken embedder costs a miss, not a request
+            self._failed("embed", exc)
+            return None
+
+    async def lookup(self, key: CacheKey, *, threshold: float | None = None) -> Lookup:
+        """Find a cached answer for ``key``; ``threshold`` overrides the configured one."""
+        now = self._clock()
+        minimum = self.threshold if threshold is None else threshold
+        try:
+            exact = await self.store.get_exact(
+                scope=key.scope, prompt_hash=key.prompt_hash, now=now
+            )
+        except Exception as exc:  # fail open, as above
+            self._failed("exact lookup", exc)
+            exact = None
+        if exact is not None:
+            return Lookup(hit=await self._hit(exact, similarity=1.0, exact=True, now=now))
+        vector = await self.embed(key.prompt)
+        if vector is None:
+            self.counters.misses += 1
+            return Lookup(hit=None)
+        try:
+            matches = await self.store.search(
+                scope=key.scope, vector=vector, k=1, min_similarity=minimum, now=now
+            )
+        except Exception as exc:  # fail open, as above
+            self._failed("search", exc)
+            matches = []
+        if matches and matches[0].similarity >= minimum:
+            best = matches[0]
+            hit = await self._hit(best.entry, similarity=best.similarity, exact=False, now=now)
+            return Lookup(hit=hit, vector=vector)
+        self.counters.misses += 1
+        return Lookup(hit=None, vector=vector)
+
+    async def save(
+        self,
+        key: CacheKey,
+        response: dict[str, Any],
+        *,
+        vector: np.ndarray | None = None,
+        ttl_s: float | None = None,
+    ) -> bool:
+        """Store ``response`` as the answer to ``key``; ``False`` when nothing was stored."""
+        ttl = self.ttl_s if ttl_s is None else ttl_s
+        if ttl <= 0:  # ttl=0 is a real value: the answer expires at once, so keep nothing
+            return False
+        if vector is None:
+            vector = await self.embed(key.prompt)
+            if vector is None:
+                return False
+        now = self._clock()
+        entry = Entry(
+            id=uuid.uuid4().hex,
+            tenant=key.tenant,
+            scope=key.scope,
+            prompt=key.prompt,
+            prompt_hash=key.prompt_hash,
+            response=response,
+            vector=vector,
+            created_at=now,
+            expires_at=now + ttl,
+            labels=key.labels,
+        )
+        try:
+            await self.store.put(entry)
+        except Exception as exc:  # fail open, as above
+            self._failed("store", exc)
+            return False
+        self.counters.stored += 1
+        return True
+
+    async def _hit(self, entry: Entry, *, similarity: float, exact: bool, now: float) -> Hit:
+        if exact:
+            self.counters.hits_exact += 1
+        else:
+            self.counters.hits_semantic += 1
+        try:
+            await self.store.record_hit(entry.id, now=now)
+        except Exception as exc:  # the hit stands even if its bookkeeping fails
+            self._failed("record hit", exc)
+        return Hit(
+            entry_id=entry.id,
+            similarity=similarity,
+            response=entry.response,
+            age_s=max(0.0, now - entry.created_at),
+            exact=exact,
+        )
+
+    def _failed(self, operation: str, exc: Exception) -> None:
+        self.counters.errors += 1
+        logger.warning(
+            "cache %s failed, treated as a miss: %s: %s", operation, type(exc).__name__, exc
+        )

@@ -1,0 +1,53 @@
+"""The x-frugal-cache-control header: 0 is a value, nonsense is a 400."""
+
+from __future__ import annotations
+
+import pytest
+
+from frugal.cache.control import CacheControl, parse_cache_control
+from frugal.errors import InvalidRequestError
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, CacheControl()),
+        ("", CacheControl()),
+        ("no-cache", CacheControl(no_cache=True)),
+        ("no-store", CacheControl(no_store=True)),
+        ("No-Cache, no-store", CacheControl(no_cache=True, no_store=True)),
+        ("ttl=60", CacheControl(ttl_s=60.0)),
+        ("ttl=0", CacheControl(ttl_s=0.0)),
+        ("threshold=0.0", CacheControl(threshold=0.0)),
+        ("threshold=0.95, ttl=1.5", CacheControl(threshold=0.95, ttl_s=1.5)),
+    ],
+)
+def test_parse(header: str | None, expected: CacheControl) -> None:
+    assert parse_cache_control(header) == expected
+
+
+def test_zero_is_a_value_not_unset() -> None:
+    control = parse_cache_control("ttl=0, threshold=0")
+    assert control.ttl_s == 0.0 and control.ttl_s is not None
+    assert control.threshold == 0.0 and control.threshold is not None
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "ttl=-1",
+        "ttl=abc",
+        "threshold=1.5",
+        "threshold=-2",
+        "threshold=nan",
+        "ttl=inf",
+        "max-age=5",
+        "ttl",
+        "no-cache, bogus",
+    ],
+)
+def test_bad_directives_are_400(header: str) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_cache_control(header)
+    assert caught.value.status_code == 400
+    assert caught.value.param == "x-frugal-cache-control"

@@ -1,0 +1,660 @@
+"""The embedded store: lookups, scopes, TTL, the LRU bound, invalidation, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from frugal.cache.embedded import EmbeddedStore
+from frugal.cache.index import IndexOptions
+from frugal.cache.store import CacheStoreError, Entry
+
+DIM = 32
+T0 = 1_000_000.0
+TINY_INDEX = IndexOptions(approximate_above=20, max_dead_share=0.25)
+_ids = itertools.count()
+
+
+def unit(rng: np.random.Generator, dim: int = DIM) -> np.ndarray:
+    vector = rng.standard_normal(dim).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def near(vector: np.ndarray, rng: np.random.Generator, noise: float = 0.05) -> np.ndarray:
+    moved = vector + noise * rng.standard_normal(vector.shape).astype(np.float32)
+    return (moved / np.linalg.norm(moved)).astype(np.float32)
+
+
+def make(
+    prompt: str,
+    vector: np.ndarray,
+    *,
+    scope: str = "scope-a",
+    tenant: str = "tenant-1",
+    now: float = T0,
+    ttl_s: float = 3600.0,
+    entry_id: str | None = None,
+) -> Entry:
+    return Entry(
+        id=entry_id or f"id-{next(_ids)}",
+        tenant=tenant,
+        scope=scope,
+        prompt=prompt,
+        prompt_hash=hashlib.sha256(prompt.encode()).hexdigest(),
+        response={"answer": f"answer to {prompt}"},
+        vector=vector,
+        created_at=now,
+        expires_at=now + ttl_s,
+        labels={"tenant": tenant, "model": "sim-small"},
+    )
+
+
+def phash(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode()).hexdigest()
+
+
+async def open_store(path: Path, **options: object) -> EmbeddedStore:
+    settings: dict = {"max_entries": 100, "dimensions": DIM, "now": T0, "write_delay_s": 0.01}
+    settings.update(options)
+    return await EmbeddedStore.open(path, **settings)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
+    opened = await open_store(tmp_path / "cache.sqlite3")
+    yield opened
+    await opened.aclose()
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+async def test_exact_lookup(store: EmbeddedStore, rng: np.random.Generator) -> None:
+    entry = make("What is the capital of France?", unit(rng))
+    await store.put(entry)
+    assert await store.get_exact(scope="scope-a", prompt_hash=entry.prompt_hash, now=T0) == entry
+    assert await store.get_exact(scope="scope-a", prompt_hash=phash("other"), now=T0) is None
+
+
+async def test_semantic_lookup_uses_cosine_similarity(
+    store: EmbeddedStore, rng: np.random.Generator
+) -> None:
+    vector = unit(rng)
+    entry = make("What is the capital of France?", vector)
+    await store.put(entry)
+    await store.put(make("Who painted the Mona Lisa?", unit(rng)))
+    query = near(vector, rng)
+    matches = await store.search(scope="scope-a", vector=query, k=3, min_similarity=0.9, now=T0)
+    assert [m.entry.id for m in matches] == [entry.id]
+    assert matches[0].similarity == pytest.approx(float(vector @ query), abs=1e-6)
+    strict = await store.search(
+        scope="scope-a", vector=query, k=3, min_similarity=matches[0].similarity + 1e-4, now=T0
+    )
+    assert strict == []
+    everything = await store.search(scope="scope-a", vector=query, k=5, min_similarity=-1, now=T0)
+    assert len(everything) == 2
+    assert everything[0].similarity >= everything[1].similarity
+
+
+async def test_scopes_are_a_hard_partition(store: EmbeddedStore, rng: np.random.Generator) -> None:
+    vector = unit(rng)
+    a = make("same prompt", vector, scope="scope-a")
+    b = make("same prompt", vector, scope="scope-b")
+    await store.put(a)
+    await store.put(b)
+    for scope, entry in (("scope-a", a), ("scope-b", b)):
+        assert await store.get_exact(scope=scope, prompt_hash=a.prompt_hash, now=T0) == entry
+        matches = await store.search(scope=scope, vector=vector, k=5, min_similarity=-1, now=T0)
+        assert [m.entry.id for m in matches] == [entry.id]
+    assert await store.search(scope="scope-c", vector=vector, k=5, min_similarity=-1, now=T0) == []
+    assert await store.delete_where(scope="scope-a") == 1
+    assert await store.get_exact(scope="scope-b", prompt_hash=a.prompt_hash, now=T0) == b
+
+
+async def test_expired_entries_are_never_returned_and_are_purged(
+    store: EmbeddedStore, rng: np.random.Generator
+) -> None:
+    vector = unit(rng)
+    short = make("short-lived", vector, ttl_s=10)
+    await store.put(short)
+    await store.put(make("long-lived", unit(rng), ttl_s=100))
+    at = T0 + 9.99
+    assert await store.get_exact(scope="scope-a", prompt_hash=short.prompt_hash, now=at) == short
+    assert await store.search(scope="scope-a", vector=vector, k=1, min_similarity=0.99, now=at)
+    at = T0 + 10  # live while now < expires_at
+    assert await store.get_exact(scope="scope-a", prompt_hash=short.prompt_hash, now=at) is None
+    assert not await store.search(scope="scope-a", vector=vector, k=1, min_similarity=0.99, now=at)
+    listed = await store.list_entries(offset=0, limit=10, now=at)
+    assert [e.prompt for e in listed] == ["long-lived"]
+    stats = await store.stats()
+    assert (stats.entries, stats.expirations, stats.evictions) == (1, 1, 0)
+
+
+async def test_an_entry_born_expired_is_not_kept_and_evicts_nothing(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    store = await open_store(tmp_path / "c.sqlite3", max_entries=1)
+    try:
+        kept = make("kept", unit(rng))
+        await store.put(kept)
+        await store.put(make("ttl zero", unit(rng), ttl_s=0))
+        assert await store.get_exact(scope="scope-a", prompt_hash=kept.prompt_hash, now=T0) == kept
+        stats = await store.stats()
+        assert (stats.entries, stats.expirations, stats.evictions) == (1, 1, 0)
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("index", [None, TINY_INDEX], ids=["exact", "approximate"])
+async def test_beyond_the_bound_every_lookup_is_a_miss_or_its_own_answer(
+    tmp_path: Path, rng: np.random.Generator, index: IndexOptions | None
+) -> None:
+    store = await open_store(tmp_path / "c.sqlite3", max_entries=100, index_options=index)
+    try:
+        entries = [make(f"prompt {i}", unit(rng), now=T0 + i) for i in range(1000)]
+        for entry in entries:
+            await store.put(entry)
+            assert (await store.stats()).entries <= 100
+        await store.settle()
+        now = T0 + 1000
+        survivors = set()
+        for entry in entries:
+            exact = await store.get_exact(scope="scope-a", prompt_hash=entry.prompt_hash, now=now)
+            found = await store.search(
+                scope="scope-a", vector=entry.vector, k=1, min_similarity=0.9, now=now
+            )
+            assert exact is None or exact.response == entry.response
+            assert all(m.entry.response == entry.response for m in found)
+            if exact is not None:
+                survivors.add(entry.id)
+                assert [m.entry.id for m in found] == [entry.id]
+        assert survivors == {e.id for e in entries[-100:]}
+        stats = await store.stats()
+        assert (stats.entries, stats.evictions) == (100, 900)
+        if index is not None:
+            assert store.index_of("scope-a") is not None
+            assert store.index_of("scope-a").approximate
+    finally:
+        await store.aclose()
+
+
+async def test_at_the_bound_the_least_recently_used_goes_first(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    store = await open_store(tmp_path / "c.sqlite3", max_entries=3)
+    try:
+        a, b, c, d = (make(p, unit(rng)) for p in "abcd")
+        for entry in (a, b, c):
+            await store.put(entry)
+        assert (await store.stats()).evictions == 0
+        await store.record_hit(a.id, now=T0 + 5)  # a hit is a use: b is now the oldest
+        await store.put(d)
+        held = {e.id for e in await store.list_entries(offset=0, limit=10, now=T0 + 5)}
+        assert held == {a.id, c.id, d.id}
+        hit = await store.get_exact(scope="scope-a", prompt_hash=a.prompt_hash, now=T0 + 5)
+        assert hit is not None and (hit.hits, hit.last_used_at) == (1, T0 + 5)
+        await store.record_hit("gone", now=T0 + 5)  # an evicted id: nothing to do
+    finally:
+        await store.aclose()
+
+
+async def test_put_replaces_the_same_prompt_in_the_same_scope(
+    store: EmbeddedStore, rng: np.random.Generator
+) -> None:
+    old_vector, new_vector = unit(rng), unit(rng)
+    old = make("prompt", old_vector)
+    new = make("prompt", new_vector)
+    await store.put(old)
+    await store.put(make("prompt", old_vector, scope="scope-b"))  # another scope: kept
+    await store.put(new)
+    assert await store.get_exact(scope="scope-a", prompt_hash=new.prompt_hash, now=T0) == new
+    found = await store.search(scope="scope-a", vector=old_vector, k=5, min_similarity=-1, now=T0)
+    assert [m.entry.id for m in found] == [new.id]
+    assert (await store.stats()).entries == 2
+
+
+async def test_put_with_an_existing_id_replaces_it(
+    store: EmbeddedStore, rng: np.random.Generator
+) -> None:
+    first = make("first", unit(rng), entry_id="same")
+    second = make("second", unit(rng), scope="scope-b", entry_id="same")
+    await store.put(first)
+    await store.put(second)
+    assert await store.get_exact(scope="scope-a", prompt_hash=first.prompt_hash, now=T0) is None
+    assert not await store.search(
+        scope="scope-a", vector=first.vector, k=1, min_similarity=-1, now=T0
+    )
+    assert (await store.stats()).entries == 1
+
+
+async def test_delete_by_ids_and_by_tenant(store: EmbeddedStore, rng: np.random.Generator) -> None:
+    mine = [make(f"mine {i}", unit(rng), tenant="t1") for i in range(3)]
+    theirs = [make(f"theirs {i}", unit(rng), tenant="t2", scope="scope-b") for i in range(2)]
+    for entry in mine + theirs:
+        await store.put(entry)
+    assert await store.delete([mine[0].id, "unknown", mine[0].id]) == 1
+    assert await store.delete_where(tenant="t1") == 2
+    assert {e.id for e in await store.list_entries(offset=0, limit=10, now=T0)} == {
+        e.id for e in theirs
+    }
+    for entry in mine:
+        assert not await store.search(
+            scope="scope-a", vector=entry.vector, k=1, min_similarity=-1, now=T0
+        )
+    with pytest.raises(ValueError, match="tenant or a scope"):
+        await store.delete_where()
+
+
+async def test_delete_similar(store: EmbeddedStore, rng: np.random.Generator) -> None:
+    topic = unit(rng)
+    close = [make(f"close {i}", near(topic, rng), scope=f"s{i}") for i in range(3)]
+    other_tenant = make("close, other tenant", near(topic, rng), tenant="t2")
+    far = make("far", unit(rng))
+    for entry in [*close, other_tenant, far]:
+        await store.put(entry)
+    assert await store.delete_similar(vector=topic, min_similarity=0.9, tenant="tenant-1") == 3
+    left = {e.id for e in await store.list_entries(offset=0, limit=10, now=T0)}
+    assert left == {other_tenant.id, far.id}
+    assert await store.delete_similar(vector=topic, min_similarity=0.9) == 1
+
+
+async def test_flush(store: EmbeddedStore, rng: np.random.Generator) -> None:
+    entries = [make(f"p{i}", unit(rng), scope=f"s{i % 3}") for i in range(10)]
+    for entry in entries:
+        await store.put(entry)
+    assert await store.flush() == 10
+    assert (await store.stats()).entries == 0
+    for entry in entries:
+        assert not await store.search(
+            scope=entry.scope, vector=entry.vector, k=1, min_similarity=-1, now=T0
+        )
+        assert not await store.get_exact(scope=entry.scope, prompt_hash=entry.prompt_hash, now=T0)
+    await store.put(entries[0])  # usable again after a flush
+    assert (await store.stats()).entries == 1
+
+
+async def test_list_entries_pages_newest_first(
+    store: EmbeddedStore, rng: np.random.Generator
+) -> None:
+    for i in range(7):
+        await store.put(make(f"p{i}", unit(rng), now=T0 + i, tenant="t1" if i % 2 else "t2"))
+    await store.put(make("expired", unit(rng), now=T0 - 100, ttl_s=50))
+    pages = [await store.list_entries(offset=o, limit=3, now=T0 + 7) for o in (0, 3, 6)]
+    assert [[e.prompt for e in page] for page in pages] == [
+        ["p6", "p5", "p4"],
+        ["p3", "p2", "p1"],
+        ["p0"],
+    ]
+    t1 = await store.list_entries(offset=1, limit=5, tenant="t1", now=T0 + 7)
+    assert [e.prompt for e in t1] == ["p3", "p1"]
+    assert await store.list_entries(offset=0, limit=0, now=T0 + 7) == []
+
+
+@pytest.mark.parametrize("index", [None, TINY_INDEX], ids=["exact", "approximate"])
+async def test_restart_keeps_live_entries_and_rebuilds_the_indexes(
+    tmp_path: Path, rng: np.random.Generator, index: IndexOptions | None
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    store = await open_store(path, index_options=index)
+    entries = [make(f"p{i}", unit(rng), ttl_s=1000) for i in range(60)]
+    short = make("short", unit(rng), ttl_s=10)
+    for entry in [*entries, short]:
+        await store.put(entry)
+    await store.record_hit(entries[0].id, now=T0 + 1)
+    await store.delete([entries[1].id])
+    await store.aclose()
+
+    store = await open_store(path, index_options=index, now=T0 + 20)
+    try:
+        stats = await store.stats()
+        assert (stats.entries, stats.expirations) == (59, 1)
+        live = entries[2:] + [entries[0]]
+        for entry in live:
+            found = await store.search(
+                scope="scope-a", vector=near(entry.vector, rng), k=1, min_similarity=0.9, now=T0
+            )
+            assert [m.entry.id for m in found] == [entry.id]
+            assert found[0].entry.response == entry.response
+        got = await store.get_exact(scope="scope-a", prompt_hash=entries[0].prompt_hash, now=T0)
+        assert got is not None and (got.hits, got.last_used_at) == (1, T0 + 1)
+        assert np.array_equal(got.vector, entries[0].vector) and got.labels == entries[0].labels
+        for gone in (short, entries[1]):
+            assert not await store.get_exact(scope="scope-a", prompt_hash=gone.prompt_hash, now=T0)
+        scope_index = store.index_of("scope-a")
+        assert scope_index is not None and scope_index.approximate == (index is not None)
+    finally:
+        await store.aclose()
+
+
+async def test_restart_keeps_the_lru_order_and_applies_a_smaller_bound(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    store = await open_store(path)
+    a, b, c = (make(p, unit(rng)) for p in "abc")
+    for entry in (a, b, c):
+        await store.put(entry)
+    await store.record_hit(a.id, now=T0)  # order of use: b, c, a
+    await store.aclose()
+    store = await open_store(path, max_entries=2)
+    try:
+        assert (await store.stats()).evictions == 1
+        assert {e.id for e in await store.list_entries(offset=0, limit=5, now=T0)} == {a.id, c.id}
+        d = make("d", unit(rng))
+        await store.put(d)  # c is the least recently used now
+        assert {e.id for e in await store.list_entries(offset=0, limit=5, now=T0)} == {a.id, d.id}
+    finally:
+        await store.aclose()
+
+
+async def test_flush_and_writes_survive_a_restart(tmp_path: Path, rng: np.random.Generator) -> None:
+    path = tmp_path / "cache.sqlite3"
+    store = await open_store(path, write_delay_s=60)  # only aclose will write
+    await store.put(make("before flush", unit(rng)))
+    await store.flush()
+    after = make("after flush", unit(rng))
+    await store.put(after)
+    await store.aclose()
+    store = await open_store(path)
+    try:
+        assert [e.id for e in await store.list_entries(offset=0, limit=5, now=T0)] == [after.id]
+    finally:
+        await store.aclose()
+
+
+async def test_the_approximate_index_after_deletions(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    store = await open_store(tmp_path / "c.sqlite3", max_entries=1000, index_options=TINY_INDEX)
+    try:
+        entries = [make(f"p{i}", unit(rng)) for i in range(200)]
+        for entry in entries:
+            await store.put(entry)
+        await store.settle()
+        index = store.index_of("scope-a")
+        assert index is not None and index.approximate and index.tombstones == 0
+        removed = entries[::3]
+        assert await store.delete([e.id for e in removed[:40]]) == 40  # 20%: tombstones only
+        assert index.tombstones == 40 and not index.rebuilding
+        await store.delete([e.id for e in removed[40:]])  # 33%: past the share, a rebuild
+        await store.settle()
+        assert store.index_of("scope-a") is index and index.tombstones == 0
+        removed_ids = {e.id for e in removed}
+        for entry in entries:
+            found = await store.search(
+                scope="scope-a", vector=entry.vector, k=10, min_similarity=-1, now=T0
+            )
+            assert not removed_ids & {m.entry.id for m in found}
+            if entry.id not in removed_ids:
+                assert found[0].entry.id == entry.id
+    finally:
+        await store.aclose()
+
+
+async def test_store_errors_become_cache_store_errors(tmp_path: Path) -> None:
+    with pytest.raises(CacheStoreError):
+        await open_store(tmp_path)  # a directory, not a file
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CacheStoreError):
+        await open_store(garbage)
+
+
+async def test_a_file_of_other_dimensions_is_refused(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    store = await open_store(path)
+    await store.put(make("p", unit(rng)))
+    await store.aclose()
+    with pytest.raises(CacheStoreError, match="dimensions"):
+        await open_store(path, dimensions=DIM * 2)
+
+
+async def test_vectors_of_the_wrong_shape_are_refused(store: EmbeddedStore) -> None:
+    with pytest.raises(ValueError, match="shape"):
+        await store.put(make("p", np.ones(DIM + 1, dtype=np.float32)))
+    with pytest.raises(ValueError, match="shape"):
+        await store.search(scope="scope-a", vector=np.ones((1, DIM)), k=1, min_similarity=0, now=T0)
+    with pytest.raises(ValueError, match="max_entries"):
+        EmbeddedStore(Path("unused"), max_entries=0)
+
+
+# ---- property: random interleavings against a reference model --------------------------------
+
+
+class Reference:
+    """What the store must hold, as plainly as can be: a dict, a list in use order, brute force."""
+
+    def __init__(self, bound: int) -> None:
+        self.bound = bound
+        self.entries: dict[str, Entry] = {}
+        self.used: list[str] = []  # least recently used first
+        self.evictions = 0
+        self.expirations = 0
+
+    def remove(self, entry_id: str) -> bool:
+        if self.entries.pop(entry_id, None) is None:
+            return False
+        self.used.remove(entry_id)
+        return True
+
+    def touch(self, entry_id: str) -> None:
+        if entry_id in self.used:
+            self.used.remove(entry_id)
+        self.used.append(entry_id)
+
+    def sweep(self, now: float) -> None:
+        for entry_id, entry in list(self.entries.items()):
+            if entry.expires_at <= now:
+                self.remove(entry_id)
+                self.expirations += 1
+
+    def put(self, entry: Entry) -> None:
+        self.remove(entry.id)
+        for other in list(self.entries.values()):
+            if (other.scope, other.prompt_hash) == (entry.scope, entry.prompt_hash):
+                self.remove(other.id)
+        self.entries[entry.id] = entry
+        self.touch(entry.id)
+        self.sweep(entry.created_at)
+        while len(self.entries) > self.bound:
+            self.remove(self.used[0])
+            self.evictions += 1
+
+    def hit(self, entry_id: str, now: float) -> None:
+        self.sweep(now)
+        if entry_id in self.entries:
+            entry = self.entries[entry_id]
+            self.entries[entry_id] = Entry(
+                **{**entry.__dict__, "hits": entry.hits + 1, "last_used_at": now}
+            )
+            self.touch(entry_id)
+
+    def similarities(self, scope: str, query: np.ndarray, min_similarity: float) -> list[float]:
+        sims = (float(e.vector @ query) for e in self.entries.values() if e.scope == scope)
+        return sorted((s for s in sims if s >= min_similarity), reverse=True)
+
+
+def _pool() -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    bases = [unit(rng) for _ in range(5)]
+    return bases + [near(base, rng, 0.03) for base in bases]
+
+
+POOL = _pool()
+SCOPES = ["scope-a", "scope-b"]
+BOUND = 3
+
+# Puts dominate so that the bound is reached; wholesale removals stay rare enough not to empty
+# the store all the time.
+KINDS = ["put"] * 8 + ["search", "hit"] * 2 + ["delete", "advance", "yield", "restart"]
+RARE = ["delete_scope", "delete_similar", "flush"]
+
+
+@st.composite
+def operations(draw: st.DrawFn) -> tuple:
+    kind = draw(st.sampled_from(KINDS + [draw(st.sampled_from(RARE))]))
+    pool_index = st.integers(0, len(POOL) - 1)
+    if kind == "put":
+        ttl = st.sampled_from([1000.0, 1000.0, 5.0, 0.0])
+        return (kind, draw(st.integers(0, 1)), draw(st.integers(0, 4)), draw(pool_index), draw(ttl))
+    if kind == "search":
+        k, minimum = st.sampled_from([1, 3]), st.sampled_from([-1.0, 0.5, 0.9])
+        return (kind, draw(st.integers(0, 1)), draw(pool_index), draw(k), draw(minimum))
+    if kind in ("hit", "delete"):
+        return (kind, draw(st.integers(0, 60)))
+    if kind == "advance":
+        return (kind, draw(st.sampled_from([1.0, 4.0])))
+    if kind == "delete_scope":
+        return (kind, draw(st.integers(0, 1)))
+    if kind == "delete_similar":
+        return (kind, draw(pool_index))
+    return (kind,)
+
+
+OPERATIONS = st.lists(operations(), min_size=10, max_size=60)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(operations=OPERATIONS, approximate=st.booleans())
+def test_the_store_agrees_with_a_reference_model(
+    operations: list[tuple], approximate: bool
+) -> None:
+    asyncio.run(_play(operations, TINY_PROPERTY_INDEX if approximate else None))
+
+
+TINY_PROPERTY_INDEX = IndexOptions(approximate_above=3, max_dead_share=0.25)
+
+
+async def _play(operations: list[tuple], index: IndexOptions | None) -> None:
+    # Memory-backed where there is one: each example creates a file, and fsyncs add up.
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=shm) as folder:
+        path = Path(folder) / "cache.sqlite3"
+        now = T0
+        store = await open_store(path, max_entries=BOUND, index_options=index, now=now)
+        reference = Reference(BOUND)
+        ever: list[str] = []
+        try:
+            for operation in operations:
+                name, args = operation[0], operation[1:]
+                if name == "put":
+                    scope, prompt, vector, ttl = args
+                    entry = make(
+                        f"prompt {prompt}", POOL[vector], scope=SCOPES[scope], now=now, ttl_s=ttl
+                    )
+                    entry = Entry(**{**entry.__dict__, "response": {"answer": entry.id}})
+                    ever.append(entry.id)
+                    await store.put(entry)
+                    reference.put(entry)
+                elif name == "advance":
+                    now += args[0]
+                elif name == "delete" and ever:  # any id ever put: gone ones included
+                    entry_id = ever[args[0] % len(ever)]
+                    assert await store.delete([entry_id]) == reference.remove(entry_id)
+                elif name == "hit" and reference.used:  # mostly a held one, as the cache does
+                    candidates = reference.used + ever[-1:]
+                    entry_id = candidates[args[0] % len(candidates)]
+                    await store.record_hit(entry_id, now=now)
+                    reference.hit(entry_id, now)
+                elif name == "search":
+                    scope, vector, k, min_similarity = args
+                    reference.sweep(now)
+                    await _check_search(
+                        store, reference, SCOPES[scope], POOL[vector], k, min_similarity,
+                        now, exact=index is None,
+                    )  # fmt: skip
+                elif name == "delete_scope":
+                    scope = SCOPES[args[0]]
+                    doomed = [e.id for e in reference.entries.values() if e.scope == scope]
+                    assert await store.delete_where(scope=scope) == len(doomed)
+                    for entry_id in doomed:
+                        reference.remove(entry_id)
+                elif name == "delete_similar":
+                    query = POOL[args[0]]
+                    doomed = [e.id for e in reference.entries.values() if e.vector @ query >= 0.9]
+                    assert await store.delete_similar(vector=query, min_similarity=0.9) == len(
+                        doomed
+                    )
+                    for entry_id in doomed:
+                        reference.remove(entry_id)
+                elif name == "flush":
+                    assert await store.flush() == len(reference.entries)
+                    reference.entries.clear()
+                    reference.used.clear()
+                elif name == "restart":
+                    await store.aclose()
+                    store = await open_store(path, max_entries=BOUND, index_options=index, now=now)
+                    reference.evictions = reference.expirations = 0  # counters are per process
+                    reference.sweep(now)
+                elif name == "yield":
+                    for _ in range(3):
+                        await asyncio.sleep(0.002)
+                await _check_agreement(store, reference, now, exact=index is None)
+        finally:
+            await store.aclose()
+
+
+async def _check_search(
+    store: EmbeddedStore,
+    reference: Reference,
+    scope: str,
+    query: np.ndarray,
+    k: int,
+    min_similarity: float,
+    now: float,
+    *,
+    exact: bool,
+) -> None:
+    found = await store.search(
+        scope=scope, vector=query, k=k, min_similarity=min_similarity, now=now
+    )
+    assert len(found) <= k
+    for match in found:
+        own = reference.entries.get(match.entry.id)
+        assert own is not None and own.scope == scope
+        assert match.entry.response == own.response
+        assert match.similarity == pytest.approx(float(own.vector @ query), abs=1e-6)
+        assert match.similarity >= min_similarity
+    assert [m.similarity for m in found] == sorted((m.similarity for m in found), reverse=True)
+    if exact:
+        want = reference.similarities(scope, query, min_similarity)[:k]
+        assert [m.similarity for m in found] == pytest.approx(want, abs=1e-6)
+
+
+async def _check_agreement(
+    store: EmbeddedStore, reference: Reference, now: float, *, exact: bool
+) -> None:
+    listed = await store.list_entries(offset=0, limit=100, now=now)
+    reference.sweep(now)
+    assert {e.id: e.response for e in listed} == {
+        i: e.response for i, e in reference.entries.items()
+    }
+    assert [e.created_at for e in listed] == sorted((e.created_at for e in listed), reverse=True)
+    stats = await store.stats()
+    assert (stats.entries, stats.evictions, stats.expirations) == (
+        len(reference.entries),
+        reference.evictions,
+        reference.expirations,
+    )
+    for scope in SCOPES:  # the index holds exactly the scope's entries: nothing stale
+        index = store.index_of(scope)
+        held = sum(e.scope == scope for e in reference.entries.values())
+        assert (0 if index is None else len(index)) == held
+    for entry in reference.entries.values():
+        got = await store.get_exact(scope=entry.scope, prompt_hash=entry.prompt_hash, now=now)
+        assert got is not None and got.id == entry.id and got.hits == entry.hits
+        await _check_search(store, reference, entry.scope, entry.vector, 2, -1.0, now, exact=exact)

@@ -1,0 +1,180 @@
+"""Scope rules: two prompts share an answer only when everything else is equal."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from frugal.cache.scope import cache_key, normalise
+from frugal.endpoints import Endpoint
+
+BASE: dict[str, Any] = {
+    "model": "gpt-4o-mini",
+    "messages": [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Who is the president of France?"},
+        {"role": "assistant", "content": "Emmanuel Macron."},
+        {"role": "user", "content": "How old is he?"},
+    ],
+    "temperature": 0.2,
+}
+
+
+def key(body: dict[str, Any], tenant: str = "acme", **kwargs: Any):
+    return cache_key(Endpoint.CHAT, body, tenant=tenant, **kwargs)
+
+
+def changed(path: str, value: Any) -> dict[str, Any]:
+    body = copy.deepcopy(BASE)
+    target = body
+    *parents, last = path.split(".")
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    target[int(last) if last.isdigit() else last] = value
+    return body
+
+
+def test_only_the_last_user_message_is_the_question() -> None:
+    found = key(BASE)
+    assert found is not None
+    assert found.prompt == "How old is he?"
+    assert found.labels == {
+        "tenant": "acme",
+        "endpoint": "/chat/completions",
+        "model": "gpt-4o-mini",
+    }
+
+
+def test_the_question_itself_is_not_part_of_the_scope() -> None:
+    other = changed("messages.3.content", "What age is he?")
+    assert key(other).scope == key(BASE).scope
+    assert key(other).prompt_hash != key(BASE).prompt_hash
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("model", "gpt-4o"),
+        ("messages.0.content", "You are verbose."),  # system prompt
+        ("messages.1.content", "Who is the president of the USA?"),  # an earlier turn
+        ("messages.2.content", "Donald Trump."),
+        ("temperature", 0.9),
+        ("top_p", 0.5),
+        ("max_tokens", 10),
+        ("stop", ["\n"]),
+        ("seed", 7),
+        ("n", 2),
+        ("logit_bias", {"50256": -100}),
+        ("presence_penalty", 1.0),
+        ("frequency_penalty", 1.0),
+        ("tools", [{"type": "function", "function": {"name": "f", "parameters": {}}}]),
+        ("tool_choice", "none"),
+        ("response_format", {"type": "json_object"}),
+        ("some_future_field", True),  # unknown fields may change the answer
+        ("messages.3.name", "alice"),
+    ],
+)
+def test_each_scope_field_changed_alone_prevents_sharing(path: str, value: Any) -> None:
+    assert key(changed(path, value)).scope != key(BASE).scope
+
+
+def test_tenant_and_endpoint_are_part_of_the_scope() -> None:
+    assert key(BASE, tenant="acme").scope != key(BASE, tenant="globex").scope
+    completion = cache_key(Endpoint.COMPLETIONS, {"model": "m", "prompt": "x"}, tenant="acme")
+    chat = cache_key(
+        Endpoint.CHAT, {"model": "m", "messages": [{"role": "user", "content": "x"}]}, tenant="acme"
+    )
+    assert completion.scope != chat.scope
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [("stream", True), ("stream_options", {"include_usage": True}), ("user", "end-user-17")],
+)
+def test_delivery_fields_do_not_change_the_scope(path: str, value: Any) -> None:
+    assert key(changed(path, value)).scope == key(BASE).scope
+
+
+def test_user_counts_when_it_is_not_a_label() -> None:
+    with_user = changed("user", "end-user-17")
+    assert key(with_user, user_is_label=False).scope != key(BASE, user_is_label=False).scope
+
+
+def test_follow_ups_in_different_conversations_never_share_a_scope() -> None:
+    about_germany = changed("messages.1.content", "Who is the chancellor of Germany?")
+    assert key(about_germany).prompt == key(BASE).prompt == "How old is he?"
+    assert key(about_germany).scope != key(BASE).scope
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body"),
+    [
+        (Endpoint.EMBEDDINGS, {"model": "e", "input": "x"}),
+        (Endpoint.COMPLETIONS, {"model": "m", "prompt": ["a", "b"]}),
+        (Endpoint.CHAT, {"model": "m", "messages": [{"role": "assistant", "content": "x"}]}),
+        (
+            Endpoint.CHAT,
+            {
+                "model": "m",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "what is this?"},
+                            {"type": "image_url", "image_url": {"url": "data:..."}},
+                        ],
+                    }
+                ],
+            },
+        ),
+    ],
+)
+def test_requests_without_a_single_text_question_are_not_cacheable(
+    endpoint: Endpoint, body: dict[str, Any]
+) -> None:
+    assert cache_key(endpoint, body, tenant="t") is None
+
+
+def test_text_parts_are_the_question() -> None:
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi there"}]}],
+    }
+    assert key(body).prompt == "hi there"
+
+
+def test_normalise_collapses_spaces_and_unicode_forms_but_keeps_case() -> None:
+    assert (
+        normalise("  What   is\tthe capital\u00a0of France? ") == "What is the capital of France?"
+    )
+    assert normalise("ﬁle") == "file"
+    assert normalise("US") != normalise("us")
+
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=5))
+field_names = st.sampled_from(
+    ["temperature", "top_p", "seed", "max_tokens", "stop", "x_extra", "model"]
+)
+
+
+@given(
+    extra=st.dictionaries(field_names, json_scalars, max_size=4),
+    other=st.dictionaries(field_names, json_scalars, max_size=4),
+    question=st.text(min_size=1, max_size=20),
+    tenant=st.sampled_from(["a", "b"]),
+    other_tenant=st.sampled_from(["a", "b"]),
+)
+def test_scopes_are_equal_exactly_when_everything_but_the_question_is(
+    extra: dict[str, Any], other: dict[str, Any], question: str, tenant: str, other_tenant: str
+) -> None:
+    def body(fields: dict[str, Any], text: str) -> dict[str, Any]:
+        return {"model": "m", **fields, "messages": [{"role": "user", "content": text}]}
+
+    first = cache_key(Endpoint.CHAT, body(extra, question), tenant=tenant)
+    second = cache_key(Endpoint.CHAT, body(other, question + "?"), tenant=other_tenant)
+    same_rest = {"model": "m", **extra} == {"model": "m", **other} and tenant == other_tenant
+    assert (first.scope == second.scope) == same_rest

@@ -1,0 +1,205 @@
+"""SemanticCache logic: tiers, threshold semantics, storable answers, failing open."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pytest
+
+from frugal.cache.scope import CacheKey
+from frugal.cache.semantic import SemanticCache, storable
+from frugal.cache.store import CacheStoreError, Entry, Match, StoreStats
+from frugal.pipeline import fresh
+
+ANSWER = {
+    "id": "chatcmpl-abc",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}
+
+
+def unit(*values: float) -> np.ndarray:
+    vector = np.array(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+class TableEmbedder:
+    """Vectors from a fixed table: the geometry is chosen by the test."""
+
+    def __init__(self, table: dict[str, np.ndarray]) -> None:
+        self.table = table
+        self.calls = 0
+
+    async def embed(self, text: str) -> np.ndarray:
+        self.calls += 1
+        return self.table[text]
+
+
+class ListStore:
+    """A brute-force in-memory store: the reference behaviour, small enough to trust."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+
+    async def get_exact(self, *, scope: str, prompt_hash: str, now: float) -> Entry | None:
+        return next(
+            (
+                e
+                for e in self.entries.values()
+                if e.scope == scope and e.prompt_hash == prompt_hash and e.expires_at > now
+            ),
+            None,
+        )
+
+    async def search(
+        self, *, scope: str, vector: np.ndarray, k: int, min_similarity: float, now: float
+    ):
+        found = [
+            Match(e, float(e.vector @ vector))
+            for e in self.entries.values()
+            if e.scope == scope and e.expires_at > now
+        ]
+        found = [m for m in found if m.similarity >= min_similarity]
+        return sorted(found, key=lambda m: -m.similarity)[:k]
+
+    async def put(self, entry: Entry) -> None:
+        self.entries[entry.id] = entry
+
+    async def record_hit(self, entry_id: str, *, now: float) -> None:
+        pass
+
+    async def stats(self) -> StoreStats:
+        return StoreStats(entries=len(self.entries), evictions=0, expirations=0)
+
+
+class BrokenStore(ListStore):
+    async def get_exact(self, **_: Any) -> Entry | None:
+        raise CacheStoreError("store down")
+
+    async def search(self, **_: Any) -> list[Match]:
+        raise CacheStoreError("store down")
+
+    async def put(self, entry: Entry) -> None:
+        raise CacheStoreError("store down")
+
+
+def key(prompt: str, scope: str = "s") -> CacheKey:
+    return CacheKey(tenant="t", scope=scope, prompt=prompt, prompt_hash=f"h:{prompt}")
+
+
+def make(store: Any, table: dict[str, np.ndarray], now: list[float] | None = None) -> SemanticCache:
+    clock = now or [1000.0]
+    return SemanticCache(
+        store=store, embedder=TableEmbedder(table), threshold=0.9, ttl_s=60, clock=lambda: clock[0]
+    )
+
+
+# cos(a, b) = 0.9 exactly along one axis: the threshold is inclusive.
+A, B_AT, B_BELOW = unit(1, 0), unit(0.9, np.sqrt(1 - 0.81)), unit(0.89, np.sqrt(1 - 0.89**2))
+
+
+async def test_similarity_at_the_threshold_hits_and_below_misses() -> None:
+    cache = make(ListStore(), {"a": A, "at": B_AT, "below": B_BELOW})
+    await cache.save(key("a"), ANSWER)
+    at = await cache.lookup(key("at"))
+    assert at.hit is not None and at.hit.similarity == pytest.approx(0.9, abs=1e-6)
+    assert (await cache.lookup(key("below"))).hit is None
+
+
+async def test_the_exact_tier_needs_no_embedding() -> None:
+    cache = make(ListStore(), {"a": A})
+    await cache.save(key("a"), ANSWER)
+    calls = cache.embedder.calls  # type: ignore[attr-defined]
+    found = await cache.lookup(key("a"))
+    assert found.hit is not None and found.hit.exact and found.hit.similarity == 1.0
+    assert cache.embedder.calls == calls  # type: ignore[attr-defined]
+
+
+async def test_a_miss_carries_its_vector_so_storing_embeds_nothing_twice() -> None:
+    cache = make(ListStore(), {"a": A})
+    miss = await cache.lookup(key("a"))
+    assert miss.hit is None and miss.vector is not None
+    await cache.save(key("a"), ANSWER, vector=miss.vector)
+    assert cache.embedder.calls == 1  # type: ignore[attr-defined]
+
+
+async def test_threshold_override_zero_is_a_real_value() -> None:
+    cache = make(ListStore(), {"a": A, "far": unit(0.1, 1)})
+    await cache.save(key("a"), ANSWER)
+    assert (await cache.lookup(key("far"))).hit is None
+    assert (await cache.lookup(key("far"), threshold=0.0)).hit is not None
+
+
+async def test_other_scopes_never_hit() -> None:
+    cache = make(ListStore(), {"a": A})
+    await cache.save(key("a", scope="one"), ANSWER)
+    assert (await cache.lookup(key("a", scope="two"))).hit is None
+
+
+async def test_ttl_zero_stores_nothing_and_ttl_expires() -> None:
+    now = [1000.0]
+    cache = make(ListStore(), {"a": A}, now)
+    assert await cache.save(key("a"), ANSWER, ttl_s=0) is False
+    assert await cache.save(key("a"), ANSWER, ttl_s=10) is True
+    now[0] += 9.9
+    assert (await cache.lookup(key("a"))).hit is not None
+    now[0] += 0.2
+    assert (await cache.lookup(key("a"))).hit is None
+
+
+async def test_a_broken_store_is_a_logged_miss(caplog: pytest.LogCaptureFixture) -> None:
+    cache = make(BrokenStore(), {"a": A})
+    with caplog.at_level(logging.WARNING):
+        found = await cache.lookup(key("a"))
+        stored = await cache.save(key("a"), ANSWER, vector=found.vector)
+    assert found.hit is None and stored is False
+    assert cache.counters.errors == 3 and cache.counters.misses == 1
+    assert "treated as a miss" in caplog.text
+
+
+async def test_a_broken_embedder_is_a_miss() -> None:
+    class Broken:
+        async def embed(self, text: str) -> np.ndarray:
+            raise RuntimeError("model gone")
+
+    cache = SemanticCache(store=ListStore(), embedder=Broken(), threshold=0.9, ttl_s=60)
+    assert (await cache.lookup(key("a"))).hit is None
+    assert await cache.save(key("a"), ANSWER) is False
+
+
+@pytest.mark.parametrize(
+    ("finish", "message", "kwargs", "expected"),
+    [
+        ("stop", {"content": "x"}, {}, True),
+        ("length", {"content": "x"}, {}, False),
+        ("length", {"content": "x"}, {"admit_length": True}, True),
+        ("tool_calls", {"tool_calls": [{"id": "1"}]}, {}, False),
+        ("tool_calls", {"tool_calls": [{"id": "1"}]}, {"admit_tool_calls": True}, True),
+        ("stop", {"content": None, "tool_calls": [{"id": "1"}]}, {}, False),
+        ("content_filter", {"content": ""}, {}, False),
+        (None, {"content": "x"}, {}, False),
+    ],
+)
+def test_storable(finish: str | None, message: dict, kwargs: dict, expected: bool) -> None:
+    response = {"choices": [{"index": 0, "message": message, "finish_reason": finish}]}
+    options = {"admit_length": False, "admit_tool_calls": False, **kwargs}
+    assert storable(response, **options) is expected
+
+
+def test_nothing_without_choices_is_storable() -> None:
+    assert not storable({"error": {}}, admit_length=True, admit_tool_calls=True)
+    assert not storable({"choices": []}, admit_length=True, admit_tool_calls=True)
+
+
+def test_a_served_hit_is_a_fresh_response() -> None:
+    served = fresh(ANSWER)
+    assert served["id"].startswith("chatcmpl-") and served["id"] != ANSWER["id"]
+    assert served["created"] > ANSWER["created"]
+    assert served["usage"] == ANSWER["usage"] and served["choices"] == ANSWER["choices"]
