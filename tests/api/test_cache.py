@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -337,3 +341,50 @@ def test_admin_stats_count_hits_and_misses(fresh: Stack) -> None:
     assert after["hits_exact"] - before["hits_exact"] == 1
     assert after["hits_semantic"] - before["hits_semantic"] == 1
     assert after["entries"] == 1
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def frugal_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "frugal", "cache", *args, "--url", stack.gateway.url],
+        env={**os.environ, "FRUGAL_ADMIN_KEY": ADMIN_KEY, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_cache_commands_mirror_the_admin_routes(fresh: Stack) -> None:
+    ask(fresh, FRANCE)
+    ask(fresh, MONA_LISA)
+    stats = frugal_cli(fresh, "stats")
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["cache"]["entries"] == 2
+    listed = frugal_cli(fresh, "list")
+    assert FRANCE in listed.stdout and MONA_LISA in listed.stdout
+    removed = frugal_cli(fresh, "invalidate", "--prompt", FRANCE_PARAPHRASE, "--threshold", "0.9")
+    assert removed.stdout.strip() == "invalidated 1 entries"
+    assert frugal_cli(fresh, "flush", "--yes").stdout.strip() == "flushed 1 entries"
+
+
+def test_the_cache_commands_report_a_wrong_key(fresh: Stack) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "frugal",
+            "cache",
+            "stats",
+            "--url",
+            fresh.gateway.url,
+            "--admin-key",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "401" in result.stderr
