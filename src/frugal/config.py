@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     embedder_max_batch: int = Field(32, ge=1)
     admin_key: SecretStr | None = None
 
+    batch_window_ms: float = Field(50.0, ge=0)  # 0 sends every miss at once, alone
+    batch_max_size: int = Field(5, ge=1)  # prompts or inputs per upstream call
+    batch_max_queue: int = Field(1000, ge=1)  # waiting items per queue beyond which: 429
+    batch_timeout_s: float = Field(30.0, gt=0)  # an item waiting longer is never sent: 504
+
     default_model: str = "gpt-4o-mini"
     max_body_bytes: int = Field(1_048_576, ge=1024)
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")

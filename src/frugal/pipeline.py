@@ -3,12 +3,13 @@
     body ──▶ cache key (None: not cacheable ──▶ upstream, "bypass")
                │
                ├─ lookup (unless no-cache) ── hit ──▶ the cached answer, fresh id ("hit")
+               ├─ an equal miss in flight? ── wait for its answer ("coalesced")
                ▼
-            upstream ──▶ store the answer if complete (unless no-store) ──▶ "miss"
+            upstream (batched) ──▶ store the answer if complete (unless no-store) ──▶ "miss"
 
-Streams take the same path: a hit is replayed as events; a miss is relayed event by event as it
-arrives and stored once it has reached its end. The API layer calls only `Pipeline.answer` and
-`Pipeline.answer_stream`.
+Streams take the same path but for coalescing: a hit is replayed as events; a miss is relayed
+event by event as it arrives and stored once it has reached its end. The API layer calls only
+`Pipeline.answer` and `Pipeline.answer_stream`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from frugal.batching.coalescer import Coalescer, LeaderGone
 from frugal.cache.control import CacheControl
 from frugal.cache.scope import CacheKey, cache_key
 from frugal.cache.semantic import Lookup, SemanticCache, storable
@@ -35,6 +37,7 @@ class CacheOutcome(enum.StrEnum):
     """What the cache did for a request; sent back as ``x-frugal-cache``."""
 
     HIT = "hit"  # answered from the cache
+    COALESCED = "coalesced"  # answered by an equal request's upstream call, in flight at once
     MISS = "miss"  # looked up, not found, answered upstream
     BYPASS = "bypass"  # the cache was not read: off, not cacheable, or no-cache
 
@@ -94,19 +97,38 @@ class Pipeline:
         upstream: Upstream,
         cache: SemanticCache | None = None,
         policy: CachePolicy | None = None,
+        coalescer: Coalescer | None = None,
     ) -> None:
         self._upstream = upstream
         self._cache = cache
         self._policy = policy or CachePolicy()
+        self._coalescer = coalescer
 
     async def answer(self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext) -> Answer:
         key = self._key(endpoint, body, ctx)
         lookup = await self._lookup(key, ctx)
         if lookup.hit is not None:
             return Answer(fresh(lookup.hit.response), CacheOutcome.HIT, lookup.hit.similarity)
-        payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
+        if key is None or self._coalescer is None or ctx.control.no_cache:
+            payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
+            await self._save(key, payload, lookup.vector, ctx)
+            return Answer(payload, self._outcome(key, ctx))
+        threshold = ctx.control.threshold
+        if threshold is None and self._cache is not None:
+            threshold = self._cache.threshold
+        joined = self._coalescer.find(key, lookup.vector, threshold=threshold or 1.0)
+        if joined is not None:
+            try:
+                shared = await self._coalescer.follow(joined)
+            except LeaderGone:
+                pass  # the leader's client left: go upstream ourselves
+            else:
+                return Answer(fresh(shared), CacheOutcome.COALESCED, joined.similarity)
+        with self._coalescer.lead(key, lookup.vector) as flight:
+            payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
+            flight.succeed(payload)
         await self._save(key, payload, lookup.vector, ctx)
-        return Answer(payload, self._outcome(key, ctx))
+        return Answer(payload, CacheOutcome.MISS)
 
     async def answer_stream(
         self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext

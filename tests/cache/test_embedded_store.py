@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import os
 import tempfile
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -370,6 +371,37 @@ async def test_flush_and_writes_survive_a_restart(tmp_path: Path, rng: np.random
     store = await open_store(path)
     try:
         assert [e.id for e in await store.list_entries(offset=0, limit=5, now=T0)] == [after.id]
+    finally:
+        await store.aclose()
+
+
+async def test_a_flush_during_a_write_in_flight_stays_flushed(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    store = await open_store(path, write_delay_s=0)
+    release, started = threading.Event(), threading.Event()
+    write_rows = store._write_rows
+
+    def held_write(*args: object) -> None:
+        started.set()
+        release.wait(5)
+        write_rows(*args)
+
+    monkeypatch.setattr(store, "_write_rows", held_write)
+    await store.put(make("written, then flushed", unit(rng)))
+    while not started.is_set():  # the writer took the batch and is blocked writing it
+        await asyncio.sleep(0.001)
+    await store.flush()
+    kept = make("put after the flush", unit(rng))
+    await store.put(kept)
+    closing = asyncio.create_task(store.aclose())  # cancels the writer mid-write
+    await asyncio.sleep(0.01)
+    release.set()
+    await closing
+    store = await open_store(path)
+    try:
+        assert [e.id for e in await store.list_entries(offset=0, limit=5, now=T0)] == [kept.id]
     finally:
         await store.aclose()
 

@@ -14,6 +14,8 @@ from frugal.api import admin, routes
 from frugal.api.errors import install_error_handlers
 from frugal.api.request_id import RequestIdMiddleware
 from frugal.api.state import GatewayState
+from frugal.batching.coalescer import Coalescer
+from frugal.batching.upstream import BatchingUpstream, BatchSettings
 from frugal.cache.embedded import EmbeddedStore
 from frugal.cache.embedder import AsyncEmbedder, load_embedder
 from frugal.cache.semantic import SemanticCache
@@ -55,6 +57,17 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                     max_delay_s=settings.upstream_retry_max_delay_s,
                 ),
             )
+            batching = BatchingUpstream(
+                upstream,
+                BatchSettings(
+                    window_s=settings.batch_window_ms / 1000,
+                    max_size=settings.batch_max_size,
+                    max_queue=settings.batch_max_queue,
+                    timeout_s=settings.batch_timeout_s,
+                    max_concurrency=settings.upstream_max_concurrency,
+                ),
+            )
+            stack.push_async_callback(batching.aclose)
             cache = await _open_cache(settings, stack) if settings.cache_mode == "on" else None
             policy = CachePolicy(
                 user_is_label=settings.cache_user_is_label,
@@ -63,7 +76,12 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
             )
             state = GatewayState(
                 settings=settings,
-                pipeline=Pipeline(upstream=upstream, cache=cache, policy=policy),
+                pipeline=Pipeline(
+                    upstream=batching,
+                    cache=cache,
+                    policy=policy,
+                    coalescer=Coalescer() if cache is not None else None,
+                ),
                 cache=cache,
                 upstream_retries=lambda: upstream.retries,
             )

@@ -434,9 +434,11 @@ class EmbeddedStore:
         try:
             await self._sql(self._write_rows, wipe, batch)
         except BaseException:
-            # Put the batch back under anything newer, so the next write retries it.
-            self._wipe = self._wipe or wipe
-            self._dirty = {**dirty, **self._dirty}
+            # Retry the batch with the next one, under anything newer; unless a flush came
+            # since, which made the whole batch moot (put back, it would resurrect entries).
+            if not self._wipe:
+                self._wipe = wipe
+                self._dirty = {**dirty, **self._dirty}
             raise
 
     async def _write_loop(self) -> None:

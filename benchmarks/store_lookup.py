@@ -1,0 +1,396 @@
+"""Lookup latency, memory per entry and recall of the embedded store, on real embeddings.
+
+    python benchmarks/store_lookup.py [--quick] [--sizes 10000,100000,1000000]
+                                      [--queries 1000] [--out benchmarks/results/store_lookup.md]
+
+The corpus is the distinct questions of ``../shared/data/qqp/pairs.jsonl`` (about 110k),
+embedded once with all-MiniLM-L6-v2 and cached under ``.frugal/bench/`` (embedding them takes
+minutes on 2 cores). Held-out real questions are the queries; they are never in the store.
+Sizes past the real corpus are filled with perturbed copies of real vectors (see
+`extra_vectors`). Three measurements:
+
+1. where exhaustive search stops being cheaper than HNSW (the index's switch threshold);
+2. recall@1 of HNSW against exact search, and its latency, across ``ef_search`` values;
+3. the store itself at each size, all entries in one scope: ``search`` p50/p99, ``get_exact``
+   p50, recall@1 with the default options, resident memory per entry, and the time to fill it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _machine import describe  # noqa: E402
+
+from frugal.cache.embedded import EmbeddedStore  # noqa: E402
+from frugal.cache.index import IndexOptions, ScopeIndex  # noqa: E402
+from frugal.cache.store import Entry  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PAIRS = ROOT.parent / "shared" / "data" / "qqp" / "pairs.jsonl"
+CACHE_DIR = ROOT / ".frugal" / "bench"
+MODEL_DIR = ROOT / ".frugal" / "models"
+RESULTS = ROOT / "benchmarks" / "results" / "store_lookup.md"
+SCOPE = "bench-scope"
+EF_VALUES = [16, 24, 32, 48, 64, 96, 128]
+
+
+def load_questions() -> list[str]:
+    """The distinct questions of the QQP pairs, in order of first appearance."""
+    questions: dict[str, None] = {}
+    with PAIRS.open() as lines:
+        for line in lines:
+            pair = json.loads(line)
+            questions.setdefault(pair["a"])
+            questions.setdefault(pair["b"])
+    return list(questions)
+
+
+def load_vectors(questions: list[str]) -> tuple[np.ndarray, str]:
+    """Embeddings of ``questions``, from the cache or computed (and cached) with frugal's
+    embedder; returns them and a sentence on where they came from."""
+    digest = hashlib.sha256("\n".join(questions).encode()).hexdigest()[:16]
+    cached = CACHE_DIR / f"qqp-{digest}.npy"
+    from frugal.cache.embedder import OnnxEmbedder
+
+    embedder = OnnxEmbedder(MODEL_DIR)
+    if cached.exists():
+        vectors = np.load(cached)
+        sample = np.random.default_rng(0).choice(len(questions), 64, replace=False)
+        fresh = embedder.embed([questions[i] for i in sample])
+        diff = float(np.abs(fresh - vectors[sample]).max())
+        return vectors, (
+            f"cached in `{cached.relative_to(ROOT)}`; 64 random rows re-embedded with frugal's "
+            f"`OnnxEmbedder` now differ from it by at most {diff:.1e}"
+        )
+    started = time.perf_counter()
+    batches = [embedder.embed(questions[i : i + 256]) for i in range(0, len(questions), 256)]
+    vectors = np.concatenate(batches).astype(np.float32)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    np.save(cached, vectors)
+    took = time.perf_counter() - started
+    return vectors, f"embedded with frugal's `OnnxEmbedder` in {took:.0f} s, cached"
+
+
+def extra_vectors(real: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` synthetic vectors near the real ones: each is a random real vector plus a quarter
+    of another random real vector plus isotropic noise of norm 0.25, renormalised, so the
+    extras sit between real questions (on the data's manifold, not in empty space)."""
+    out = np.empty((n, real.shape[1]), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        size = min(100_000, n - start)
+        noise = rng.standard_normal((size, real.shape[1])).astype(np.float32)
+        noise *= 0.25 / np.linalg.norm(noise, axis=1, keepdims=True)
+        mixed = (
+            real[rng.integers(len(real), size=size)]
+            + 0.25 * real[rng.integers(len(real), size=size)]
+        )
+        mixed += noise
+        out[start : start + size] = mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
+    return out
+
+
+def corpus_of(real: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    if size <= len(real):
+        return real[:size]
+    return np.concatenate([real, extra_vectors(real, size - len(real), rng)])
+
+
+def exact_top1(corpus: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """The best similarity of each query over the corpus (ground truth for recall@1)."""
+    best = np.full(len(queries), -np.inf, dtype=np.float32)
+    for start in range(0, len(corpus), 200_000):
+        best = np.maximum(best, (corpus[start : start + 200_000] @ queries.T).max(axis=0))
+    return best
+
+
+def pct(values: list[float], p: float) -> float:
+    return float(np.percentile(np.asarray(values), p))
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f}"
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+
+def timed_searches(
+    index: ScopeIndex, queries: np.ndarray, ef_search: int | None = None
+) -> tuple[list[float], list[float]]:
+    """Per-query latency (s) and the top-1 similarity, searching ``index`` for each query."""
+    latencies, best = [], []
+    for query in queries:
+        started = time.perf_counter()
+        found = index.search(query, 1, ef_search=ef_search)
+        latencies.append(time.perf_counter() - started)
+        best.append(found[0][1])
+    return latencies, best
+
+
+def recall(best: list[float], truth: np.ndarray) -> float:
+    # A tie with the true best counts as found: another entry with the same similarity.
+    return float(np.mean(np.asarray(best) >= truth - 1e-5))
+
+
+def switch_table(real: np.ndarray, queries: np.ndarray, sizes: list[int]) -> list[str]:
+    """Exhaustive vs HNSW latency at small sizes, to place the switch threshold."""
+    rows = [
+        "| vectors | exact p50 (ms) | exact p99 (ms) | HNSW p50 (ms) | HNSW p99 (ms) "
+        "| HNSW recall@1 | HNSW build (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size in sizes:
+        corpus = real[:size]
+        exact = ScopeIndex(dimensions=corpus.shape[1], options=IndexOptions(approximate_above=size))
+        hnsw = ScopeIndex(dimensions=corpus.shape[1], options=IndexOptions(approximate_above=1))
+        for i, vector in enumerate(corpus):
+            exact.add(f"q{i}", vector)
+            hnsw.add(f"q{i}", vector)
+        started = time.perf_counter()
+        hnsw.rebuild()
+        build = time.perf_counter() - started
+        truth = exact_top1(corpus, queries)
+        exact_lat, _ = timed_searches(exact, queries)
+        hnsw_lat, best = timed_searches(hnsw, queries)
+        rows.append(
+            f"| {size:,} | {ms(pct(exact_lat, 50))} | {ms(pct(exact_lat, 99))} "
+            f"| {ms(pct(hnsw_lat, 50))} | {ms(pct(hnsw_lat, 99))} | {recall(best, truth):.3f} "
+            f"| {build:.1f} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+@dataclass
+class StoreResult:
+    """One store size's measurements; latencies in seconds, memory in bytes per entry."""
+
+    kind: str
+    p50: float
+    p99: float
+    recall: float
+    exact_p50: float
+    memory: float
+    filled: float
+    indexed: float
+    sweep: list[tuple[int, float, float, float]] = field(default_factory=list)
+
+
+def make_entry(i: int, vector: np.ndarray, question: str, now: float) -> Entry:
+    return Entry(
+        id=f"q{i}",
+        tenant="bench",
+        scope=SCOPE,
+        prompt=question,
+        prompt_hash=hashlib.sha256(question.encode()).hexdigest(),
+        response={
+            "id": f"chatcmpl-{i}",
+            "object": "chat.completion",
+            "model": "sim-small",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": f"An answer to: {question}"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 24, "total_tokens": 36},
+        },
+        vector=vector.copy(),  # each entry owns its vector, as in the gateway
+        created_at=now,
+        expires_at=now + 86_400,
+        labels={"tenant": "bench", "endpoint": "/v1/chat/completions", "model": "sim-small"},
+    )
+
+
+async def measure_store(
+    corpus: np.ndarray, questions: list[str], queries: np.ndarray, folder: Path
+) -> StoreResult:
+    """Fill one store (one scope) with ``corpus`` and time its lookups."""
+    now = time.time()
+    before = rss_bytes()
+    store = await EmbeddedStore.open(
+        folder / "cache.sqlite3", max_entries=len(corpus), dimensions=corpus.shape[1], now=now
+    )
+    try:
+        started = time.perf_counter()
+        for i, vector in enumerate(corpus):
+            # Extra (synthetic) vectors reuse a real question's text under a distinct prompt.
+            question = questions[i % len(questions)] + ("" if i < len(questions) else f" #{i}")
+            await store.put(make_entry(i, vector, question, now))
+            if i % 1000 == 999:
+                await asyncio.sleep(0)  # let the background build and the writer run
+        filled = time.perf_counter() - started
+        await store.settle()
+        indexed = time.perf_counter() - started
+        memory = (rss_bytes() - before) / len(corpus)
+        index = store.index_of(SCOPE)
+        assert index is not None
+        truth = exact_top1(corpus, queries)
+        latencies, best = [], []
+        for query in queries:
+            started = time.perf_counter()
+            found = await store.search(scope=SCOPE, vector=query, k=1, min_similarity=0.0, now=now)
+            latencies.append(time.perf_counter() - started)
+            best.append(found[0].similarity)
+        hashes = [hashlib.sha256(q.encode()).hexdigest() for q in questions[:1000]]
+        exact_lat = []
+        for prompt_hash in hashes:
+            started = time.perf_counter()
+            await store.get_exact(scope=SCOPE, prompt_hash=prompt_hash, now=now)
+            exact_lat.append(time.perf_counter() - started)
+        sweep = []
+        if index.approximate:
+            for ef in EF_VALUES:
+                ef_lat, ef_best = timed_searches(index, queries, ef_search=ef)
+                sweep.append((ef, recall(ef_best, truth), pct(ef_lat, 50), pct(ef_lat, 99)))
+        return StoreResult(
+            kind="HNSW" if index.approximate else "exact",
+            p50=pct(latencies, 50),
+            p99=pct(latencies, 99),
+            recall=recall(best, truth),
+            exact_p50=pct(exact_lat, 50),
+            memory=memory,
+            filled=filled,
+            indexed=indexed,
+            sweep=sweep,
+        )
+    finally:
+        await store.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, few queries")
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--out", type=Path, help="default: the committed results (quick: scratch)")
+    args = parser.parse_args()
+    if args.out is None:
+        args.out = CACHE_DIR / "store_lookup.quick.md" if args.quick else RESULTS
+    sizes = [2_000, 10_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    n_queries = 200 if args.quick else args.queries
+    switch_sizes = [1_000, 5_000] if args.quick else [1_000, 2_000, 5_000, 10_000, 20_000, 50_000]
+
+    questions = load_questions()
+    vectors, source = load_vectors(questions)
+    rng = np.random.default_rng(42)
+    order = rng.permutation(len(questions))
+    held_out, kept = order[:n_queries], order[n_queries:]
+    queries = vectors[held_out]
+    real = vectors[kept]
+    real_questions = [questions[i] for i in kept]
+    print(f"{len(questions):,} questions; {source}", flush=True)
+
+    print("switch threshold:", flush=True)
+    switch = switch_table(real, queries, switch_sizes)
+    results: dict[int, StoreResult] = {}
+    extra_note = ""
+    for size in sizes:
+        corpus = corpus_of(real, size, np.random.default_rng(size))
+        if size > len(real):
+            extra = corpus[len(real) :]
+            source_sim = float(np.mean(np.max(extra[:2000] @ real.T, axis=1)))
+            extra_note = (
+                f"At {size:,} the {size - len(real):,} extra vectors are synthetic "
+                f"(`extra_vectors`: a real vector + 0.25 x another real vector + isotropic noise "
+                f"of norm 0.25, renormalised); an extra vector's nearest real vector has cosine "
+                f"{source_sim:.3f} on average."
+            )
+        folder = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix="store-"))
+        try:
+            results[size] = asyncio.run(measure_store(corpus, real_questions, queries, folder))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        r = results[size]
+        print(
+            f"{size:,}: {r.kind} p50 {ms(r.p50)} ms p99 {ms(r.p99)} ms recall {r.recall:.4f} "
+            f"memory {r.memory:.0f} B/entry, fill {r.filled:.0f} s, indexed {r.indexed:.0f} s",
+            flush=True,
+        )
+        for row in r.sweep:
+            print("  ef", row, flush=True)
+    header = [
+        f"Command: `python benchmarks/store_lookup.py{' --quick' if args.quick else ''}"
+        f"{'' if args.quick else ' --sizes ' + args.sizes}`",
+        "",
+        f"Data: {len(questions):,} distinct questions of `shared/data/qqp/pairs.jsonl`, embedded "
+        f"with all-MiniLM-L6-v2 (384 dims) — {source}. {n_queries:,} questions held out at random "
+        f"are the queries (never in the store); the rest fill it. {extra_note}",
+    ]
+    write_report(args.out, header, switch, results)
+
+
+def write_report(
+    out: Path, header: list[str], switch: list[str], results: dict[int, StoreResult]
+) -> None:
+    defaults = IndexOptions()
+    lines = [
+        "# Embedded store lookup: latency, memory, recall",
+        "",
+        f"Machine: {describe()}",
+        "",
+        *header,
+        "",
+        f"Index defaults: exact below {defaults.approximate_above:,} vectors, then faiss "
+        f"`IndexHNSWFlat` (M={defaults.hnsw_m}, efConstruction={defaults.ef_construction}, "
+        f"efSearch={defaults.ef_search}, inner product). Recall@1: the share of queries whose "
+        f"top hit has the exact search's best similarity.",
+        "",
+        "## The store, all entries in one scope",
+        "",
+        "`search` is `EmbeddedStore.search(k=1)` including the re-check against the entries; "
+        "memory is the process's resident growth per entry (entry, response, vector, index, "
+        "maps); fill is `put` of every entry, one by one, then waiting for the index build.",
+        "",
+        "| entries | index | search p50 (ms) | search p99 (ms) | recall@1 | get_exact p50 (ms) "
+        "| memory / entry | fill (s) | fill + index (s) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, r in results.items():
+        lines.append(
+            f"| {size:,} | {r.kind} | {ms(r.p50)} | {ms(r.p99)} | {r.recall:.4f} "
+            f"| {ms(r.exact_p50)} | {r.memory / 1024:.1f} KiB | {r.filled:.0f} | {r.indexed:.0f} |"
+        )
+    lines += ["", "## efSearch: recall@1 and latency of the HNSW index", ""]
+    for size, r in results.items():
+        if not r.sweep:
+            continue
+        lines += [
+            f"{size:,} entries:",
+            "",
+            "| efSearch | recall@1 | p50 (ms) | p99 (ms) |",
+            "|---:|---:|---:|---:|",
+        ]
+        lines += [f"| {ef} | {rec:.4f} | {ms(p50)} | {ms(p99)} |" for ef, rec, p50, p99 in r.sweep]
+        lines.append("")
+    lines += [
+        "## Switch threshold: exhaustive search vs HNSW by scope size",
+        "",
+        "Index-level search (`ScopeIndex.search`, k=1), same queries, HNSW at the default "
+        "efSearch.",
+        "",
+        *switch,
+        "",
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

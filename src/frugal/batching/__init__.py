@@ -1,0 +1,1 @@
+"""Sending cache misses upstream together: the generic batcher and the coalescer."""

@@ -1,0 +1,243 @@
+"""A generic async batcher: items wait up to a window, then go to a handler together.
+
+    submit(item) ──▶ queue ──(window after the first item, or max_size)──▶ handler(batch)
+                                                                              │
+    caller ◀──────────────────── its own result, by position ◀───────────────┘
+
+Contract:
+- the window starts when the first item of a batch arrives (`time.monotonic`); a batch leaves
+  as soon as it holds ``max_size`` units (an item may count several units: a request carrying a
+  list of prompts); a window of 0 sends every item at once, alone;
+- more than ``max_queue`` waiting units: `submit` raises `OverloadedError` at once (429);
+- an item that waited past its deadline is never sent and raises `QueueTimeoutError` (504);
+- a caller that goes away (its task is cancelled) before its batch leaves is dropped from it;
+- the handler returns one result per item, in order; an exception in a result's place fails
+  only that item, an exception raised by the handler fails the whole batch, and a wrong number
+  of results fails the whole batch loudly;
+- every future is settled exactly once; `aclose` sends what is queued (or fails it, with
+  ``drain=False``) and refuses new items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from frugal.errors import FrugalError, OverloadedError, UpstreamTimeoutError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class QueueTimeoutError(UpstreamTimeoutError):
+    """An item waited in the queue past its deadline and was never sent."""
+
+    code = "queue_timeout"
+
+
+class BatcherClosedError(FrugalError):
+    status_code = 503
+    error_type = "server_error"
+    code = "shutting_down"
+
+
+@dataclass(eq=False)
+class _Item(Generic[T, R]):
+    value: T
+    units: int
+    future: asyncio.Future[R]
+    enqueued_at: float
+    deadline: float | None
+
+
+def _settle(
+    future: asyncio.Future[R], *, result: R | None = None, error: BaseException | None = None
+) -> None:
+    """Set a future's outcome unless it already has one (a cancelled caller, say)."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
+
+
+@dataclass
+class BatchStats:
+    """What the batcher did, for metrics."""
+
+    batches: int = 0
+    items: int = 0
+    units: int = 0
+    dropped_cancelled: int = 0
+    expired: int = 0
+    rejected_full: int = 0
+    batch_units: list[int] = field(default_factory=list)  # sizes of recent batches
+    queue_wait_s: list[float] = field(default_factory=list)
+
+
+class Batcher(Generic[T, R]):
+    """Batches items for one ``handler``; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        handler: Callable[[list[T]], Awaitable[Sequence[R | BaseException]]],
+        *,
+        window_s: float,
+        max_size: int,
+        max_queue: int,
+        timeout_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        name: str = "batcher",
+    ) -> None:
+        if max_size < 1 or max_queue < 1 or window_s < 0:
+            raise ValueError("max_size and max_queue must be >= 1 and window_s >= 0")
+        self._handler = handler
+        self._window_s = window_s
+        self._max_size = max_size
+        self._max_queue = max_queue
+        self._timeout_s = timeout_s
+        self._clock = clock
+        self._name = name
+        self._queue: deque[_Item[T, R]] = deque()
+        self._queued_units = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.stats = BatchStats()
+
+    @property
+    def queued_units(self) -> int:
+        return self._queued_units
+
+    async def submit(self, value: T, *, units: int = 1) -> R:
+        """Queue ``value`` and wait for its own result."""
+        if self._closed:
+            raise BatcherClosedError("The gateway is shutting down.")
+        if self._queued_units + units > self._max_queue and self._queue:
+            self.stats.rejected_full += 1
+            raise OverloadedError(
+                f"Too many requests are waiting upstream ({self._queued_units} queued).",
+                retry_after_s=max(1.0, self._window_s * 2),
+            )
+        loop = asyncio.get_running_loop()
+        now = self._clock()
+        deadline = None if self._timeout_s is None else now + self._timeout_s
+        item: _Item[T, R] = _Item(value, units, loop.create_future(), now, deadline)
+        self._queue.append(item)
+        self._queued_units += units
+        self._send_ready(window_over=False)
+        return await item.future
+
+    def _send_ready(self, *, window_over: bool) -> None:
+        """Send every full batch, plus the head batch when its window is over; then wait again."""
+        while self._queue and (
+            window_over or self._window_s == 0 or self._queued_units >= self._max_size
+        ):
+            window_over = False
+            batch = self._take()
+            if batch:
+                self._spawn(self._send(batch))
+        if self._queue and self._timer is None:
+            # The window runs from the arrival of the batch's first item, not from now.
+            delay = max(0.0, self._queue[0].enqueued_at + self._window_s - self._clock())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._window_over)
+
+    def _window_over(self) -> None:
+        self._timer = None
+        self._send_ready(window_over=True)
+
+    def _take(self) -> list[_Item[T, R]]:
+        """Take items from the head up to ``max_size`` units, skipping the gone and expired."""
+        batch: list[_Item[T, R]] = []
+        units = 0
+        now = self._clock()
+        while self._queue:
+            head = self._queue[0]
+            if head.future.done():  # the caller went away: no upstream cost
+                self._pop()
+                self.stats.dropped_cancelled += 1
+                continue
+            if head.deadline is not None and now > head.deadline:
+                self._pop()
+                self.stats.expired += 1
+                _settle(
+                    head.future,
+                    error=QueueTimeoutError("The request waited too long to be sent upstream."),
+                )
+                continue
+            if batch and units + head.units > self._max_size:
+                break
+            batch.append(self._pop())
+            units += head.units
+        return batch
+
+    def _pop(self) -> _Item[T, R]:
+        item = self._queue.popleft()
+        self._queued_units -= item.units
+        return item
+
+    async def _send(self, batch: list[_Item[T, R]]) -> None:
+        self.stats.batches += 1
+        self.stats.items += len(batch)
+        units = sum(item.units for item in batch)
+        self.stats.units += units
+        self.stats.batch_units.append(units)
+        del self.stats.batch_units[:-1000]
+        try:
+            results = await self._handler([item.value for item in batch])
+        except BaseException as exc:  # the handler failed: every caller of this batch learns why
+            for item in batch:
+                _settle(item.future, error=exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if len(results) != len(batch):
+            error = RuntimeError(
+                f"{self._name}: handler returned {len(results)} results for {len(batch)} items"
+            )
+            logger.error("%s", error)
+            for item in batch:
+                _settle(item.future, error=error)
+            return
+        for item, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                _settle(item.future, error=result)
+            else:
+                _settle(item.future, result=result)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("%s: a batch task failed", self._name, exc_info=task.exception())
+
+    async def aclose(self, *, drain: bool = True) -> None:
+        """Refuse new items; send (``drain``) or fail what is queued; wait for batches in flight."""
+        self._closed = True
+        if drain:
+            while self._queue:
+                batch = self._take()
+                if batch:
+                    self._spawn(self._send(batch))
+        else:
+            while self._queue:
+                _settle(
+                    self._pop().future, error=BatcherClosedError("The gateway is shutting down.")
+                )
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
