@@ -6,7 +6,8 @@
     │   ├── AuthenticationError      401: missing or wrong key
     │   ├── NotFoundError            404: unknown route or entry
     │   ├── PayloadTooLargeError     413: body over FRUGAL_MAX_BODY_BYTES
-    │   └── OverloadedError          429: frugal's own queues are full (carries retry_after_s)
+    │   ├── OverloadedError          429: frugal's own queues are full (carries retry_after_s)
+    │   └── ClientDisconnectedError  499: the client left before its answer was ready
     └── UpstreamError                the provider could not give an answer
         ├── UpstreamStatusError      the provider answered with an error status (its body kept);
         │                            4xx pass through as they are, 429 keeps Retry-After,
@@ -79,6 +80,13 @@ class OverloadedError(RequestError):
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class ClientDisconnectedError(RequestError):
+    """Nobody is left to answer; the status (nginx's 499) only reaches the access log."""
+
+    status_code = 499
+    code = "client_closed_request"
 
 
 class UpstreamError(FrugalError):

@@ -119,7 +119,10 @@ async def test_a_failed_item_fails_only_itself() -> None:
 
     batcher = make(handler, window_s=0.01)
     results = await asyncio.gather(
-        batcher.submit("good"), batcher.submit("bad"), batcher.submit("fine"), return_exceptions=True
+        batcher.submit("good"),
+        batcher.submit("bad"),
+        batcher.submit("fine"),
+        return_exceptions=True,
     )
     assert results[0] == "good" and results[2] == "fine"
     assert isinstance(results[1], ValueError)

@@ -70,7 +70,8 @@ async def stats(request: Request) -> dict[str, Any]:
     state = admin(request)
     summary: dict[str, Any] = {
         "cache": {"mode": state.settings.cache_mode},
-        "upstream": {"retries": state.upstream_retries()},
+        "upstream": {"calls": state.batching.calls, "retries": state.upstream.retries},
+        "batching": _batching(state),
     }
     if state.cache is not None:
         counters = state.cache.counters
@@ -131,6 +132,22 @@ async def invalidate(request: Request) -> dict[str, int]:
 async def flush(request: Request) -> dict[str, int]:
     cache = _cache(admin(request))
     return {"flushed": await cache.store.flush()}
+
+
+def _batching(state: GatewayState) -> dict[str, Any]:
+    queues = [batcher.stats for batcher in state.batching.batchers.values()]
+    batches = sum(q.batches for q in queues)
+    units = sum(q.units for q in queues)
+    return {
+        "batches": batches,
+        "requests": sum(q.items for q in queues),
+        "items": units,
+        "mean_batch_items": units / batches if batches else 0.0,
+        "dropped_cancelled": sum(q.dropped_cancelled for q in queues),
+        "expired": sum(q.expired for q in queues),
+        "rejected_full": sum(q.rejected_full for q in queues),
+        "coalesced": state.coalescer.coalesced if state.coalescer is not None else 0,
+    }
 
 
 def _describe(entry: Entry) -> dict[str, Any]:

@@ -74,16 +74,16 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                 admit_length=settings.cache_store_length_finish,
                 admit_tool_calls=settings.cache_store_tool_calls,
             )
+            coalescer = Coalescer() if cache is not None else None
             state = GatewayState(
                 settings=settings,
                 pipeline=Pipeline(
-                    upstream=batching,
-                    cache=cache,
-                    policy=policy,
-                    coalescer=Coalescer() if cache is not None else None,
+                    upstream=batching, cache=cache, policy=policy, coalescer=coalescer
                 ),
                 cache=cache,
-                upstream_retries=lambda: upstream.retries,
+                upstream=upstream,
+                batching=batching,
+                coalescer=coalescer,
             )
             app.state.gateway = state
             if settings.admin_key is None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -23,7 +24,7 @@ from frugal.api.state import gateway
 from frugal.cache.control import HEADER as CONTROL_HEADER
 from frugal.cache.control import parse_cache_control
 from frugal.endpoints import Endpoint
-from frugal.errors import UpstreamError
+from frugal.errors import ClientDisconnectedError, UpstreamError
 from frugal.pipeline import CacheOutcome, RequestContext, StreamedAnswer
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ CACHE_HEADER = "x-frugal-cache"
 SIMILARITY_HEADER = "x-frugal-similarity"
 
 router = APIRouter()
+
+T = TypeVar("T")
 
 
 @router.post("/v1/chat/completions", openapi_extra=openapi_body(ChatCompletionRequest))
@@ -57,7 +60,9 @@ async def process_prompt(request: Request) -> Response:
     parsed, _ = await read_body(request, ProcessPromptRequest, max_bytes=max_bytes)
     messages = [{"role": "user", "content": parsed.text}]
     body = {"model": state.settings.default_model, "messages": messages}
-    answer = await state.pipeline.answer(Endpoint.CHAT, body, _context(request))
+    answer = await _unless_disconnected(
+        request, state.pipeline.answer(Endpoint.CHAT, body, _context(request))
+    )
     text = answer.body["choices"][0]["message"]["content"]
     return JSONResponse({"response": text}, headers=_cache_headers(answer.cache, answer.similarity))
 
@@ -87,8 +92,30 @@ async def _serve(request: Request, endpoint: Endpoint, schema: type[BaseModel]) 
         return StreamingResponse(
             _relay(streamed, ctx.request_id), media_type="text/event-stream", headers=headers
         )
-    answer = await state.pipeline.answer(endpoint, body, ctx)
+    answer = await _unless_disconnected(request, state.pipeline.answer(endpoint, body, ctx))
     return JSONResponse(answer.body, headers=_cache_headers(answer.cache, answer.similarity))
+
+
+async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work``, cancelling it when the client goes away (a queued miss then costs nothing
+    upstream: the batcher drops cancelled callers)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if watcher.done() and not watcher.cancelled() and not task.done():
+        raise ClientDisconnectedError("The client closed the connection.")
+    return await task
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read, so the next message can only be the client leaving.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _context(request: Request) -> RequestContext:

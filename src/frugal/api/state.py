@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Request
 
+from frugal.batching.coalescer import Coalescer
+from frugal.batching.upstream import BatchingUpstream
 from frugal.cache.semantic import SemanticCache
 from frugal.config import Settings
 from frugal.pipeline import Pipeline
+from frugal.upstream.client import OpenAIUpstream
 
 
 @dataclass
@@ -17,7 +19,9 @@ class GatewayState:
     settings: Settings
     pipeline: Pipeline
     cache: SemanticCache | None
-    upstream_retries: Callable[[], int]
+    upstream: OpenAIUpstream
+    batching: BatchingUpstream
+    coalescer: Coalescer | None
     ready: bool = False
 
 

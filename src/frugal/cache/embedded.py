@@ -71,7 +71,7 @@ _COLUMNS = (
     " hits, last_used_at, used_seq"
 )
 
-# Below this many entries a scope's brute-force sweep in `delete_similar` yields to the loop.
+# `delete_similar` compares every entry, in slices of this many, yielding to the loop between.
 _SIMILAR_CHUNK = 8192
 
 
@@ -229,13 +229,19 @@ class EmbeddedStore:
         """Exhaustive on purpose: an invalidation must not miss what an approximate index would."""
         query = self._check_vector(vector)
         candidates = [e for e in self._entries.values() if tenant is None or e.tenant == tenant]
-        doomed: list[str] = []
+        doomed: list[Entry] = []
         for start in range(0, len(candidates), _SIMILAR_CHUNK):
             chunk = candidates[start : start + _SIMILAR_CHUNK]
             sims = np.stack([entry.vector for entry in chunk]) @ query
-            doomed.extend(chunk[i].id for i in np.flatnonzero(sims >= min_similarity).tolist())
+            doomed.extend(chunk[i] for i in np.flatnonzero(sims >= min_similarity).tolist())
             await asyncio.sleep(0)  # a large store is swept in slices, letting lookups through
-        return await self.delete(doomed)
+        # An id put again during the sweep holds another vector now: only the compared one goes.
+        unchanged = []
+        for entry in doomed:
+            held = self._entries.get(entry.id)
+            if held is not None and held.vector is entry.vector:
+                unchanged.append(entry.id)
+        return await self.delete(unchanged)
 
     async def flush(self) -> int:
         count = len(self._entries)
