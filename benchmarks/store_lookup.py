@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +45,7 @@ CACHE_DIR = ROOT / ".frugal" / "bench"
 MODEL_DIR = ROOT / ".frugal" / "models"
 RESULTS = ROOT / "benchmarks" / "results" / "store_lookup.md"
 SCOPE = "bench-scope"
-EF_VALUES = [16, 24, 32, 48, 64, 96, 128]
+EF_VALUES = [16, 32, 64, 96, 128, 192, 256, 384, 512]
 
 
 def load_questions() -> list[str]:
@@ -273,50 +275,88 @@ async def measure_store(
         await store.aclose()
 
 
+@dataclass
+class Data:
+    questions: int
+    source: str
+    queries: np.ndarray
+    real: np.ndarray
+    real_questions: list[str]
+
+
+def prepare(n_queries: int) -> Data:
+    """The embedded questions, split at random (fixed seed) into held-out queries and the rest."""
+    questions = load_questions()
+    vectors, source = load_vectors(questions)
+    order = np.random.default_rng(42).permutation(len(questions))
+    held_out, kept = order[:n_queries], order[n_queries:]
+    return Data(
+        questions=len(questions),
+        source=source,
+        queries=vectors[held_out],
+        real=vectors[kept],
+        real_questions=[questions[i] for i in kept],
+    )
+
+
+def one_size(size: int, n_queries: int) -> None:
+    """Measure the store at ``size`` and print the result as JSON (run in a fresh process,
+    so that the resident memory it measures is this store's alone)."""
+    data = prepare(n_queries)
+    corpus = corpus_of(data.real, size, np.random.default_rng(size))
+    note = ""
+    if size > len(data.real):
+        extra = corpus[len(data.real) :]
+        nearest = float(np.mean(np.max(extra[:2000] @ data.real.T, axis=1)))
+        note = (
+            f"At {size:,} the {size - len(data.real):,} extra vectors are synthetic "
+            f"(`extra_vectors`: a real vector + 0.25 x another real vector + isotropic noise of "
+            f"norm 0.25, renormalised); an extra vector's nearest real vector has cosine "
+            f"{nearest:.3f} on average."
+        )
+    gc.collect()
+    folder = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix="store-"))
+    try:
+        result = asyncio.run(measure_store(corpus, data.real_questions, data.queries, folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(json.dumps({"note": note, **asdict(result)}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few queries")
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--out", type=Path, help="default: the committed results (quick: scratch)")
+    parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
+    n_queries = 200 if args.quick else args.queries
+    if args.one_size:
+        one_size(args.one_size, n_queries)
+        return
     if args.out is None:
         args.out = CACHE_DIR / "store_lookup.quick.md" if args.quick else RESULTS
     sizes = [2_000, 10_000] if args.quick else [int(s) for s in args.sizes.split(",")]
-    n_queries = 200 if args.quick else args.queries
     switch_sizes = [1_000, 5_000] if args.quick else [1_000, 2_000, 5_000, 10_000, 20_000, 50_000]
 
-    questions = load_questions()
-    vectors, source = load_vectors(questions)
-    rng = np.random.default_rng(42)
-    order = rng.permutation(len(questions))
-    held_out, kept = order[:n_queries], order[n_queries:]
-    queries = vectors[held_out]
-    real = vectors[kept]
-    real_questions = [questions[i] for i in kept]
-    print(f"{len(questions):,} questions; {source}", flush=True)
-
+    data = prepare(n_queries)
+    print(f"{data.questions:,} questions; {data.source}", flush=True)
     print("switch threshold:", flush=True)
-    switch = switch_table(real, queries, switch_sizes)
+    switch = switch_table(data.real, data.queries, switch_sizes)
     results: dict[int, StoreResult] = {}
-    extra_note = ""
+    notes = []
     for size in sizes:
-        corpus = corpus_of(real, size, np.random.default_rng(size))
-        if size > len(real):
-            extra = corpus[len(real) :]
-            source_sim = float(np.mean(np.max(extra[:2000] @ real.T, axis=1)))
-            extra_note = (
-                f"At {size:,} the {size - len(real):,} extra vectors are synthetic "
-                f"(`extra_vectors`: a real vector + 0.25 x another real vector + isotropic noise "
-                f"of norm 0.25, renormalised); an extra vector's nearest real vector has cosine "
-                f"{source_sim:.3f} on average."
-            )
-        folder = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix="store-"))
-        try:
-            results[size] = asyncio.run(measure_store(corpus, real_questions, queries, folder))
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        r = results[size]
+        child = subprocess.run(
+            [sys.executable, __file__, "--one-size", str(size), "--queries", str(n_queries)],
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
+        )
+        measured = json.loads(child.stdout.strip().splitlines()[-1])
+        notes.append(measured.pop("note"))
+        measured["sweep"] = [tuple(row) for row in measured["sweep"]]
+        results[size] = r = StoreResult(**measured)
         print(
             f"{size:,}: {r.kind} p50 {ms(r.p50)} ms p99 {ms(r.p99)} ms recall {r.recall:.4f} "
             f"memory {r.memory:.0f} B/entry, fill {r.filled:.0f} s, indexed {r.indexed:.0f} s",
@@ -328,9 +368,9 @@ def main() -> None:
         f"Command: `python benchmarks/store_lookup.py{' --quick' if args.quick else ''}"
         f"{'' if args.quick else ' --sizes ' + args.sizes}`",
         "",
-        f"Data: {len(questions):,} distinct questions of `shared/data/qqp/pairs.jsonl`, embedded "
-        f"with all-MiniLM-L6-v2 (384 dims) — {source}. {n_queries:,} questions held out at random "
-        f"are the queries (never in the store); the rest fill it. {extra_note}",
+        f"Data: {data.questions:,} distinct questions of `shared/data/qqp/pairs.jsonl`, embedded "
+        f"with all-MiniLM-L6-v2 (384 dims) — {data.source}. {n_queries:,} questions held out at "
+        f"random are the queries (never in the store); the rest fill it. {' '.join(notes)}",
     ]
     write_report(args.out, header, switch, results)
 

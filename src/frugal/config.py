@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(5, ge=1)  # prompts or inputs per upstream call
     batch_max_queue: int = Field(1000, ge=1)  # waiting items per queue beyond which: 429
     batch_timeout_s: float = Field(30.0, gt=0)  # an item waiting longer is never sent: 504
+    coalesce: bool = True  # a miss waits for an equal or near-equal miss already in flight
 
     default_model: str = "gpt-4o-mini"
     max_body_bytes: int = Field(1_048_576, ge=1024)

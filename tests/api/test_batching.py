@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 from collections import Counter
 from typing import Any
 
@@ -330,3 +331,20 @@ def test_random_concurrent_traffic_gets_its_own_answers(
         assert mixed.sim_stats()["calls"] - sim_before == after - before
 
     asyncio.run(run())
+
+
+async def test_sigterm_sends_what_is_queued_and_drains(make_stack: StackFactory) -> None:
+    stack = make_stack(env={**BATCHING, "FRUGAL_BATCH_WINDOW_MS": "1500"})
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+        pending = asyncio.ensure_future(
+            http.post("/completions", json={"model": "m", "prompt": QUESTIONS[0]})
+        )
+        await asyncio.sleep(0.3)  # the request is waiting in its batch window
+        stack.gateway.process.send_signal(signal.SIGTERM)
+        response = await pending
+    assert response.status_code == 200
+    assert QUESTIONS[0] in response.json()["choices"][0]["text"]
+    # uvicorn shuts down gracefully, then re-raises the signal: the exit status says SIGTERM.
+    assert await asyncio.to_thread(stack.gateway.process.wait, 15) in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in stack.gateway.log()
+    assert stack.sim_stats()["calls"] == 1

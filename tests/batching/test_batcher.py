@@ -221,3 +221,24 @@ def test_every_caller_gets_exactly_its_own_answer(
             assert units <= max_size or len(batch) == 1
 
     asyncio.run(scenario())
+
+
+async def test_items_wait_for_a_free_slot_so_batches_grow_with_load() -> None:
+    release = asyncio.Event()
+    batches: list[list[str]] = []
+
+    async def handler(items: list[str]) -> list[str]:
+        batches.append(items)
+        await release.wait()
+        return items
+
+    batcher = make(handler, window_s=0.001, max_size=10, max_in_flight=1)
+    first = asyncio.ensure_future(batcher.submit("first"))
+    await asyncio.sleep(0.01)  # the first batch is out and holds the only slot
+    rest = [asyncio.ensure_future(batcher.submit(f"p{n}")) for n in range(6)]
+    await asyncio.sleep(0.01)  # their window is over, but there is no slot
+    assert batches == [["first"]]
+    release.set()
+    assert await first == "first"
+    assert [await r for r in rest] == [f"p{n}" for n in range(6)]
+    assert batches == [["first"], [f"p{n}" for n in range(6)]]

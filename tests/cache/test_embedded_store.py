@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import itertools
 import os
+import sqlite3
 import tempfile
 import threading
 from collections.abc import AsyncIterator
@@ -402,6 +403,46 @@ async def test_a_flush_during_a_write_in_flight_stays_flushed(
     store = await open_store(path)
     try:
         assert [e.id for e in await store.list_entries(offset=0, limit=5, now=T0)] == [kept.id]
+    finally:
+        await store.aclose()
+
+
+async def test_a_failed_write_is_retried_and_a_failed_close_raises(
+    tmp_path: Path,
+    rng: np.random.Generator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    store = await open_store(path, write_delay_s=0)
+    write_rows, failures = store._write_rows, []
+
+    def flaky_write(*args: object) -> None:
+        if len(failures) < 1:
+            failures.append(args)
+            raise sqlite3.OperationalError("disk I/O error")
+        write_rows(*args)
+
+    monkeypatch.setattr(store, "_write_rows", flaky_write)
+    first, second = make("first", unit(rng)), make("second", unit(rng))
+    await store.put(first)
+    while not failures:
+        await asyncio.sleep(0.001)
+    await store.put(second)  # the next write carries the failed batch too
+    await store.settle()
+    assert "writing the cache file failed" in caplog.text
+
+    def broken_write(*args: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store, "_write_rows", broken_write)
+    await store.delete([first.id])
+    with pytest.raises(CacheStoreError, match="database is locked"):
+        await store.aclose()
+    store = await open_store(path)
+    try:  # both puts were written; the delete was not
+        held = {e.id for e in await store.list_entries(offset=0, limit=5, now=T0)}
+        assert held == {first.id, second.id}
     finally:
         await store.aclose()
 

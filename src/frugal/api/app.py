@@ -74,7 +74,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                 admit_length=settings.cache_store_length_finish,
                 admit_tool_calls=settings.cache_store_tool_calls,
             )
-            coalescer = Coalescer() if cache is not None else None
+            coalescer = Coalescer() if cache is not None and settings.coalesce else None
             state = GatewayState(
                 settings=settings,
                 pipeline=Pipeline(

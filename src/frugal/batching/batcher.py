@@ -7,7 +7,9 @@
 Contract:
 - the window starts when the first item of a batch arrives (`time.monotonic`); a batch leaves
   as soon as it holds ``max_size`` units (an item may count several units: a request carrying a
-  list of prompts); a window of 0 sends every item at once, alone;
+  list of prompts); a window of 0 sends every item alone (batching off);
+- at most ``max_in_flight`` batches are out at once; meanwhile items wait, so batches grow
+  with the load instead of queueing for a connection;
 - more than ``max_queue`` waiting units: `submit` raises `OverloadedError` at once (429);
 - an item that waited past its deadline is never sent and raises `QueueTimeoutError` (504);
 - a caller that goes away (its task is cancelled) before its batch leaves is dropped from it;
@@ -94,6 +96,7 @@ class Batcher(Generic[T, R]):
         max_size: int,
         max_queue: int,
         timeout_s: float | None = None,
+        max_in_flight: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         name: str = "batcher",
     ) -> None:
@@ -104,6 +107,8 @@ class Batcher(Generic[T, R]):
         self._max_size = max_size
         self._max_queue = max_queue
         self._timeout_s = timeout_s
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
         self._clock = clock
         self._name = name
         self._queue: deque[_Item[T, R]] = deque()
@@ -133,26 +138,31 @@ class Batcher(Generic[T, R]):
         item: _Item[T, R] = _Item(value, units, loop.create_future(), now, deadline)
         self._queue.append(item)
         self._queued_units += units
-        self._send_ready(window_over=False)
+        self._send_ready()
         return await item.future
 
-    def _send_ready(self, *, window_over: bool) -> None:
-        """Send every full batch, plus the head batch when its window is over; then wait again."""
-        while self._queue and (
-            window_over or self._window_s == 0 or self._queued_units >= self._max_size
-        ):
-            window_over = False
+    def _send_ready(self) -> None:
+        """Send every batch that is due and has a slot: a full one, or the head batch whose
+        window is over. Without a free slot items stay queued, so batches grow with the load."""
+        while self._queue and self._has_slot():
+            head_due = self._clock() >= self._queue[0].enqueued_at + self._window_s
+            if not (head_due or self._queued_units >= self._max_size):
+                break
             batch = self._take()
             if batch:
+                self._in_flight += 1
                 self._spawn(self._send(batch))
-        if self._queue and self._timer is None:
+        if self._queue and self._timer is None and self._has_slot():
             # The window runs from the arrival of the batch's first item, not from now.
             delay = max(0.0, self._queue[0].enqueued_at + self._window_s - self._clock())
             self._timer = asyncio.get_running_loop().call_later(delay, self._window_over)
 
+    def _has_slot(self) -> bool:
+        return self._max_in_flight is None or self._in_flight < self._max_in_flight
+
     def _window_over(self) -> None:
         self._timer = None
-        self._send_ready(window_over=True)
+        self._send_ready()
 
     def _take(self) -> list[_Item[T, R]]:
         """Take items from the head up to ``max_size`` units, skipping the gone and expired."""
@@ -173,7 +183,7 @@ class Batcher(Generic[T, R]):
                     error=QueueTimeoutError("The request waited too long to be sent upstream."),
                 )
                 continue
-            if batch and units + head.units > self._max_size:
+            if batch and (units + head.units > self._max_size or self._window_s == 0):
                 break
             batch.append(self._pop())
             units += head.units
@@ -185,6 +195,14 @@ class Batcher(Generic[T, R]):
         return item
 
     async def _send(self, batch: list[_Item[T, R]]) -> None:
+        try:
+            await self._deliver(batch)
+        finally:
+            self._in_flight -= 1
+            if not self._closed:
+                self._send_ready()
+
+    async def _deliver(self, batch: list[_Item[T, R]]) -> None:
         self.stats.batches += 1
         self.stats.items += len(batch)
         units = sum(item.units for item in batch)
@@ -230,6 +248,7 @@ class Batcher(Generic[T, R]):
             while self._queue:
                 batch = self._take()
                 if batch:
+                    self._in_flight += 1
                     self._spawn(self._send(batch))
         else:
             while self._queue:

@@ -102,6 +102,7 @@ class BatchingUpstream:
             max_size=max_size,
             max_queue=settings.max_queue,
             timeout_s=settings.timeout_s,
+            max_in_flight=settings.max_concurrency,
             name=f"batcher {path}",
         )
 

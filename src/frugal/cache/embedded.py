@@ -71,6 +71,8 @@ _COLUMNS = (
     " hits, last_used_at, used_seq"
 )
 
+# A failed background write is retried after this long (s), with whatever changed meanwhile.
+_RETRY_S = 1.0
 # `delete_similar` compares every entry, in slices of this many, yielding to the loop between.
 _SIMILAR_CHUNK = 8192
 
@@ -455,7 +457,9 @@ class EmbeddedStore:
             try:
                 await self._write_pending()
             except CacheStoreError:
-                logger.exception("writing the cache file failed; will retry")
+                logger.exception("writing the cache file failed; retrying in %.0f s", _RETRY_S)
+                self._wake.set()  # the batch is pending again, whether or not more changes come
+                await asyncio.sleep(_RETRY_S)
 
     async def _shutdown_executor(self) -> None:
         def close() -> None:
