@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install install-test bench-overhead clean
+.PHONY: demo test install install-test install-bench bench clean
 
 demo: install
 	$(BIN)/frugal demo
@@ -32,8 +32,16 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --editable '.[test]'
 	touch $(VENV)/.installed $@
 
-bench-overhead: install
-	$(BIN)/python benchmarks/overhead.py
+# Benchmarks write their results (markdown, PNG) under benchmarks/results/.
+BENCHMARKS := overhead cache_hit_path qqp_thresholds store_lookup batching
+bench: $(addprefix bench-,$(BENCHMARKS))
+bench-%: install-bench
+	$(BIN)/python benchmarks/$*.py
+
+install-bench: install $(VENV)/.installed-bench
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --editable '.[export,bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) .frugal .pytest_cache

@@ -67,7 +67,13 @@ def main() -> None:
             gateway = processes.start(
                 ["serve", "--upstream", sim.url + "/v1"],
                 log_dir=Path(tmp),
-                env={"FRUGAL_LOG_LEVEL": "warning", "FRUGAL_DATA_DIR": tmp},
+                # Pass-through: no cache, no batching window, so the hop itself is measured.
+                env={
+                    "FRUGAL_LOG_LEVEL": "warning",
+                    "FRUGAL_DATA_DIR": tmp,
+                    "FRUGAL_CACHE_MODE": "off",
+                    "FRUGAL_BATCH_WINDOW_MS": "0",
+                },
             )
             try:
                 timings = asyncio.run(measure(sim.url, gateway.url, args.requests))
@@ -89,7 +95,8 @@ def main() -> None:
         f"Command: `python benchmarks/overhead.py --requests {args.requests}`",
         "",
         f"{args.requests} chat completions each way, one client, sequential, interleaved; the "
-        "simulator answers with zero latency, so the difference is the gateway's own cost.",
+        "simulator answers with zero latency, so the difference is the gateway's own cost. The "
+        "gateway runs as a pass-through (`FRUGAL_CACHE_MODE=off`, `FRUGAL_BATCH_WINDOW_MS=0`).",
         "",
         "| path | median (ms) | p95 (ms) | p99 (ms) |",
         "|---|---:|---:|---:|",
