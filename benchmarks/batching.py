@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe  # noqa: E402
 
 from frugal import processes  # noqa: E402
+from frugal.percentiles import percentile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CLINC = ROOT.parent / "shared" / "data" / "clinc150" / "intents.jsonl"
@@ -38,10 +39,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 SIM = ["--call-latency-ms", "100", "--item-latency-ms", "2", "--max-concurrency", "4"]
 WINDOWS_MS = [0, 10, 50, 100]
 SIZES = [1, 5, 16, 64]
-
-
-def pct(values: list[float], p: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
 class Stack:
@@ -118,7 +115,7 @@ def sweep(tmp: Path, requests: int, clients: int) -> list[dict[str, float]]:
                     "rps": requests / wall,
                     "calls": calls,
                     "p50": statistics.median(ms),
-                    "p95": pct(ms, 95),
+                    "p95": percentile(ms, 95),
                 }
             )
             print(rows[-1], flush=True)

@@ -26,6 +26,7 @@ from _machine import describe  # noqa: E402
 
 from frugal import processes  # noqa: E402
 from frugal.cache.embedder import OnnxEmbedder  # noqa: E402
+from frugal.percentiles import percentile  # noqa: E402
 
 MODEL_DIR = Path(".frugal/models")
 SEEDS = [
@@ -40,10 +41,6 @@ PARAPHRASES = [
     "Who is the author of Pride and Prejudice?",
     "At what temperature does water boil at sea level?",
 ]
-
-
-def pct(values: list[float], p: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
 def body(text: str) -> dict[str, object]:
@@ -159,9 +156,9 @@ def main() -> None:
         "",
         "| latency, one client | median (ms) | p95 (ms) | p99 (ms) |",
         "|---|---:|---:|---:|",
-        f"| bare embedder call | {b50:.2f} | {pct(bare_ms, 95):.2f} | {pct(bare_ms, 99):.2f} |",
-        f"| semantic hit through the gateway | {g50:.2f} | {pct(gateway_ms, 95):.2f} "
-        f"| {pct(gateway_ms, 99):.2f} |",
+        f"| bare embedder call | {b50:.2f} | {percentile(bare_ms, 95):.2f} | {percentile(bare_ms, 99):.2f} |",
+        f"| semantic hit through the gateway | {g50:.2f} | {percentile(gateway_ms, 95):.2f} "
+        f"| {percentile(gateway_ms, 99):.2f} |",
         "",
         f"**Hit path / embedder: {g50 / b50:.2f}×** at the median (goal ≤ 1.3×).",
         "",

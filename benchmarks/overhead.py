@@ -23,15 +23,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe  # noqa: E402
 
 from frugal import processes  # noqa: E402
+from frugal.percentiles import percentile  # noqa: E402
 
 BODY = {
     "model": "sim-small",
     "messages": [{"role": "user", "content": "What is the capital of France?"}],
 }
-
-
-def pct(values: list[float], p: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
 async def measure(direct_url: str, gateway_url: str, requests: int) -> dict[str, list[float]]:
@@ -85,7 +82,7 @@ def main() -> None:
     rows = []
     for name, values in timings.items():
         ms = [v * 1000 for v in values]
-        rows.append((name, statistics.median(ms), pct(ms, 95), pct(ms, 99)))
+        rows.append((name, statistics.median(ms), percentile(ms, 95), percentile(ms, 99)))
     (_, d50, d95, d99), (_, g50, g95, g99) = rows
     lines = [
         "# Gateway pass-through overhead",

@@ -8,7 +8,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from frugal.demo import load_workload, percentile
+from frugal.demo import load_workload
 
 
 def processes_with_marker(marker: str) -> list[int]:
@@ -54,10 +54,3 @@ def test_bundled_workload_has_repeats_and_paraphrases() -> None:
     prompts = load_workload()
     assert len(prompts) > 40
     assert len(set(prompts)) < len(prompts)
-
-
-def test_percentile() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 50) == 50.5
-    assert percentile(values, 95) == 95.05
-    assert percentile([3.0], 95) == 3.0

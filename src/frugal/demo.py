@@ -22,6 +22,7 @@ from rich.table import Table
 
 from frugal import processes
 from frugal.config import load_settings
+from frugal.percentiles import percentile
 
 DEMO_MODEL = "sim-small"
 
@@ -45,13 +46,6 @@ class DemoReport:
     @property
     def p95_latency_s(self) -> float:
         return percentile(self.latencies_s, 95)
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """The ``pct``-th percentile, interpolated as ``statistics.quantiles(method="inclusive")``."""
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
 
 
 def load_workload(path: Path | None = None) -> list[str]:
