@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+from pathlib import Path
 
 
 def describe() -> str:
@@ -22,3 +23,14 @@ def describe() -> str:
         f"{now}; {os.cpu_count()} CPUs ({cpu}); Python {platform.python_version()}; "
         f"{platform.system()} {platform.release()}"
     )
+
+
+def write_report(path: Path, *, title: str, command: str, lines: list[str]) -> None:
+    """Write a result as markdown (title, machine and date, exact command, then ``lines``)
+    and print it."""
+    text = "\n".join(
+        [f"# {title}", "", f"Machine: {describe()}", "", f"Command: `{command}`", "", *lines, ""]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(text)

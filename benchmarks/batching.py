@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _machine import describe  # noqa: E402
+from _machine import write_report  # noqa: E402
 
 from frugal import processes  # noqa: E402
 from frugal.percentiles import percentile  # noqa: E402
@@ -230,13 +230,6 @@ def main() -> None:
     at5 = next(r for r in rows if r["window"] == 50 and r["size"] == 5)
     quiet0 = quiet[0]["p50"]
     lines = [
-        "# Dynamic batching and coalescing",
-        "",
-        f"Machine: {describe()}",
-        "",
-        f"Command: `python benchmarks/batching.py --requests {args.requests} --clients {args.clients} "
-        f"--bursts {args.bursts}`",
-        "",
         "Provider (`frugal sim`): 100 ms a call + 2 ms a prompt, at most 4 calls at once. Gateway: "
         "`FRUGAL_UPSTREAM_MAX_CONCURRENCY=4`, cache off for the sweep. Completions, each request "
         f"one distinct prompt, {args.clients} clients in a closed loop, {args.requests} requests "
@@ -278,8 +271,15 @@ def main() -> None:
         ),
         "",
     ]
-    (RESULTS / "batching.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report(
+        RESULTS / "batching.md",
+        title="Dynamic batching and coalescing",
+        command=(
+            f"python benchmarks/batching.py --requests {args.requests} --clients {args.clients} "
+            f"--bursts {args.bursts}"
+        ),
+        lines=lines,
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _machine import describe  # noqa: E402
+from _machine import write_report  # noqa: E402
 
 from frugal import processes  # noqa: E402
 from frugal.cache.embedder import OnnxEmbedder  # noqa: E402
@@ -142,13 +142,6 @@ def main() -> None:
 
     g50, b50 = statistics.median(gateway_ms), statistics.median(bare_ms)
     lines = [
-        "# Cache hit path",
-        "",
-        f"Machine: {describe()}",
-        "",
-        f"Command: `python benchmarks/cache_hit_path.py --requests {args.requests} "
-        f"--clients {args.clients} --seconds {args.seconds:g}`",
-        "",
         "Semantic hits (a paraphrase of a cached question, so the exact tier misses and the "
         "question is embedded and searched) through `frugal serve` in front of `frugal sim`, "
         "against the bare ONNX embedder in-process. The load generator shares the machine's "
@@ -170,9 +163,15 @@ def main() -> None:
         f"**Gateway hits / embedder throughput: {gateway_rps / bare_sps:.0%}** (goal ≥ 80%).",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report(
+        args.out,
+        title="Cache hit path",
+        command=(
+            f"python benchmarks/cache_hit_path.py --requests {args.requests} "
+            f"--clients {args.clients} --seconds {args.seconds:g}"
+        ),
+        lines=lines,
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _machine import describe  # noqa: E402
+from _machine import write_report  # noqa: E402
 
 from frugal import processes  # noqa: E402
 from frugal.percentiles import percentile  # noqa: E402
@@ -85,12 +85,6 @@ def main() -> None:
         rows.append((name, statistics.median(ms), percentile(ms, 95), percentile(ms, 99)))
     (_, d50, d95, d99), (_, g50, g95, g99) = rows
     lines = [
-        "# Gateway pass-through overhead",
-        "",
-        f"Machine: {describe()}",
-        "",
-        f"Command: `python benchmarks/overhead.py --requests {args.requests}`",
-        "",
         f"{args.requests} chat completions each way, one client, sequential, interleaved; the "
         "simulator answers with zero latency, so the difference is the gateway's own cost. The "
         "gateway runs as a pass-through (`FRUGAL_CACHE_MODE=off`, `FRUGAL_BATCH_WINDOW_MS=0`).",
@@ -102,9 +96,12 @@ def main() -> None:
         f"| {g99 - d99:.2f} |",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report(
+        args.out,
+        title="Gateway pass-through overhead",
+        command=(f"python benchmarks/overhead.py --requests {args.requests}"),
+        lines=lines,
+    )
 
 
 if __name__ == "__main__":

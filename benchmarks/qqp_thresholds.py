@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _machine import describe  # noqa: E402
+from _machine import write_report  # noqa: E402
 from _qqp import PAIRS, load_questions, load_vectors  # noqa: E402
 
 THRESHOLDS = [0.80, 0.82, 0.84, 0.86, 0.88, 0.90, 0.92, 0.94, 0.95, 0.96, 0.98]
@@ -35,12 +35,6 @@ def main() -> None:
     cosine = np.einsum("ij,ij->i", vectors[a], vectors[b])
 
     lines = [
-        "# A plain cosine threshold on Quora question pairs",
-        "",
-        f"Machine: {describe()}",
-        "",
-        "Command: `python benchmarks/qqp_thresholds.py`",
-        "",
         f"{len(pairs):,} labelled pairs ({labels.sum():,} duplicates) of "
         f"`shared/data/qqp/pairs.jsonl`; embeddings: {source}. A pair is a hit when its cosine "
         "similarity is at or above the threshold.",
@@ -65,8 +59,12 @@ def main() -> None:
         "the second-stage verifier is for.",
         "",
     ]
-    OUT.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report(
+        OUT,
+        title="A plain cosine threshold on Quora question pairs",
+        command=("python benchmarks/qqp_thresholds.py"),
+        lines=lines,
+    )
 
 
 if __name__ == "__main__":
