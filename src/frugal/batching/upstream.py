@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,8 @@ from frugal.errors import UpstreamStatusError
 from frugal.upstream.protocol import OpenStream, Upstream
 
 EMBEDDING_INPUTS_PER_CALL = 2048
+
+Result = dict[str, Any] | BaseException  # a request's own answer, or its own failure
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,7 +113,7 @@ class BatchingUpstream:
             self.calls += 1
             return await self._upstream.post(path, body, request_id=request_id)
 
-    async def _chat_batch(self, batch: list[_Request]) -> list[dict[str, Any] | BaseException]:
+    async def _chat_batch(self, batch: list[_Request]) -> list[Result]:
         """One call per distinct request, concurrently; equal requests share the answer."""
         distinct: dict[str, _Request] = {}
         for request in batch:
@@ -123,10 +125,10 @@ class BatchingUpstream:
         by_body = dict(zip(distinct, answers, strict=True))
         return [by_body[_canonical(request.body)] for request in batch]
 
-    def _list_batch(self, path: str):  # type: ignore[no-untyped-def]
+    def _list_batch(self, path: str) -> Callable[[list[_Request]], Awaitable[list[Result]]]:
         field = "prompt" if path == Endpoint.COMPLETIONS.value else "input"
 
-        async def send(batch: list[_Request]) -> list[dict[str, Any] | BaseException]:
+        async def send(batch: list[_Request]) -> list[Result]:
             if len(batch) == 1:
                 return [await self._call(path, batch[0].body, batch[0].request_id)]
             merged = {**batch[0].body, field: [item for r in batch for item in r.items]}
@@ -144,9 +146,7 @@ class BatchingUpstream:
         return send
 
 
-def split_answer(
-    path: str, answer: dict[str, Any], batch: Sequence[_Request]
-) -> list[dict[str, Any] | BaseException]:
+def split_answer(path: str, answer: dict[str, Any], batch: Sequence[_Request]) -> list[Result]:
     """Give each request of a list call its own part of the answer, re-indexed from 0."""
     entries_key = "choices" if path == Endpoint.COMPLETIONS.value else "data"
     entries = answer.get(entries_key) or []
@@ -167,7 +167,7 @@ def split_answer(
         answer.get("usage"),
         [_weight(request, own) for request, own in zip(batch, owns, strict=True)],
     )
-    parts: list[dict[str, Any] | BaseException] = []
+    parts: list[Result] = []
     for number, own in enumerate(owns):
         part = {**answer, entries_key: [{**entry, "index": i} for i, entry in enumerate(own)]}
         if "id" in answer:
@@ -238,7 +238,7 @@ class _SlotStream:
         self._slots = slots
         self._released = False
 
-    def __aiter__(self):  # type: ignore[no-untyped-def]
+    def __aiter__(self) -> AsyncIterator[bytes]:
         return aiter(self._stream)
 
     async def aclose(self) -> None:
