@@ -19,9 +19,10 @@ def describe() -> str:
     except OSError:
         pass
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = os.getloadavg()[0]
     return (
         f"{now}; {os.cpu_count()} CPUs ({cpu}); Python {platform.python_version()}; "
-        f"{platform.system()} {platform.release()}"
+        f"{platform.system()} {platform.release()}; load average {load:.1f} at the end"
     )
 
 

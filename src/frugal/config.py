@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".frugal")
     model_dir: Path | None = None  # where the exported embedder lives; default DATA_DIR/models
     embedder_backend: Literal["onnx", "sentence-transformers"] = "onnx"
-    embedder_window_ms: float = Field(2.0, ge=0)
+    embedder_window_ms: float = Field(0.0, ge=0)  # 0: no wait; texts queue while the model runs
     embedder_max_batch: int = Field(32, ge=1)
     admin_key: SecretStr | None = None
 
