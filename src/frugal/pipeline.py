@@ -113,10 +113,10 @@ class Pipeline:
             payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
             await self._save(key, payload, lookup.vector, ctx)
             return Answer(payload, self._outcome(key, ctx))
-        threshold = ctx.control.threshold
-        if threshold is None and self._cache is not None:
-            threshold = self._cache.threshold
-        joined = self._coalescer.find(key, lookup.vector, threshold=threshold or 1.0)
+        threshold = ctx.control.threshold  # 0.0 is a real threshold; only None means "unset"
+        if threshold is None:
+            threshold = self._cache.threshold if self._cache is not None else 1.0
+        joined = self._coalescer.find(key, lookup.vector, threshold=threshold)
         if joined is not None:
             try:
                 shared = await self._coalescer.follow(joined)
