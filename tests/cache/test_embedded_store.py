@@ -302,6 +302,8 @@ async def test_list_entries_pages_newest_first(
     t1 = await store.list_entries(offset=1, limit=5, tenant="t1", now=T0 + 7)
     assert [e.prompt for e in t1] == ["p3", "p1"]
     assert await store.list_entries(offset=0, limit=0, now=T0 + 7) == []
+    with pytest.raises(ValueError, match="negative"):
+        await store.list_entries(offset=-1, limit=3, now=T0 + 7)
 
 
 @pytest.mark.parametrize("index", [None, TINY_INDEX], ids=["exact", "approximate"])

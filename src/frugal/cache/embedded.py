@@ -163,6 +163,8 @@ class EmbeddedStore:
     async def search(
         self, *, scope: str, vector: np.ndarray, k: int, min_similarity: float, now: float
     ) -> list[Match]:
+        """Best first. Each index answer is re-checked against the entries (live, this scope)
+        and its similarity recomputed from the entry's own vector; ValueError for a bad shape."""
         query = self._check_vector(vector)
         self._sweep(now)
         index = self._indexes.get(scope)
@@ -181,6 +183,8 @@ class EmbeddedStore:
         return matches
 
     async def put(self, entry: Entry) -> None:
+        """Store ``entry`` as the most recently used, replacing an entry with its id and one
+        with its scope and prompt_hash; evict past the bound. ValueError for a bad vector."""
         vector = self._check_vector(entry.vector)
         if vector is not entry.vector:
             entry = replace(entry, vector=vector)
@@ -258,8 +262,10 @@ class EmbeddedStore:
         self, *, offset: int, limit: int, tenant: str | None = None, now: float
     ) -> list[Entry]:
         """Live entries by ``created_at``, newest first (ties: the later `put` first)."""
+        if offset < 0 or limit < 0:
+            raise ValueError(f"offset and limit must not be negative, got {offset}, {limit}")
         self._sweep(now)
-        if limit < 1:
+        if limit == 0:
             return []
         selected = (
             e for e in reversed(self._entries.values()) if tenant is None or e.tenant == tenant
