@@ -42,31 +42,27 @@ SIZES = [1, 5, 16, 64]
 
 
 class Stack:
+    """A sim with the provider's latency model and a gateway in front of it."""
+
     def __init__(self, tmp: Path, env: dict[str, str]) -> None:
-        self.sim = processes.start(["sim", *SIM], log_dir=tmp)
-        try:
-            self.gateway = processes.start(
-                ["serve", "--upstream", self.sim.url + "/v1"],
-                log_dir=tmp,
-                ready_path="/readyz",
-                env={
-                    "FRUGAL_LOG_LEVEL": "warning",
-                    "FRUGAL_DATA_DIR": str(tmp / f"data-{time.monotonic_ns()}"),
-                    "FRUGAL_MODEL_DIR": str(ROOT / ".frugal" / "models"),
-                    "FRUGAL_UPSTREAM_MAX_CONCURRENCY": "4",
-                    **env,
-                },
-            )
-        except BaseException:
-            self.sim.stop()
-            raise
+        self._running = processes.running_stack(
+            log_dir=tmp,
+            sim_args=SIM,
+            gateway_env={
+                "FRUGAL_LOG_LEVEL": "warning",
+                "FRUGAL_DATA_DIR": str(tmp / f"data-{time.monotonic_ns()}"),
+                "FRUGAL_MODEL_DIR": str(ROOT / ".frugal" / "models"),
+                "FRUGAL_UPSTREAM_MAX_CONCURRENCY": "4",
+                **env,
+            },
+        )
+        self.sim, self.gateway = self._running.__enter__()
 
     def calls(self) -> int:
         return int(httpx.get(self.sim.url + "/sim/stats").json()["calls"])
 
     def stop(self) -> None:
-        self.gateway.stop()
-        self.sim.stop()
+        self._running.__exit__(None, None, None)
 
 
 async def closed_loop(url: str, prompts: list[str], clients: int) -> tuple[list[float], float]:

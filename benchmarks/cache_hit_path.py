@@ -118,21 +118,15 @@ def main() -> None:
 
     embedder = OnnxEmbedder(MODEL_DIR)
     with tempfile.TemporaryDirectory() as tmp:
-        sim = processes.start(
-            ["sim", "--call-latency-ms", "0", "--item-latency-ms", "0"], log_dir=Path(tmp)
-        )
-        gateway = None
-        try:
-            gateway = processes.start(
-                ["serve", "--upstream", sim.url + "/v1"],
-                log_dir=Path(tmp),
-                env={
-                    "FRUGAL_LOG_LEVEL": "warning",
-                    "FRUGAL_DATA_DIR": tmp,
-                    "FRUGAL_MODEL_DIR": str(MODEL_DIR.resolve()),
-                },
-                ready_path="/readyz",
-            )
+        with processes.running_stack(
+            log_dir=Path(tmp),
+            sim_args=["--call-latency-ms", "0", "--item-latency-ms", "0"],
+            gateway_env={
+                "FRUGAL_LOG_LEVEL": "warning",
+                "FRUGAL_DATA_DIR": tmp,
+                "FRUGAL_MODEL_DIR": str(MODEL_DIR.resolve()),
+            },
+        ) as (_, gateway):
             for seed in SEEDS:
                 httpx.post(gateway.url + "/v1/chat/completions", json=body(seed), timeout=30)
             gateway_s, bare_s = asyncio.run(hit_latencies(gateway.url, embedder, args.requests))
@@ -145,10 +139,6 @@ def main() -> None:
                 after.ru_stime - cpu_before[1].ru_stime
             )
             client_cpu_ms = client_cpu / served * 1000
-        finally:
-            if gateway is not None:
-                gateway.stop()
-            sim.stop()
 
     gateway_ms, bare_ms = [t * 1000 for t in gateway_s], [t * 1000 for t in bare_s]
     bare_sps = embedder_throughput(embedder, args.clients, args.seconds)

@@ -57,27 +57,18 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        sim = processes.start(
-            ["sim", "--call-latency-ms", "0", "--item-latency-ms", "0"], log_dir=Path(tmp)
-        )
-        try:
-            gateway = processes.start(
-                ["serve", "--upstream", sim.url + "/v1"],
-                log_dir=Path(tmp),
-                # Pass-through: no cache, no batching window, so the hop itself is measured.
-                env={
-                    "FRUGAL_LOG_LEVEL": "warning",
-                    "FRUGAL_DATA_DIR": tmp,
-                    "FRUGAL_CACHE_MODE": "off",
-                    "FRUGAL_BATCH_WINDOW_MS": "0",
-                },
-            )
-            try:
-                timings = asyncio.run(measure(sim.url, gateway.url, args.requests))
-            finally:
-                gateway.stop()
-        finally:
-            sim.stop()
+        # Pass-through: no cache, no batching window, so the hop itself is measured.
+        with processes.running_stack(
+            log_dir=Path(tmp),
+            sim_args=["--call-latency-ms", "0", "--item-latency-ms", "0"],
+            gateway_env={
+                "FRUGAL_LOG_LEVEL": "warning",
+                "FRUGAL_DATA_DIR": tmp,
+                "FRUGAL_CACHE_MODE": "off",
+                "FRUGAL_BATCH_WINDOW_MS": "0",
+            },
+        ) as (sim, gateway):
+            timings = asyncio.run(measure(sim.url, gateway.url, args.requests))
 
     rows = []
     for name, values in timings.items():

@@ -82,28 +82,18 @@ def run_demo(
     prompts = load_workload(workload)
     with tempfile.TemporaryDirectory(prefix="frugal-demo-") as tmp:
         work = Path(tmp)
-        started: list[processes.FrugalProcess] = []
-        try:
-            sim = processes.start(["sim", *(sim_args or [])], log_dir=work)
-            started.append(sim)
-            gateway = processes.start(
-                ["serve", "--upstream", sim.url + "/v1"],
-                log_dir=work,
-                # A fresh cache for every demo, with the model exported at install.
-                env={
-                    "FRUGAL_DATA_DIR": str(work / "data"),
-                    "FRUGAL_MODEL_DIR": str(load_settings().models_path.resolve()),
-                },
-                ready_path="/readyz",
-            )
-            started.append(gateway)
+        # A fresh cache for every demo, with the model exported at install.
+        gateway_env = {
+            "FRUGAL_DATA_DIR": str(work / "data"),
+            "FRUGAL_MODEL_DIR": str(load_settings().models_path.resolve()),
+        }
+        with processes.running_stack(
+            log_dir=work, sim_args=sim_args or [], gateway_env=gateway_env
+        ) as (sim, gateway):
             began = time.perf_counter()
             latencies = asyncio.run(replay(gateway.url, prompts, concurrency=concurrency))
             wall = time.perf_counter() - began
             stats = httpx.get(sim.url + "/sim/stats").json()
-        finally:
-            for child in reversed(started):
-                child.stop()
     return DemoReport(
         requests=len(prompts),
         upstream_calls=int(stats["calls"]),

@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -99,3 +101,27 @@ def _wait_ready(child: FrugalProcess, name: str, ready_path: str, timeout_s: flo
             pass
         time.sleep(0.05)
     raise RuntimeError(f"frugal {name} did not become ready in {timeout_s} s:\n{child.log()}")
+
+
+@contextmanager
+def running_stack(
+    *, log_dir: Path, sim_args: Sequence[str] = (), gateway_env: dict[str, str] | None = None
+) -> Iterator[tuple[FrugalProcess, FrugalProcess]]:
+    """A `frugal sim` and a `frugal serve` in front of it, both stopped on leaving.
+
+    The gateway is waited for until ready (``/readyz``), so its cache is loaded.
+    """
+    sim = start(["sim", *sim_args], log_dir=log_dir)
+    try:
+        gateway = start(
+            ["serve", "--upstream", sim.url + "/v1"],
+            log_dir=log_dir,
+            env=gateway_env,
+            ready_path="/readyz",
+        )
+        try:
+            yield sim, gateway
+        finally:
+            gateway.stop()
+    finally:
+        sim.stop()
