@@ -56,6 +56,8 @@ async def test_a_lone_item_leaves_when_its_window_ends() -> None:
     assert handler.batches == [] and not task.done()
     assert await task == "answer:alone"
     assert handler.batches == [["alone"]]
+    assert batcher.stats.batch_units == [1]
+    assert len(batcher.stats.queue_wait_s) == 1 and batcher.stats.queue_wait_s[0] >= 0.04
 
 
 async def test_window_zero_sends_each_item_alone() -> None:

@@ -143,11 +143,16 @@ def _batching(state: GatewayState) -> dict[str, Any]:
         "requests": sum(q.items for q in queues),
         "items": units,
         "mean_batch_items": units / batches if batches else 0.0,
+        "mean_queue_wait_ms": 1000 * _mean([w for q in queues for w in q.queue_wait_s]),
         "dropped_cancelled": sum(q.dropped_cancelled for q in queues),
         "expired": sum(q.expired for q in queues),
         "rejected_full": sum(q.rejected_full for q in queues),
         "coalesced": state.coalescer.coalesced if state.coalescer is not None else 0,
     }
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 def _describe(entry: Entry) -> dict[str, Any]:

@@ -81,8 +81,8 @@ class BatchStats:
     dropped_cancelled: int = 0
     expired: int = 0
     rejected_full: int = 0
-    batch_units: list[int] = field(default_factory=list)  # sizes of recent batches
-    queue_wait_s: list[float] = field(default_factory=list)
+    batch_units: list[int] = field(default_factory=list)  # sizes of the last 1,000 batches
+    queue_wait_s: list[float] = field(default_factory=list)  # waits of the last 1,000 items
 
 
 class Batcher(Generic[T, R]):
@@ -187,6 +187,8 @@ class Batcher(Generic[T, R]):
                 break
             batch.append(self._pop())
             units += head.units
+            self.stats.queue_wait_s.append(now - head.enqueued_at)
+        del self.stats.queue_wait_s[:-1000]
         return batch
 
     def _pop(self) -> _Item[T, R]:
