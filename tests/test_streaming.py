@@ -121,3 +121,13 @@ def test_crlf_and_multiline_data_are_understood() -> None:
     splitter = EventSplitter()
     events = splitter.feed(b'event: x\r\ndata: {"a":\r\ndata: 1}\r\n\r\n')
     assert [event_data(e) for e in events] == ['{"a":\n1}']
+
+
+def test_add_event_says_what_each_event_was() -> None:
+    from frugal.streaming import EventKind
+
+    assembler = StreamAssembler()
+    kinds = [assembler.add_event(e) for e in replay(CHAT_ANSWER, include_usage=True)]
+    assert kinds[-2:] == [EventKind.USAGE, EventKind.DONE]
+    assert set(kinds[:-2]) == {EventKind.CHUNK}
+    assert assembler.add_event(b": keep-alive\n\n") is EventKind.OTHER

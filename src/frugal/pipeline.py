@@ -15,7 +15,6 @@ event by event as it arrives and stored once it has reached its end. The API lay
 from __future__ import annotations
 
 import enum
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,7 +28,7 @@ from frugal.cache.control import CacheControl
 from frugal.cache.scope import CacheKey, cache_key
 from frugal.cache.semantic import Lookup, SemanticCache, storable
 from frugal.endpoints import Endpoint
-from frugal.streaming import EventSplitter, StreamAssembler, event_data, is_usage_only, replay
+from frugal.streaming import EventKind, EventSplitter, StreamAssembler, replay
 from frugal.upstream.protocol import Upstream
 
 
@@ -151,13 +150,13 @@ class Pipeline:
             async for data in stream:
                 for event in splitter.feed(data):
                     if storing:
-                        assembler.add_event(event)
-                        if _is_done(event) and (complete := assembler.result()) is not None:
+                        kind = assembler.add_event(event)
+                        if kind is EventKind.DONE and (complete := assembler.result()):
                             # Stored before [DONE] is relayed: a client that has read the
                             # whole answer finds it cached on its next request.
                             await self._save(key, complete, lookup.vector, ctx)
-                    if not wants_usage and storing and _is_usage_event(event):
-                        continue
+                        if kind is EventKind.USAGE and not wants_usage:
+                            continue  # the usage frugal asked for, not the client
                     yield event
             if splitter.rest().strip():
                 yield splitter.rest()
@@ -208,19 +207,3 @@ def fresh(response: dict[str, Any]) -> dict[str, Any]:
 async def _iterate(events: list[bytes]) -> AsyncIterator[bytes]:
     for event in events:
         yield event
-
-
-def _is_done(event: bytes) -> bool:
-    data = event_data(event)
-    return data is not None and data.strip() == "[DONE]"
-
-
-def _is_usage_event(event: bytes) -> bool:
-    data = event_data(event)
-    if data is None or data.strip() == "[DONE]":
-        return False
-    try:
-        chunk = json.loads(data)
-    except json.JSONDecodeError:
-        return False
-    return isinstance(chunk, dict) and is_usage_only(chunk)

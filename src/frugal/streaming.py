@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Any
 
@@ -45,6 +46,13 @@ def is_usage_only(chunk: dict[str, Any]) -> bool:
     return not chunk.get("choices") and chunk.get("usage") is not None
 
 
+class EventKind(enum.Enum):
+    CHUNK = "chunk"
+    USAGE = "usage"  # the closing usage-only chunk of ``include_usage``
+    DONE = "done"  # ``data: [DONE]``
+    OTHER = "other"  # a comment, an error event, or something unreadable
+
+
 class StreamAssembler:
     """Rebuilds the complete answer from a stream's chunks.
 
@@ -59,22 +67,24 @@ class StreamAssembler:
         self._done = False
         self._broken = False
 
-    def add_event(self, event: bytes) -> None:
+    def add_event(self, event: bytes) -> EventKind:
+        """Take one event in; say what it was, so a relay need not parse it again."""
         data = event_data(event)
         if data is None:
-            return
+            return EventKind.OTHER
         if data.strip() == "[DONE]":
             self._done = True
-            return
+            return EventKind.DONE
         try:
             chunk = json.loads(data)
         except json.JSONDecodeError:
             self._broken = True
-            return
+            return EventKind.OTHER
         if not isinstance(chunk, dict) or "error" in chunk:
             self._broken = True
-            return
+            return EventKind.OTHER
         self.add_chunk(chunk)
+        return EventKind.USAGE if is_usage_only(chunk) else EventKind.CHUNK
 
     def add_chunk(self, chunk: dict[str, Any]) -> None:
         for name in ("id", "created", "model", "system_fingerprint", "object"):
