@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import httpx
 import typer
@@ -17,6 +17,8 @@ from rich.table import Table
 
 from frugal.admin_client import AdminClient
 from frugal.config import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -96,7 +98,7 @@ AdminKeyOption = Annotated[
 ]
 
 
-def _admin_call(url: str, admin_key: str, call: Callable[[AdminClient], object]) -> object:
+def _admin_call(url: str, admin_key: str, call: Callable[[AdminClient], T]) -> T:
     try:
         with AdminClient(url, admin_key) as client:
             return call(client)
@@ -128,7 +130,7 @@ def cache_list(
     )
     table = Table("id", "tenant", "model", "prompt", "hits", "expires in")
     now = time.time()
-    for entry in found:  # type: ignore[attr-defined]
+    for entry in found:
         table.add_row(
             entry["id"],
             entry["tenant"],
