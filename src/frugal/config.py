@@ -52,7 +52,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".frugal")
     model_dir: Path | None = None  # where the exported embedder lives; default DATA_DIR/models
     embedder_backend: Literal["onnx", "sentence-transformers"] = "onnx"
-    embedder_window_ms: float = Field(0.0, ge=0)  # 0: no wait; texts queue while the model runs
+    # Under load only (texts queued while the model ran): how long a model call waits for more
+    # texts. An idle embedder takes a text at once.
+    embedder_window_ms: float = Field(2.0, ge=0)
     embedder_max_batch: int = Field(32, ge=1)
     admin_key: SecretStr | None = None
 

@@ -332,11 +332,14 @@ def test_invalidate_by_tenant(fresh: Stack) -> None:
 
 def test_admin_stats_count_hits_and_misses(fresh: Stack) -> None:
     with fresh.admin() as admin:
-        before = admin.get("/admin/stats").json()["cache"]
+        before = admin.get("/admin/stats").json()
         ask(fresh, FRANCE)
         ask(fresh, FRANCE)
         ask(fresh, FRANCE_PARAPHRASE)
-        after = admin.get("/admin/stats").json()["cache"]
+        after = admin.get("/admin/stats").json()
+    # The exact hit needs no embedding; the miss and the paraphrase do.
+    assert after["embedder"]["texts"] - before["embedder"]["texts"] == 2
+    before, after = before["cache"], after["cache"]
     assert after["misses"] - before["misses"] == 1
     assert after["hits_exact"] - before["hits_exact"] == 1
     assert after["hits_semantic"] - before["hits_semantic"] == 1

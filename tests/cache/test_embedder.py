@@ -227,6 +227,36 @@ async def test_embed_many_keeps_order_across_batches() -> None:
     assert embedder.batch_sizes == {32: 2, 6: 1}
 
 
+async def test_an_idle_model_takes_a_text_at_once_whatever_the_window() -> None:
+    fake = FakeEmbedder()
+    embedder = AsyncEmbedder(fake, window_ms=60_000)
+    try:
+        vector = await asyncio.wait_for(embedder.embed("alone"), timeout=10)
+    finally:
+        await embedder.aclose()
+    np.testing.assert_array_equal(vector, vector_of("alone"))
+
+
+async def test_under_load_the_next_call_waits_for_company() -> None:
+    gate = threading.Event()
+    fake = FakeEmbedder(before=lambda texts: gate.wait(timeout=10))
+    embedder = AsyncEmbedder(fake, window_ms=60_000, max_batch=3)
+    try:
+        first = asyncio.create_task(embedder.embed("a"))
+        await until(lambda: len(fake.calls) == 1)  # the model is busy with "a"
+        queued = asyncio.create_task(embedder.embed("b"))
+        await asyncio.sleep(0)
+        gate.set()
+        await first
+        # "b" queued under load, so its call lingers for the callers "a"'s call answered.
+        later = [asyncio.create_task(embedder.embed(t)) for t in ("c", "d")]
+        await asyncio.wait_for(asyncio.gather(queued, *later), timeout=10)
+    finally:
+        gate.set()
+        await embedder.aclose()
+    assert fake.calls == [["a"], ["b", "c", "d"]]
+
+
 async def test_a_failing_call_fails_its_batch_only() -> None:
     def fail_on_boom(texts: list[str]) -> None:
         if "boom" in texts:

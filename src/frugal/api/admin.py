@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 from frugal.api.body import read_body
 from frugal.api.schemas import openapi_body
 from frugal.api.state import GatewayState, gateway
+from frugal.cache.embedder import AsyncEmbedder
 from frugal.cache.semantic import SemanticCache
 from frugal.cache.store import Entry
 from frugal.errors import AuthenticationError, InvalidRequestError, NotFoundError
@@ -90,7 +91,18 @@ async def stats(request: Request) -> dict[str, Any]:
             hit_rate=hits / looked_up if looked_up else 0.0,
             threshold=state.cache.threshold,
         )
+        if isinstance(state.cache.embedder, AsyncEmbedder):
+            summary["embedder"] = _embedder(state.cache.embedder)
     return summary
+
+
+def _embedder(embedder: AsyncEmbedder) -> dict[str, Any]:
+    return {
+        "calls": embedder.calls,
+        "texts": embedder.texts,
+        "mean_batch": embedder.texts / embedder.calls if embedder.calls else 0.0,
+        "batch_sizes": {str(size): count for size, count in sorted(embedder.batch_sizes.items())},
+    }
 
 
 @router.get("/cache/entries")

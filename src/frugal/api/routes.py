@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -96,20 +96,30 @@ async def _serve(request: Request, endpoint: Endpoint, schema: type[BaseModel]) 
     return JSONResponse(answer.body, headers=_cache_headers(answer.cache, answer.similarity))
 
 
-async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work``, cancelling it when the client goes away (a queued miss then costs nothing
-    upstream: the batcher drops cancelled callers)."""
-    task = asyncio.ensure_future(work)
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it when the client goes away (a queued miss then costs nothing
+    upstream: the batcher drops cancelled callers). The work runs in this task; only the
+    watcher is a task of its own."""
+    this = asyncio.current_task()
+    assert this is not None
+    finished = False
+
+    def client_left(watcher: asyncio.Task[None]) -> None:
+        if not finished and not watcher.cancelled() and watcher.exception() is None:
+            this.cancel()
+
     watcher = asyncio.ensure_future(_disconnected(request))
+    watcher.add_done_callback(client_left)
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        # Ours when the watcher saw the client leave and nobody else cancelled this task.
+        if watcher.done() and not watcher.cancelled() and this.uncancel() == 0:
+            raise ClientDisconnectedError("The client closed the connection.") from None
+        raise
     finally:
+        finished = True
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-    if watcher.done() and not watcher.cancelled() and not task.done():
-        raise ClientDisconnectedError("The client closed the connection.")
-    return await task
 
 
 async def _disconnected(request: Request) -> None:

@@ -16,11 +16,10 @@ Errors::
 from __future__ import annotations
 
 import asyncio
-import logging
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,8 +29,6 @@ import onnxruntime
 from tokenizers import Tokenizer
 
 from frugal.cache.export import EXPORT_COMMAND, ONNX_FILENAME, TOKENIZER_FILENAME
-
-logger = logging.getLogger(__name__)
 
 DIMENSIONS = 384
 MAX_SEQ_LENGTH = 256  # tokens, special ones included; sentence-transformers' limit for the model
@@ -83,6 +80,10 @@ class OnnxEmbedder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads if threads is not None else 0
         options.inter_op_num_threads = 1
+        # Idle intra-op threads sleep instead of spinning: in the gateway they share the cores
+        # with the event loop, and spinning took its CPU (more throughput without it, even
+        # for the model alone on 2 cores; benchmarks/results/cache_hit_path.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = onnxruntime.InferenceSession(
                 str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
@@ -166,27 +167,19 @@ class _Request:
     enqueued_at: float = field(default_factory=time.monotonic)
 
 
-def _set_result(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
-
-
 class AsyncEmbedder:
     """Embeds off the event loop, sharing one model call among concurrent requests.
 
-    A batch is sent when ``max_batch`` texts wait or ``window_ms`` after its first text arrived,
-    whichever comes first; texts queued while the model is busy go in the next call. Calls run
-    one at a time on a private worker thread, so they never compete for the cores. A caller
-    cancelled before its batch is sent is left out of it; a failing call raises its exception
-    in every caller of that batch and the next batch is tried afresh.
+    An idle model takes a text at once. Texts that queued while the model was busy go in the
+    next call, which first waits up to ``window_ms`` (or until ``max_batch`` texts wait) for the
+    callers the last call just answered: under load, one full call costs less than two small.
+    Calls run one at a time on a private worker thread, so they never compete for the cores;
+    that thread gathers the batches itself and hands results back with one wake-up of the
+    loop. A caller cancelled before its batch is sent is left out of it; a failing call raises
+    its exception in every caller of that batch and the next batch is tried afresh.
 
     Counters: ``calls`` (model calls made, failed ones included), ``texts`` (texts sent) and
-    ``batch_sizes`` (batch size → number of calls of that size).
+    ``batch_sizes`` (batch size → number of calls of that size); read them on the loop.
 
     Example: ``vector = await embedder.embed("hi")`` → float32 ``(384,)``, unit length.
     """
@@ -201,12 +194,13 @@ class AsyncEmbedder:
         self._embedder = embedder
         self._window_s = window_ms / 1000
         self._max_batch = max_batch
+        # Shared with the worker thread, under `_changed`'s lock.
+        self._changed = threading.Condition()
         self._queue: deque[_Request] = deque()
         self._in_flight: list[_Request] = []
-        self._wakeup = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frugal-embed")
+        self._model_free_since = 0.0
         self._closed = False
+        self._worker: threading.Thread | None = None
 
     async def embed(self, text: str) -> np.ndarray:
         """The vector of one text, float32 ``(dimensions,)``. Raises what the model call raised,
@@ -226,82 +220,100 @@ class AsyncEmbedder:
 
         A model call already running finishes on its thread and its result is dropped.
         """
-        if self._closed:
-            return
-        self._closed = True
-        stranded = [*self._in_flight, *self._queue]
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with self._changed:
+            if self._closed:
+                return
+            self._closed = True
+            stranded = [*self._in_flight, *self._queue]
+            self._queue.clear()
+            self._in_flight = []
+            self._changed.notify_all()
         error = EmbedderClosed("the embedder was closed")
         for request in stranded:
             _set_exception(request.future, error)
-        self._queue.clear()
-        self._in_flight = []
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _enqueue(self, texts: Sequence[str]) -> list[_Request]:
-        if self._closed:
-            raise EmbedderClosed("the embedder was closed")
         loop = asyncio.get_running_loop()
         requests = [_Request(text, loop.create_future()) for text in texts]
-        self._queue.extend(requests)
-        self._wakeup.set()
-        if not self._tasks:
-            task = loop.create_task(self._run(), name="frugal-embedder")
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
+        with self._changed:
+            if self._closed:
+                raise EmbedderClosed("the embedder was closed")
+            self._queue.extend(requests)
+            self._changed.notify()
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._work, args=(loop,), name="frugal-embedder", daemon=True
+                )
+                self._worker.start()
         return requests
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("the embedding worker stopped", exc_info=task.exception())
+    # The worker thread: everything below runs on it, except `_deliver`.
 
-    async def _run(self) -> None:
-        while True:
-            batch = await self._next_batch()
-            if batch:
-                await self._embed_batch(batch)
-
-    async def _next_batch(self) -> list[_Request]:
-        while not self._queue:
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        deadline = self._queue[0].enqueued_at + self._window_s
-        while len(self._queue) < self._max_batch:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self._wakeup.clear()
+    def _work(self, loop: asyncio.AbstractEventLoop) -> None:
+        while (batch := self._next_batch()) is not None:
+            if not batch:
+                continue
+            texts = [request.text for request in batch]
             try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except TimeoutError:
-                break
-        batch: list[_Request] = []
-        while self._queue and len(batch) < self._max_batch:
-            request = self._queue.popleft()
-            if not request.future.done():  # a cancelled caller is not embedded
-                batch.append(request)
-        return batch
+                outcome: np.ndarray | Exception = self._embedder.embed(texts)
+                if outcome.shape != (len(texts), self.dimensions):
+                    raise EmbedderError(
+                        f"the model returned {outcome.shape} for {len(texts)} texts"
+                    )
+            except Exception as exc:
+                outcome = exc
+            with self._changed:
+                self._in_flight = []
+                self._model_free_since = time.monotonic()
+            try:
+                loop.call_soon_threadsafe(self._deliver, batch, outcome)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
 
-    async def _embed_batch(self, batch: list[_Request]) -> None:
-        texts = [request.text for request in batch]
+    def _next_batch(self) -> list[_Request] | None:
+        """The next batch to embed, or ``None`` once closed."""
+        with self._changed:
+            while not self._queue and not self._closed:
+                self._changed.wait()
+            # Texts that queued while the model was busy mean load: linger for the callers the
+            # last call just answered, so that their next texts join this call.
+            if self._queue and self._queue[0].enqueued_at < self._model_free_since:
+                deadline = time.monotonic() + self._window_s
+                while len(self._queue) < self._max_batch and not self._closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._changed.wait(remaining)
+            if self._closed:
+                return None
+            batch: list[_Request] = []
+            while self._queue and len(batch) < self._max_batch:
+                request = self._queue.popleft()
+                # Reading done() off the loop only risks embedding a text just cancelled.
+                if not request.future.done():
+                    batch.append(request)
+            self._in_flight = batch
+            return batch
+
+    def _deliver(self, batch: list[_Request], outcome: np.ndarray | Exception) -> None:
+        """On the loop: count the call and answer its callers."""
         self.calls += 1
-        self.texts += len(texts)
-        self.batch_sizes[len(texts)] += 1
-        self._in_flight = batch
-        loop = asyncio.get_running_loop()
-        try:
-            vectors = await loop.run_in_executor(self._executor, self._embedder.embed, texts)
-            if vectors.shape != (len(texts), self.dimensions):
-                raise EmbedderError(f"the model returned {vectors.shape} for {len(texts)} texts")
-        except Exception as exc:
+        self.texts += len(batch)
+        self.batch_sizes[len(batch)] += 1
+        if isinstance(outcome, Exception):
             for request in batch:
-                _set_exception(request.future, exc)
-        else:
-            for request, vector in zip(batch, vectors, strict=True):
-                # A copy, so a vector kept by a cache entry does not pin the whole batch.
-                _set_result(request.future, vector.copy())
-        finally:
-            self._in_flight = []
+                _set_exception(request.future, outcome)
+            return
+        for request, vector in zip(batch, outcome, strict=True):
+            # A copy, so a vector kept by a cache entry does not pin the whole batch.
+            _set_result(request.future, vector.copy())
+
+
+def _set_result(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
