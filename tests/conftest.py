@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from frugal.redis_server import RedisServer
 from tests.servers import Server, start_server
 
 CANARY_KEY = "sk-canary-3f9c2e7b1d5a4c8e9f0a"
@@ -53,7 +54,8 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackFactor
     """Start stacks on demand; all of them stop when the module's tests are done.
 
     ``make_stack(sim_args=[...], env={...})``: sim flags are added to `FAST_SIM`, env holds
-    `FRUGAL_*` settings for the gateway. The sim demands `CANARY_KEY` and the gateway sends it.
+    `FRUGAL_*` settings for the gateway; ``sim=`` puts another gateway in front of a running
+    sim (replicas). The sim demands `CANARY_KEY` and the gateway sends it.
     """
     started: list[Server] = []
 
@@ -61,12 +63,15 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackFactor
         sim_args: list[str] | None = None,
         env: dict[str, str] | None = None,
         data_dir: Path | None = None,
+        sim: Server | None = None,
     ) -> Stack:
         logs = tmp_path_factory.mktemp("logs")
-        sim = start_server(
-            ["sim", *FAST_SIM, "--require-api-key", CANARY_KEY, *(sim_args or [])], log_dir=logs
-        )
-        started.append(sim)
+        if sim is None:
+            sim = start_server(
+                ["sim", *FAST_SIM, "--require-api-key", CANARY_KEY, *(sim_args or [])],
+                log_dir=logs,
+            )
+            started.append(sim)
         gateway_env = {
             "FRUGAL_UPSTREAM_API_KEY": CANARY_KEY,
             "FRUGAL_UPSTREAM_RETRY_BASE_DELAY_S": "0.01",
@@ -93,3 +98,11 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackFactor
 def stack(make_stack: StackFactory) -> Stack:
     """A well-behaved provider behind a gateway with default settings."""
     return make_stack()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One Redis 8 with the query engine for the session; tests keep apart by key prefix."""
+    log = tmp_path_factory.mktemp("redis") / "redis.log"
+    with RedisServer.start(log_path=log) as server:
+        yield server

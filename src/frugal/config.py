@@ -48,7 +48,13 @@ class Settings(BaseSettings):
     cache_store_length_finish: bool = False  # also store answers cut by max_tokens
     cache_store_tool_calls: bool = False
     cache_user_is_label: bool = True  # `user` names the end user and does not change the answer
-    store: Literal["embedded"] = "embedded"
+    store: Literal["embedded", "redis"] = "embedded"
+    redis_url: SecretStr | None = None  # redis://[:password@]host:port/db; may hold a password
+    redis_prefix: str = Field("frugal:", min_length=1)  # keys; two deployments, two prefixes
+    redis_index: str = Field("frugal", min_length=1, pattern=r"^[A-Za-z0-9_:.\-]+$")
+    store_timeout_ms: float = Field(100.0, gt=0)  # a lookup, store or hit slower than this: miss
+    store_breaker_failures: int = Field(5, ge=1)  # failures in a row that open the breaker
+    store_breaker_reset_s: float = Field(5.0, gt=0)  # how long it stays open before a probe
     data_dir: Path = Path(".frugal")
     model_dir: Path | None = None  # where the exported embedder lives; default DATA_DIR/models
     embedder_backend: Literal["onnx", "sentence-transformers"] = "onnx"
@@ -68,7 +74,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
 
-    @field_validator("upstream_api_key", "admin_key", mode="before")
+    @field_validator("upstream_api_key", "admin_key", "redis_url", mode="before")
     @classmethod
     def _empty_secret_is_none(cls, value: object) -> object:
         # An empty key would let an empty bearer token through: treat it as not set.
@@ -111,16 +117,22 @@ def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Setti
         model_config = SettingsConfigDict(yaml_file=config_file)
 
     try:
-        return _FromFile(**given)
+        settings = _FromFile(**given)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+    if settings.store == "redis" and settings.redis_url is None:
+        raise SettingsError(f"{ENV_PREFIX}REDIS_URL is required when {ENV_PREFIX}STORE=redis")
+    return settings
+
+
+_SECRETS = {"upstream_api_key", "admin_key", "redis_url"}
 
 
 def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         name = ".".join(str(part) for part in error["loc"])
-        shown = "(secret)" if "key" in name else repr(error.get("input"))
+        shown = "(secret)" if name in _SECRETS else repr(error.get("input"))
         lines.append(
             f"invalid setting {name} ({ENV_PREFIX}{name.upper()}) = {shown}: {error['msg']}"
         )

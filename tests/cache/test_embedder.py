@@ -258,23 +258,34 @@ async def test_under_load_the_next_call_waits_for_company() -> None:
 
 
 async def test_a_failing_call_fails_its_batch_only() -> None:
-    def fail_on_boom(texts: list[str]) -> None:
+    gate = threading.Event()
+
+    def hold_or_fail(texts: list[str]) -> None:
+        if texts == ["hold"]:
+            gate.wait(timeout=10)
         if "boom" in texts:
             raise ValueError("model exploded")
 
-    fake = FakeEmbedder(before=fail_on_boom)
+    fake = FakeEmbedder(before=hold_or_fail)
     embedder = AsyncEmbedder(fake, window_ms=0)
     try:
-        results = await asyncio.gather(
+        held = asyncio.create_task(embedder.embed("hold"))
+        await until(lambda: len(fake.calls) == 1)  # busy: the next two share a call
+        pair = asyncio.gather(
             embedder.embed("boom"), embedder.embed("bystander"), return_exceptions=True
         )
+        await asyncio.sleep(0.01)
+        gate.set()
+        await held
+        results = await pair
         assert all(isinstance(r, ValueError) for r in results)
         later = await embedder.embed("later")
     finally:
+        gate.set()
         await embedder.aclose()
     np.testing.assert_array_equal(later, vector_of("later"))
-    assert fake.calls == [["boom", "bystander"], ["later"]]
-    assert embedder.calls == 2
+    assert fake.calls == [["hold"], ["boom", "bystander"], ["later"]]
+    assert embedder.calls == 3
 
 
 async def test_cancelled_callers_are_left_out_of_the_call() -> None:
@@ -303,7 +314,7 @@ async def test_aclose_fails_queued_and_in_flight_callers() -> None:
     fake = FakeEmbedder(before=lambda texts: gate.wait(timeout=10))
     embedder = AsyncEmbedder(fake, window_ms=60_000, max_batch=2)
     try:
-        in_flight = [asyncio.create_task(embedder.embed(t)) for t in ("a", "b")]  # full batch
+        in_flight = [asyncio.create_task(embedder.embed_many(["a", "b"]))]  # a full batch
         await until(lambda: len(fake.calls) == 1)
         queued = [asyncio.create_task(embedder.embed(t)) for t in ("c",)]  # waits for its window
         await asyncio.sleep(0)

@@ -48,23 +48,35 @@ class ListStore:
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {}
 
-    async def get_exact(self, *, scope: str, prompt_hash: str, now: float) -> Entry | None:
+    async def get_exact(
+        self, *, scope: str, prompt_hash: str, now: float, tenant: str | None = None
+    ) -> Entry | None:
         return next(
             (
                 e
                 for e in self.entries.values()
-                if e.scope == scope and e.prompt_hash == prompt_hash and e.expires_at > now
+                if e.scope == scope
+                and e.prompt_hash == prompt_hash
+                and e.expires_at > now
+                and tenant in (None, e.tenant)
             ),
             None,
         )
 
     async def search(
-        self, *, scope: str, vector: np.ndarray, k: int, min_similarity: float, now: float
+        self,
+        *,
+        scope: str,
+        vector: np.ndarray,
+        k: int,
+        min_similarity: float,
+        now: float,
+        tenant: str | None = None,
     ):
         found = [
             Match(e, float(e.vector @ vector))
             for e in self.entries.values()
-            if e.scope == scope and e.expires_at > now
+            if e.scope == scope and e.expires_at > now and tenant in (None, e.tenant)
         ]
         found = [m for m in found if m.similarity >= min_similarity]
         return sorted(found, key=lambda m: -m.similarity)[:k]

@@ -18,7 +18,7 @@ from frugal.api.schemas import openapi_body
 from frugal.api.state import GatewayState, gateway
 from frugal.cache.embedder import AsyncEmbedder
 from frugal.cache.semantic import SemanticCache
-from frugal.cache.store import Entry
+from frugal.cache.store import CacheStoreError, Entry, StoreStats
 from frugal.errors import AuthenticationError, InvalidRequestError, NotFoundError
 
 router = APIRouter(prefix="/admin")
@@ -73,16 +73,20 @@ async def stats(request: Request) -> dict[str, Any]:
         "cache": {"mode": state.settings.cache_mode},
         "upstream": {"calls": state.batching.calls, "retries": state.upstream.retries},
         "batching": _batching(state),
+        "store": _store(state),
     }
     if state.cache is not None:
         counters = state.cache.counters
-        store = await state.cache.store.stats()
+        try:
+            held: StoreStats | None = await state.cache.store.stats()
+        except CacheStoreError:  # the rest of the summary is still worth having
+            held = None
         hits = counters.hits_exact + counters.hits_semantic
         looked_up = hits + counters.misses
         summary["cache"].update(
-            entries=store.entries,
-            evictions=store.evictions,
-            expirations=store.expirations,
+            entries=held.entries if held else None,
+            evictions=held.evictions if held else None,
+            expirations=held.expirations if held else None,
             hits_exact=counters.hits_exact,
             hits_semantic=counters.hits_semantic,
             misses=counters.misses,
@@ -93,6 +97,13 @@ async def stats(request: Request) -> dict[str, Any]:
         )
         if isinstance(state.cache.embedder, AsyncEmbedder):
             summary["embedder"] = _embedder(state.cache.embedder)
+    return summary
+
+
+def _store(state: GatewayState) -> dict[str, Any]:
+    summary: dict[str, Any] = {"kind": state.settings.store, "health": state.cache_health}
+    if (breaker := state.breaker) is not None:
+        summary.update(breaker=breaker.state.value, opened=breaker.opened, closed=breaker.closed)
     return summary
 
 

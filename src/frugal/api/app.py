@@ -16,9 +16,12 @@ from frugal.api.request_id import RequestIdMiddleware
 from frugal.api.state import GatewayState
 from frugal.batching.coalescer import Coalescer
 from frugal.batching.upstream import BatchingUpstream, BatchSettings
+from frugal.cache.breaker import CircuitBreaker, GuardedStore
 from frugal.cache.embedded import EmbeddedStore
 from frugal.cache.embedder import AsyncEmbedder, load_embedder
+from frugal.cache.redis_store import RedisStore
 from frugal.cache.semantic import SemanticCache
+from frugal.cache.store import VectorStore
 from frugal.config import Settings
 from frugal.pipeline import CachePolicy, Pipeline
 from frugal.upstream.client import OpenAIUpstream, RetryPolicy
@@ -115,12 +118,7 @@ async def _open_cache(settings: Settings, stack: AsyncExitStack) -> SemanticCach
         model, window_ms=settings.embedder_window_ms, max_batch=settings.embedder_max_batch
     )
     stack.push_async_callback(embedder.aclose)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = await EmbeddedStore.open(
-        settings.data_dir / "cache.sqlite3",
-        max_entries=settings.cache_max_entries,
-        dimensions=model.dimensions,
-    )
+    store = await _open_store(settings, dimensions=model.dimensions)
     stack.push_async_callback(store.aclose)
     return SemanticCache(
         store=store,
@@ -128,3 +126,30 @@ async def _open_cache(settings: Settings, stack: AsyncExitStack) -> SemanticCach
         threshold=settings.cache_threshold,
         ttl_s=settings.cache_ttl_s,
     )
+
+
+async def _open_store(settings: Settings, *, dimensions: int) -> VectorStore:
+    """The embedded store, or the Redis store behind a timeout and a circuit breaker."""
+    if settings.store == "embedded":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return await EmbeddedStore.open(
+            settings.data_dir / "cache.sqlite3",
+            max_entries=settings.cache_max_entries,
+            dimensions=dimensions,
+        )
+    assert settings.redis_url is not None  # load_settings insists on it
+    redis_store = await RedisStore.open(
+        settings.redis_url.get_secret_value(),
+        prefix=settings.redis_prefix,
+        index=settings.redis_index,
+        max_entries=settings.cache_max_entries,
+        dimensions=dimensions,
+    )
+    breaker = CircuitBreaker(
+        failures=settings.store_breaker_failures,
+        reset_s=settings.store_breaker_reset_s,
+        name="Redis store",
+    )
+    if not redis_store.reachable:
+        breaker.trip("Redis was not reachable at start-up")
+    return GuardedStore(redis_store, timeout_s=settings.store_timeout_ms / 1000, breaker=breaker)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from frugal.cache.store import CacheStoreError
 from frugal.errors import (
     FrugalError,
     InvalidRequestError,
@@ -58,6 +59,17 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _store_error(request: Request, exc: Exception) -> JSONResponse:
+    # Only admin routes get here: the request path fails open (a store failure is a miss).
+    logger.warning("cache store failed on %s: %s", request.url.path, exc)
+    body = error_body(
+        "The cache store is unavailable; try again later.",
+        type="server_error",
+        code="cache_unavailable",
+    )
+    return JSONResponse(body, status_code=503)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unexpected error on %s", request.url.path, exc_info=exc)
     body = error_body(
@@ -70,4 +82,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FrugalError, _frugal_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(CacheStoreError, _store_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -74,9 +74,10 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    ready = gateway(request).ready
-    status = 200 if ready else 503
-    return JSONResponse({"status": "ready" if ready else "not ready"}, status_code=status)
+    """503 until started (and when stopping); a degraded cache still serves, so it stays 200."""
+    state = gateway(request)
+    body = {"status": "ready" if state.ready else "not ready", "cache": state.cache_health}
+    return JSONResponse(body, status_code=200 if state.ready else 503)
 
 
 async def _serve(request: Request, endpoint: Endpoint, schema: type[BaseModel]) -> Response:

@@ -8,6 +8,7 @@ from fastapi import Request
 
 from frugal.batching.coalescer import Coalescer
 from frugal.batching.upstream import BatchingUpstream
+from frugal.cache.breaker import BreakerState, CircuitBreaker, GuardedStore
 from frugal.cache.semantic import SemanticCache
 from frugal.config import Settings
 from frugal.pipeline import Pipeline
@@ -23,6 +24,21 @@ class GatewayState:
     batching: BatchingUpstream
     coalescer: Coalescer | None
     ready: bool = False
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """The shared store's circuit breaker (the Redis store has one)."""
+        store = self.cache.store if self.cache is not None else None
+        return store.breaker if isinstance(store, GuardedStore) else None
+
+    @property
+    def cache_health(self) -> str:
+        """``off``; ``degraded`` while the store's breaker is not closed (requests then go
+        upstream); else ``ok``."""
+        if self.cache is None:
+            return "off"
+        breaker = self.breaker
+        return "degraded" if breaker and breaker.state is not BreakerState.CLOSED else "ok"
 
 
 def gateway(request: Request) -> GatewayState:

@@ -155,13 +155,23 @@ class EmbeddedStore:
 
     # ---- the VectorStore protocol -------------------------------------------------------
 
-    async def get_exact(self, *, scope: str, prompt_hash: str, now: float) -> Entry | None:
+    async def get_exact(
+        self, *, scope: str, prompt_hash: str, now: float, tenant: str | None = None
+    ) -> Entry | None:
         self._sweep(now)
         entry_id = self._by_prompt.get((scope, prompt_hash))
-        return None if entry_id is None else self._entries[entry_id]
+        entry = None if entry_id is None else self._entries[entry_id]
+        return entry if entry is not None and tenant in (None, entry.tenant) else None
 
     async def search(
-        self, *, scope: str, vector: np.ndarray, k: int, min_similarity: float, now: float
+        self,
+        *,
+        scope: str,
+        vector: np.ndarray,
+        k: int,
+        min_similarity: float,
+        now: float,
+        tenant: str | None = None,
     ) -> list[Match]:
         """Best first. Each index answer is re-checked against the entries (live, this scope)
         and its similarity recomputed from the entry's own vector; ValueError for a bad shape."""
@@ -175,6 +185,8 @@ class EmbeddedStore:
             entry = self._entries.get(entry_id)
             if entry is None or entry.scope != scope:
                 logger.error("scope index returned a foreign or removed entry %s", entry_id)
+                continue
+            if tenant is not None and entry.tenant != tenant:
                 continue
             similarity = float(entry.vector @ query)
             if similarity >= min_similarity:

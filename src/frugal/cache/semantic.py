@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from frugal.cache.breaker import StoreUnavailable
 from frugal.cache.scope import CacheKey
 from frugal.cache.store import Entry, VectorStore
 
@@ -109,7 +110,7 @@ class SemanticCache:
         minimum = self.threshold if threshold is None else threshold
         try:
             exact = await self.store.get_exact(
-                scope=key.scope, prompt_hash=key.prompt_hash, now=now
+                scope=key.scope, prompt_hash=key.prompt_hash, now=now, tenant=key.tenant
             )
         except Exception as exc:  # fail open, as above
             self._failed("exact lookup", exc)
@@ -122,7 +123,12 @@ class SemanticCache:
             return Lookup(hit=None)
         try:
             matches = await self.store.search(
-                scope=key.scope, vector=vector, k=1, min_similarity=minimum, now=now
+                scope=key.scope,
+                vector=vector,
+                k=1,
+                min_similarity=minimum,
+                now=now,
+                tenant=key.tenant,
             )
         except Exception as exc:  # fail open, as above
             self._failed("search", exc)
@@ -190,6 +196,8 @@ class SemanticCache:
 
     def _failed(self, operation: str, exc: Exception) -> None:
         self.counters.errors += 1
+        if isinstance(exc, StoreUnavailable):  # the breaker logged it once, not per request
+            return
         logger.warning(
             "cache %s failed, treated as a miss: %s: %s", operation, type(exc).__name__, exc
         )

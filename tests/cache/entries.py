@@ -1,0 +1,52 @@
+"""Cache entries for store tests: unit vectors, near neighbours, entries at a fixed time."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+
+import numpy as np
+
+from frugal.cache.store import Entry
+
+DIM = 32
+T0 = 1_000_000.0
+_ids = itertools.count()
+
+
+def unit(rng: np.random.Generator, dim: int = DIM) -> np.ndarray:
+    vector = rng.standard_normal(dim).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def near(vector: np.ndarray, rng: np.random.Generator, noise: float = 0.05) -> np.ndarray:
+    moved = vector + noise * rng.standard_normal(vector.shape).astype(np.float32)
+    return (moved / np.linalg.norm(moved)).astype(np.float32)
+
+
+def make(
+    prompt: str,
+    vector: np.ndarray,
+    *,
+    scope: str = "scope-a",
+    tenant: str = "tenant-1",
+    now: float = T0,
+    ttl_s: float = 3600.0,
+    entry_id: str | None = None,
+) -> Entry:
+    return Entry(
+        id=entry_id or f"id-{next(_ids)}",
+        tenant=tenant,
+        scope=scope,
+        prompt=prompt,
+        prompt_hash=hashlib.sha256(prompt.encode()).hexdigest(),
+        response={"answer": f"answer to {prompt}"},
+        vector=vector,
+        created_at=now,
+        expires_at=now + ttl_s,
+        labels={"tenant": tenant, "model": "sim-small"},
+    )
+
+
+def phash(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode()).hexdigest()

@@ -1,0 +1,294 @@
+"""The `VectorStore` contract, held by every store: the embedded one and Redis.
+
+Each test runs once per store, against a real Redis 8 with the query engine for the Redis
+store (its own key prefix and index per test, on the session's server).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from frugal.cache.embedded import EmbeddedStore
+from frugal.cache.index import IndexOptions
+from frugal.cache.redis_store import RedisStore
+from frugal.cache.store import VectorStore
+from tests.cache.entries import DIM, T0, make, near, phash, unit
+
+KINDS = ["embedded", "redis"]
+StoreFactory = Callable[..., Awaitable[VectorStore]]
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def open_store(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[StoreFactory]:
+    """Open stores of this test's kind (``max_entries`` 100 unless given); closed after it."""
+    opened: list[VectorStore] = []
+
+    async def open_one(max_entries: int = 100) -> VectorStore:
+        store: VectorStore
+        if kind == "redis":
+            server = request.getfixturevalue("redis_server")
+            name = f"test-{uuid.uuid4().hex[:12]}"
+            store = await RedisStore.open(
+                server.url, prefix=f"{name}:", index=name, max_entries=max_entries, dimensions=DIM
+            )
+        else:
+            index = IndexOptions(approximate_above=20, max_dead_share=0.25)
+            store = await EmbeddedStore.open(
+                tmp_path / f"cache-{len(opened)}.sqlite3",
+                max_entries=max_entries,
+                dimensions=DIM,
+                now=T0,
+                write_delay_s=0.01,
+                index_options=index if kind == "embedded-approximate" else None,
+            )
+        opened.append(store)
+        return store
+
+    yield open_one
+    for store in opened:
+        if isinstance(store, RedisStore):
+            await store.flush()
+            await store.drop_index()
+        await store.aclose()
+
+
+@pytest.fixture
+async def store(open_store: StoreFactory) -> VectorStore:
+    return await open_store()
+
+
+async def settle(store: VectorStore) -> None:
+    if isinstance(store, EmbeddedStore):
+        await store.settle()  # background index rebuilds
+
+
+async def test_exact_lookup(store: VectorStore, rng: np.random.Generator) -> None:
+    entry = make("What is the capital of France?", unit(rng))
+    await store.put(entry)
+    assert await store.get_exact(scope="scope-a", prompt_hash=entry.prompt_hash, now=T0) == entry
+    assert await store.get_exact(scope="scope-a", prompt_hash=phash("other"), now=T0) is None
+
+
+async def test_semantic_lookup_uses_cosine_similarity(
+    store: VectorStore, rng: np.random.Generator
+) -> None:
+    vector = unit(rng)
+    entry = make("What is the capital of France?", vector)
+    await store.put(entry)
+    await store.put(make("Who painted the Mona Lisa?", unit(rng)))
+    query = near(vector, rng)
+    matches = await store.search(scope="scope-a", vector=query, k=3, min_similarity=0.9, now=T0)
+    assert [m.entry.id for m in matches] == [entry.id]
+    assert matches[0].similarity == pytest.approx(float(vector @ query), abs=1e-6)
+    strict = await store.search(
+        scope="scope-a", vector=query, k=3, min_similarity=matches[0].similarity + 1e-4, now=T0
+    )
+    assert strict == []
+    everything = await store.search(scope="scope-a", vector=query, k=5, min_similarity=-1, now=T0)
+    assert len(everything) == 2
+    assert everything[0].similarity >= everything[1].similarity
+
+
+async def test_scopes_are_a_hard_partition(store: VectorStore, rng: np.random.Generator) -> None:
+    vector = unit(rng)
+    a = make("same prompt", vector, scope="scope-a")
+    b = make("same prompt", vector, scope="scope-b")
+    await store.put(a)
+    await store.put(b)
+    for scope, entry in (("scope-a", a), ("scope-b", b)):
+        assert await store.get_exact(scope=scope, prompt_hash=a.prompt_hash, now=T0) == entry
+        matches = await store.search(scope=scope, vector=vector, k=5, min_similarity=-1, now=T0)
+        assert [m.entry.id for m in matches] == [entry.id]
+    assert await store.search(scope="scope-c", vector=vector, k=5, min_similarity=-1, now=T0) == []
+    assert await store.delete_where(scope="scope-a") == 1
+    assert await store.get_exact(scope="scope-b", prompt_hash=a.prompt_hash, now=T0) == b
+
+
+async def test_expired_entries_are_never_returned_and_are_purged(
+    store: VectorStore, rng: np.random.Generator
+) -> None:
+    vector = unit(rng)
+    short = make("short-lived", vector, ttl_s=10)
+    await store.put(short)
+    await store.put(make("long-lived", unit(rng), ttl_s=100))
+    at = T0 + 9.99
+    assert await store.get_exact(scope="scope-a", prompt_hash=short.prompt_hash, now=at) == short
+    assert await store.search(scope="scope-a", vector=vector, k=1, min_similarity=0.99, now=at)
+    at = T0 + 10  # live while now < expires_at
+    assert await store.get_exact(scope="scope-a", prompt_hash=short.prompt_hash, now=at) is None
+    assert not await store.search(scope="scope-a", vector=vector, k=1, min_similarity=0.99, now=at)
+    listed = await store.list_entries(offset=0, limit=10, now=at)
+    assert [e.prompt for e in listed] == ["long-lived"]
+    stats = await store.stats()
+    assert (stats.entries, stats.expirations, stats.evictions) == (1, 1, 0)
+
+
+async def test_an_entry_born_expired_is_not_kept_and_evicts_nothing(
+    open_store: StoreFactory, rng: np.random.Generator
+) -> None:
+    store = await open_store(max_entries=1)
+    kept = make("kept", unit(rng))
+    await store.put(kept)
+    await store.put(make("ttl zero", unit(rng), ttl_s=0))
+    assert await store.get_exact(scope="scope-a", prompt_hash=kept.prompt_hash, now=T0) == kept
+    stats = await store.stats()
+    assert (stats.entries, stats.expirations, stats.evictions) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "embedded-approximate"], indirect=True)
+async def test_beyond_the_bound_every_lookup_is_a_miss_or_its_own_answer(
+    open_store: StoreFactory, rng: np.random.Generator, kind: str
+) -> None:
+    store = await open_store(max_entries=100)
+    entries = [make(f"prompt {i}", unit(rng), now=T0 + i) for i in range(1000)]
+    for entry in entries:
+        await store.put(entry)
+        assert (await store.stats()).entries <= 100
+    await settle(store)
+    now = T0 + 1000
+    survivors = set()
+    for entry in entries:
+        exact = await store.get_exact(scope="scope-a", prompt_hash=entry.prompt_hash, now=now)
+        found = await store.search(
+            scope="scope-a", vector=entry.vector, k=1, min_similarity=0.9, now=now
+        )
+        assert exact is None or exact.response == entry.response
+        assert all(m.entry.response == entry.response for m in found)
+        if exact is not None:
+            survivors.add(entry.id)
+            assert [m.entry.id for m in found] == [entry.id]
+    assert survivors == {e.id for e in entries[-100:]}
+    stats = await store.stats()
+    assert (stats.entries, stats.evictions) == (100, 900)
+    if kind == "embedded-approximate":
+        assert isinstance(store, EmbeddedStore) and store.index_of("scope-a").approximate
+
+
+async def test_at_the_bound_the_least_recently_used_goes_first(
+    open_store: StoreFactory, rng: np.random.Generator
+) -> None:
+    store = await open_store(max_entries=3)
+    a, b, c, d = (make(p, unit(rng)) for p in "abcd")
+    for entry in (a, b, c):
+        await store.put(entry)
+    assert (await store.stats()).evictions == 0
+    await store.record_hit(a.id, now=T0 + 5)  # a hit is a use: b is now the oldest
+    await store.put(d)
+    held = {e.id for e in await store.list_entries(offset=0, limit=10, now=T0 + 5)}
+    assert held == {a.id, c.id, d.id}
+    hit = await store.get_exact(scope="scope-a", prompt_hash=a.prompt_hash, now=T0 + 5)
+    assert hit is not None and (hit.hits, hit.last_used_at) == (1, T0 + 5)
+    await store.record_hit("gone", now=T0 + 5)  # an evicted id: nothing to do
+
+
+async def test_put_replaces_the_same_prompt_in_the_same_scope(
+    store: VectorStore, rng: np.random.Generator
+) -> None:
+    old_vector, new_vector = unit(rng), unit(rng)
+    old = make("prompt", old_vector)
+    new = make("prompt", new_vector)
+    await store.put(old)
+    await store.put(make("prompt", old_vector, scope="scope-b"))  # another scope: kept
+    await store.put(new)
+    assert await store.get_exact(scope="scope-a", prompt_hash=new.prompt_hash, now=T0) == new
+    found = await store.search(scope="scope-a", vector=old_vector, k=5, min_similarity=-1, now=T0)
+    assert [m.entry.id for m in found] == [new.id]
+    assert (await store.stats()).entries == 2
+
+
+async def test_put_with_an_existing_id_replaces_it(
+    store: VectorStore, rng: np.random.Generator
+) -> None:
+    first = make("first", unit(rng), entry_id="same")
+    second = make("second", unit(rng), scope="scope-b", entry_id="same")
+    await store.put(first)
+    await store.put(second)
+    assert await store.get_exact(scope="scope-a", prompt_hash=first.prompt_hash, now=T0) is None
+    assert not await store.search(
+        scope="scope-a", vector=first.vector, k=1, min_similarity=-1, now=T0
+    )
+    assert (await store.stats()).entries == 1
+
+
+async def test_delete_by_ids_and_by_tenant(store: VectorStore, rng: np.random.Generator) -> None:
+    mine = [make(f"mine {i}", unit(rng), tenant="t1") for i in range(3)]
+    theirs = [make(f"theirs {i}", unit(rng), tenant="t2", scope="scope-b") for i in range(2)]
+    for entry in mine + theirs:
+        await store.put(entry)
+    assert await store.delete([mine[0].id, "unknown", mine[0].id]) == 1
+    assert await store.delete_where(tenant="t1") == 2
+    assert {e.id for e in await store.list_entries(offset=0, limit=10, now=T0)} == {
+        e.id for e in theirs
+    }
+    for entry in mine:
+        assert not await store.search(
+            scope="scope-a", vector=entry.vector, k=1, min_similarity=-1, now=T0
+        )
+    with pytest.raises(ValueError, match="tenant or a scope"):
+        await store.delete_where()
+
+
+async def test_delete_similar(store: VectorStore, rng: np.random.Generator) -> None:
+    topic = unit(rng)
+    close = [make(f"close {i}", near(topic, rng), scope=f"s{i}") for i in range(3)]
+    other_tenant = make("close, other tenant", near(topic, rng), tenant="t2")
+    far = make("far", unit(rng))
+    for entry in [*close, other_tenant, far]:
+        await store.put(entry)
+    assert await store.delete_similar(vector=topic, min_similarity=0.9, tenant="tenant-1") == 3
+    left = {e.id for e in await store.list_entries(offset=0, limit=10, now=T0)}
+    assert left == {other_tenant.id, far.id}
+    assert await store.delete_similar(vector=topic, min_similarity=0.9) == 1
+
+
+async def test_flush(store: VectorStore, rng: np.random.Generator) -> None:
+    entries = [make(f"p{i}", unit(rng), scope=f"s{i % 3}") for i in range(10)]
+    for entry in entries:
+        await store.put(entry)
+    assert await store.flush() == 10
+    assert (await store.stats()).entries == 0
+    for entry in entries:
+        assert not await store.search(
+            scope=entry.scope, vector=entry.vector, k=1, min_similarity=-1, now=T0
+        )
+        assert not await store.get_exact(scope=entry.scope, prompt_hash=entry.prompt_hash, now=T0)
+    await store.put(entries[0])  # usable again after a flush
+    assert (await store.stats()).entries == 1
+
+
+async def test_list_entries_pages_newest_first(
+    store: VectorStore, rng: np.random.Generator
+) -> None:
+    for i in range(7):
+        await store.put(make(f"p{i}", unit(rng), now=T0 + i, tenant="t1" if i % 2 else "t2"))
+    await store.put(make("expired", unit(rng), now=T0 - 100, ttl_s=50))
+    pages = [await store.list_entries(offset=o, limit=3, now=T0 + 7) for o in (0, 3, 6)]
+    assert [[e.prompt for e in page] for page in pages] == [
+        ["p6", "p5", "p4"],
+        ["p3", "p2", "p1"],
+        ["p0"],
+    ]
+    t1 = await store.list_entries(offset=1, limit=5, tenant="t1", now=T0 + 7)
+    assert [e.prompt for e in t1] == ["p3", "p1"]
+    assert await store.list_entries(offset=0, limit=0, now=T0 + 7) == []
+    with pytest.raises(ValueError, match="negative"):
+        await store.list_entries(offset=-1, limit=3, now=T0 + 7)
+
+
+async def test_vectors_of_the_wrong_shape_are_refused(store: VectorStore) -> None:
+    with pytest.raises(ValueError, match="shape"):
+        await store.put(make("p", np.ones(DIM + 1, dtype=np.float32)))
+    with pytest.raises(ValueError, match="shape"):
+        await store.search(scope="scope-a", vector=np.ones((1, DIM)), k=1, min_similarity=0, now=T0)
