@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,3 +107,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     log = tmp_path_factory.mktemp("redis") / "redis.log"
     with RedisServer.start(log_path=log) as server:
         yield server
+
+
+def redis_env(url: str, **extra: str) -> dict[str, str]:
+    """Gateway settings for the Redis store at ``url``, under a prefix and index of its own."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    return {
+        "FRUGAL_STORE": "redis",
+        "FRUGAL_REDIS_URL": url,
+        "FRUGAL_REDIS_PREFIX": f"{name}:",
+        "FRUGAL_REDIS_INDEX": name,
+        **extra,
+    }

@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import ADMIN_KEY, Stack, StackFactory
+from tests.conftest import ADMIN_KEY, Stack, StackFactory, redis_env
 
 FRANCE = "What is the capital of France?"
 FRANCE_PARAPHRASE = "What's the capital of France?"
@@ -36,6 +36,14 @@ def ask(stack: Stack, text: str, *, control: str | None = None, **fields: Any) -
 
 def content(response: httpx.Response) -> str:
     return response.json()["choices"][0]["message"]["content"]
+
+
+@pytest.fixture(scope="module", params=["embedded", "redis"])
+def stack(request: pytest.FixtureRequest, make_stack: StackFactory) -> Stack:
+    """The gateway with each store in turn: every test that takes it runs on both."""
+    if request.param == "redis":
+        return make_stack(env=redis_env(request.getfixturevalue("redis_server").url))
+    return make_stack()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import openai
 
 from frugal.processes import free_port
 from frugal.redis_server import RedisServer
-from tests.conftest import Stack, StackFactory
+from tests.conftest import Stack, StackFactory, redis_env
 
 FRANCE = "What is the capital of France?"
 FRANCE_PARAPHRASE = "What's the capital of France?"
@@ -31,17 +30,6 @@ QUESTIONS = [
     "How far away is the Moon?",
     "What is a prime number?",
 ]
-
-
-def redis_env(url: str, **extra: str) -> dict[str, str]:
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    return {
-        "FRUGAL_STORE": "redis",
-        "FRUGAL_REDIS_URL": url,
-        "FRUGAL_REDIS_PREFIX": f"{name}:",
-        "FRUGAL_REDIS_INDEX": name,
-        **extra,
-    }
 
 
 def sdk(stack: Stack) -> openai.AsyncOpenAI:
