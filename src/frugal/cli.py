@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,9 @@ app = typer.Typer(
 
 HostOption = Annotated[str | None, typer.Option(help="Interface to listen on.")]
 PortOption = Annotated[int | None, typer.Option(help="Port to listen on.")]
+ConfigOption = Annotated[
+    Path | None, typer.Option(help="YAML settings file.", envvar="FRUGAL_CONFIG_FILE")
+]
 
 
 def _settings(config: Path | None, **overrides: object) -> Settings:
@@ -39,34 +41,31 @@ def _settings(config: Path | None, **overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-
 @app.command()
 def serve(
     host: HostOption = None,
     port: PortOption = None,
-    config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
+    config: ConfigOption = None,
     upstream: Annotated[
         str | None, typer.Option(help="Upstream base URL, e.g. http://127.0.0.1:9000/v1.")
     ] = None,
 ) -> None:
     """Run the gateway."""
     from frugal.api.app import create_app
+    from frugal.observability.logs import configure_logging
 
     settings = _settings(config, host=host, port=port, upstream_base_url=upstream)
     if settings.upstream_base_url is None:
         typer.echo("frugal: FRUGAL_UPSTREAM_BASE_URL (or --upstream) is required", err=True)
         raise typer.Exit(2)
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # frugal's JSON lines (configured above), not uvicorn's format
+        access_log=False,  # one line per request comes from frugal, with what it did
         timeout_graceful_shutdown=30,
     )
 
@@ -77,7 +76,7 @@ app.add_typer(model_app, name="model")
 
 @model_app.command("export")
 def model_export(
-    config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
+    config: ConfigOption = None,
     out: Annotated[
         Path | None, typer.Option(help="Folder to write to (default: the model dir).")
     ] = None,

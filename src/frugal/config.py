@@ -19,6 +19,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from frugal.observability.prices import ModelPrice
+
 ENV_PREFIX = "FRUGAL_"
 
 
@@ -69,6 +71,11 @@ class Settings(BaseSettings):
     batch_max_queue: int = Field(1000, ge=1)  # waiting items per queue beyond which: 429
     batch_timeout_s: float = Field(30.0, gt=0)  # an item waiting longer is never sent: 504
     coalesce: bool = True  # a miss waits for an equal or near-equal miss already in flight
+
+    # Dollars per million tokens by model, added to and replacing the built-in table.
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    metrics_tenant_label: bool = True  # off for setups with very many tenants
+    log_prompts: bool = False  # prompt text in the request log lines (opt-in)
 
     default_model: str = "gpt-4o-mini"
     max_body_bytes: int = Field(1_048_576, ge=1024)

@@ -26,7 +26,7 @@ import numpy as np
 from frugal.batching.coalescer import Coalescer, LeaderGone
 from frugal.cache.control import CacheControl
 from frugal.cache.scope import CacheKey, cache_key
-from frugal.cache.semantic import Lookup, SemanticCache, storable
+from frugal.cache.semantic import Hit, Lookup, SemanticCache, storable
 from frugal.endpoints import Endpoint
 from frugal.streaming import EventKind, EventSplitter, StreamAssembler, replay
 from frugal.upstream.protocol import Upstream
@@ -59,9 +59,14 @@ class CachePolicy:
 
 @dataclass(frozen=True)
 class Answer:
+    """``hit`` names the entry a cached answer came from; ``question`` is the embedded text
+    (``None`` when the request was not cacheable)."""
+
     body: dict[str, Any]
     cache: CacheOutcome
     similarity: float | None = None
+    hit: Hit | None = None
+    question: str | None = None
 
 
 async def _nothing() -> None:
@@ -76,6 +81,8 @@ class StreamedAnswer:
     cache: CacheOutcome
     similarity: float | None = None
     close: Callable[[], Awaitable[None]] = _nothing
+    hit: Hit | None = None
+    question: str | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.events
@@ -105,13 +112,14 @@ class Pipeline:
 
     async def answer(self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext) -> Answer:
         key = self._key(endpoint, body, ctx)
+        question = key.prompt if key is not None else None
         lookup = await self._lookup(key, ctx)
-        if lookup.hit is not None:
-            return Answer(fresh(lookup.hit.response), CacheOutcome.HIT, lookup.hit.similarity)
+        if (hit := lookup.hit) is not None:
+            return Answer(fresh(hit.response), CacheOutcome.HIT, hit.similarity, hit, question)
         if key is None or self._coalescer is None or ctx.control.no_cache:
             payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
             await self._save(key, payload, lookup.vector, ctx)
-            return Answer(payload, self._outcome(key, ctx))
+            return Answer(payload, self._outcome(key, ctx), question=question)
         threshold = ctx.control.threshold  # 0.0 is a real threshold; only None means "unset"
         if threshold is None:
             threshold = self._cache.threshold if self._cache is not None else 1.0
@@ -122,22 +130,27 @@ class Pipeline:
             except LeaderGone:
                 pass  # the leader's client left: go upstream ourselves
             else:
-                return Answer(fresh(shared), CacheOutcome.COALESCED, joined.similarity)
+                return Answer(
+                    fresh(shared), CacheOutcome.COALESCED, joined.similarity, question=question
+                )
         with self._coalescer.lead(key, lookup.vector) as flight:
             payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
             flight.succeed(payload)
         await self._save(key, payload, lookup.vector, ctx)
-        return Answer(payload, CacheOutcome.MISS)
+        return Answer(payload, CacheOutcome.MISS, question=question)
 
     async def answer_stream(
         self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext
     ) -> StreamedAnswer:
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         key = self._key(endpoint, body, ctx)
+        question = key.prompt if key is not None else None
         lookup = await self._lookup(key, ctx)
-        if lookup.hit is not None:
-            events = replay(fresh(lookup.hit.response), include_usage=wants_usage)
-            return StreamedAnswer(_iterate(events), CacheOutcome.HIT, lookup.hit.similarity)
+        if (hit := lookup.hit) is not None:
+            events = replay(fresh(hit.response), include_usage=wants_usage)
+            return StreamedAnswer(
+                _iterate(events), CacheOutcome.HIT, hit.similarity, hit=hit, question=question
+            )
         storing = key is not None and not ctx.control.no_store
         if storing and not wants_usage:
             # A cached answer should carry its usage, so ask for it and keep it from the client.
@@ -161,7 +174,9 @@ class Pipeline:
             if splitter.rest().strip():
                 yield splitter.rest()
 
-        return StreamedAnswer(relay(), self._outcome(key, ctx), close=stream.aclose)
+        return StreamedAnswer(
+            relay(), self._outcome(key, ctx), close=stream.aclose, question=question
+        )
 
     def _key(
         self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -74,6 +75,7 @@ async def stats(request: Request) -> dict[str, Any]:
         "upstream": {"calls": state.batching.calls, "retries": state.upstream.retries},
         "batching": _batching(state),
         "store": _store(state),
+        "summary": state.observer.summary.report(),
     }
     if state.cache is not None:
         counters = state.cache.counters
@@ -159,6 +161,9 @@ async def flush(request: Request) -> dict[str, int]:
 
 def _batching(state: GatewayState) -> dict[str, Any]:
     queues = [batcher.stats for batcher in state.batching.batchers.values()]
+    sizes: Counter[int] = Counter()
+    for queue in queues:
+        sizes.update(queue.sizes)
     batches = sum(q.batches for q in queues)
     units = sum(q.units for q in queues)
     return {
@@ -171,6 +176,7 @@ def _batching(state: GatewayState) -> dict[str, Any]:
         "expired": sum(q.expired for q in queues),
         "rejected_full": sum(q.rejected_full for q in queues),
         "coalesced": state.coalescer.coalesced if state.coalescer is not None else 0,
+        "batch_sizes": {str(size): sizes[size] for size in sorted(sizes)},
     }
 
 

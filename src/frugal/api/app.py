@@ -23,6 +23,8 @@ from frugal.cache.redis_store import RedisStore
 from frugal.cache.semantic import SemanticCache
 from frugal.cache.store import VectorStore
 from frugal.config import Settings
+from frugal.observability.observer import Observer
+from frugal.observability.prices import PriceTable
 from frugal.pipeline import CachePolicy, Pipeline
 from frugal.upstream.client import OpenAIUpstream, RetryPolicy
 
@@ -60,6 +62,11 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                     max_delay_s=settings.upstream_retry_max_delay_s,
                 ),
             )
+            observer = Observer(
+                prices=PriceTable(settings.prices),
+                tenant_label=settings.metrics_tenant_label,
+                log_prompts=settings.log_prompts,
+            )
             batching = BatchingUpstream(
                 upstream,
                 BatchSettings(
@@ -69,6 +76,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                     timeout_s=settings.batch_timeout_s,
                     max_concurrency=settings.upstream_max_concurrency,
                 ),
+                watcher=observer,
             )
             stack.push_async_callback(batching.aclose)
             cache = await _open_cache(settings, stack) if settings.cache_mode == "on" else None
@@ -87,6 +95,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                 upstream=upstream,
                 batching=batching,
                 coalescer=coalescer,
+                observer=observer,
             )
             app.state.gateway = state
             if settings.admin_key is None:

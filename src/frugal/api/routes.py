@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from frugal.api.body import read_body
+from frugal.api.observe import record_answer, record_error, refresh_metrics
 from frugal.api.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -20,11 +23,11 @@ from frugal.api.schemas import (
     ProcessPromptRequest,
     openapi_body,
 )
-from frugal.api.state import gateway
+from frugal.api.state import GatewayState, gateway
 from frugal.cache.control import HEADER as CONTROL_HEADER
 from frugal.cache.control import parse_cache_control
 from frugal.endpoints import Endpoint
-from frugal.errors import ClientDisconnectedError, UpstreamError
+from frugal.errors import ClientDisconnectedError, FrugalError, UpstreamError
 from frugal.pipeline import CacheOutcome, RequestContext, StreamedAnswer
 
 logger = logging.getLogger(__name__)
@@ -56,15 +59,31 @@ async def embeddings(request: Request) -> Response:
 async def process_prompt(request: Request) -> Response:
     """The original write-up's endpoint: ``{"text"}`` in, ``{"response"}`` out, via chat."""
     state = gateway(request)
-    max_bytes = state.settings.max_body_bytes
-    parsed, _ = await read_body(request, ProcessPromptRequest, max_bytes=max_bytes)
-    messages = [{"role": "user", "content": parsed.text}]
-    body = {"model": state.settings.default_model, "messages": messages}
-    answer = await _unless_disconnected(
-        request, state.pipeline.answer(Endpoint.CHAT, body, _context(request))
-    )
+    started = time.perf_counter()
+    body: dict[str, Any] | None = None
+    try:
+        max_bytes = state.settings.max_body_bytes
+        parsed, _ = await read_body(request, ProcessPromptRequest, max_bytes=max_bytes)
+        messages = [{"role": "user", "content": parsed.text}]
+        body = {"model": state.settings.default_model, "messages": messages}
+        ctx = _context(request)
+        answer = await _unless_disconnected(
+            request, state.pipeline.answer(Endpoint.CHAT, body, ctx)
+        )
+    except Exception as exc:
+        _record_failure(request, state, Endpoint.CHAT, body, exc, started)
+        raise
+    record_answer(state, ctx, Endpoint.CHAT, body, answer, started=started, response=answer.body)
     text = answer.body["choices"][0]["message"]["content"]
     return JSONResponse({"response": text}, headers=_cache_headers(answer.cache, answer.similarity))
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text format; see `frugal.observability.metrics`."""
+    state = gateway(request)
+    await refresh_metrics(state)
+    return Response(state.observer.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz")
@@ -82,19 +101,44 @@ async def readyz(request: Request) -> JSONResponse:
 
 async def _serve(request: Request, endpoint: Endpoint, schema: type[BaseModel]) -> Response:
     state = gateway(request)
-    parsed, body = await read_body(request, schema, max_bytes=state.settings.max_body_bytes)
-    ctx = _context(request)
-    if getattr(parsed, "stream", False):
-        streamed = await state.pipeline.answer_stream(endpoint, body, ctx)
-        headers = {
-            **_cache_headers(streamed.cache, streamed.similarity),
-            "cache-control": "no-cache",
-        }
-        return StreamingResponse(
-            _relay(streamed, ctx.request_id), media_type="text/event-stream", headers=headers
-        )
-    answer = await _unless_disconnected(request, state.pipeline.answer(endpoint, body, ctx))
+    started = time.perf_counter()
+    body: dict[str, Any] | None = None
+    try:
+        parsed, body = await read_body(request, schema, max_bytes=state.settings.max_body_bytes)
+        ctx = _context(request)
+        if getattr(parsed, "stream", False):
+            streamed = await state.pipeline.answer_stream(endpoint, body, ctx)
+            headers = {
+                **_cache_headers(streamed.cache, streamed.similarity),
+                "cache-control": "no-cache",
+            }
+            relayed = _relay(streamed, ctx, state, endpoint, body, started)
+            return StreamingResponse(relayed, media_type="text/event-stream", headers=headers)
+        answer = await _unless_disconnected(request, state.pipeline.answer(endpoint, body, ctx))
+    except Exception as exc:
+        _record_failure(request, state, endpoint, body, exc, started)
+        raise
+    record_answer(state, ctx, endpoint, body, answer, started=started, response=answer.body)
     return JSONResponse(answer.body, headers=_cache_headers(answer.cache, answer.similarity))
+
+
+def _record_failure(
+    request: Request,
+    state: GatewayState,
+    endpoint: Endpoint,
+    body: dict[str, Any] | None,
+    exc: Exception,
+    started: float,
+) -> None:
+    record_error(
+        state,
+        request_id=str(request.scope["state"]["request_id"]),
+        tenant="default",
+        endpoint=endpoint,
+        body=body,
+        status=exc.status_code if isinstance(exc, FrugalError) else 500,
+        started=started,
+    )
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
@@ -141,17 +185,43 @@ def _cache_headers(outcome: CacheOutcome, similarity: float | None) -> dict[str,
     return headers
 
 
-async def _relay(streamed: StreamedAnswer, request_id: str) -> AsyncIterator[bytes]:
+async def _relay(
+    streamed: StreamedAnswer,
+    ctx: RequestContext,
+    state: GatewayState,
+    endpoint: Endpoint,
+    body: dict[str, Any],
+    started: float,
+) -> AsyncIterator[bytes]:
     """Relay events as they arrive; a failure after the first byte ends the stream with an
-    SSE error event (the status line is already sent, and the SDK raises on such an event)."""
+    SSE error event (the status line is already sent, and the SDK raises on such an event).
+    The request is reported once the stream has ended."""
+    failed_with: int | None = None
     try:
         async for event in streamed:
             yield event
     except UpstreamError as exc:
-        logger.warning("stream %s broke off: %s", request_id, exc.message)
+        failed_with = exc.status_code
+        logger.warning("stream %s broke off: %s", ctx.request_id, exc.message)
         yield _sse(exc.body())
+    except (asyncio.CancelledError, GeneratorExit):
+        failed_with = ClientDisconnectedError.status_code  # the client left mid-stream
+        raise
     finally:
         await streamed.aclose()
+        if failed_with is not None:
+            record_error(
+                state,
+                request_id=ctx.request_id,
+                tenant=ctx.tenant,
+                endpoint=endpoint,
+                body=body,
+                status=failed_with,
+                started=started,
+            )
+        else:
+            cached = streamed.hit.response if streamed.hit is not None else None
+            record_answer(state, ctx, endpoint, body, streamed, started=started, response=cached)
 
 
 def _sse(payload: dict[str, Any]) -> bytes:

@@ -11,6 +11,7 @@ from frugal.batching.upstream import BatchingUpstream
 from frugal.cache.breaker import BreakerState, CircuitBreaker, GuardedStore
 from frugal.cache.semantic import SemanticCache
 from frugal.config import Settings
+from frugal.observability.observer import Observer
 from frugal.pipeline import Pipeline
 from frugal.upstream.client import OpenAIUpstream
 
@@ -23,6 +24,7 @@ class GatewayState:
     upstream: OpenAIUpstream
     batching: BatchingUpstream
     coalescer: Coalescer | None
+    observer: Observer
     ready: bool = False
 
     @property

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -82,6 +82,7 @@ class BatchStats:
     expired: int = 0
     rejected_full: int = 0
     batch_units: list[int] = field(default_factory=list)  # sizes of the last 1,000 batches
+    sizes: Counter[int] = field(default_factory=Counter)  # batch size (units) -> batches, ever
     queue_wait_s: list[float] = field(default_factory=list)  # waits of the last 1,000 items
 
 
@@ -99,10 +100,12 @@ class Batcher(Generic[T, R]):
         max_in_flight: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         name: str = "batcher",
+        on_batch: Callable[[int, list[float]], None] | None = None,
     ) -> None:
         if max_size < 1 or max_queue < 1 or window_s < 0:
             raise ValueError("max_size and max_queue must be >= 1 and window_s >= 0")
         self._handler = handler
+        self._on_batch = on_batch  # (units, each item's queue wait in s), as a batch leaves
         self._window_s = window_s
         self._max_size = max_size
         self._max_queue = max_queue
@@ -167,6 +170,7 @@ class Batcher(Generic[T, R]):
     def _take(self) -> list[_Item[T, R]]:
         """Take items from the head up to ``max_size`` units, skipping the gone and expired."""
         batch: list[_Item[T, R]] = []
+        waits: list[float] = []
         units = 0
         now = self._clock()
         while self._queue:
@@ -187,8 +191,11 @@ class Batcher(Generic[T, R]):
                 break
             batch.append(self._pop())
             units += head.units
-            self.stats.queue_wait_s.append(now - head.enqueued_at)
+            waits.append(now - head.enqueued_at)
+        self.stats.queue_wait_s.extend(waits)
         del self.stats.queue_wait_s[:-1000]
+        if batch and self._on_batch is not None:
+            self._on_batch(units, waits)
         return batch
 
     def _pop(self) -> _Item[T, R]:
@@ -211,6 +218,7 @@ class Batcher(Generic[T, R]):
         self.stats.units += units
         self.stats.batch_units.append(units)
         del self.stats.batch_units[:-1000]
+        self.stats.sizes[units] += 1
         try:
             results = await self._handler([item.value for item in batch])
         except BaseException as exc:  # the handler failed: every caller of this batch learns why

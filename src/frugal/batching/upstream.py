@@ -19,7 +19,8 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 from frugal.batching.batcher import Batcher
 from frugal.endpoints import Endpoint
@@ -47,12 +48,23 @@ class _Request:
     request_id: str
 
 
+class UpstreamWatcher(Protocol):
+    """Told of every upstream call and every batch, for metrics."""
+
+    def upstream_call(self, path: str, items: int) -> None: ...
+
+    def batch_sent(self, path: str, units: int, waits_s: list[float]) -> None: ...
+
+
 class BatchingUpstream:
     """Wraps an `Upstream`; ``post`` batches, ``stream`` passes through under the cap."""
 
-    def __init__(self, upstream: Upstream, settings: BatchSettings) -> None:
+    def __init__(
+        self, upstream: Upstream, settings: BatchSettings, watcher: UpstreamWatcher | None = None
+    ) -> None:
         self._upstream = upstream
         self._settings = settings
+        self._watcher = watcher
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._batchers: dict[str, Batcher[_Request, dict[str, Any]]] = {}
         self.calls = 0  # upstream calls made, list calls counting once
@@ -81,7 +93,7 @@ class BatchingUpstream:
     async def stream(self, path: str, body: dict[str, Any], *, request_id: str) -> OpenStream:
         await self._slots.acquire()
         try:
-            self.calls += 1
+            self._count_call(path, body)
             opened = await self._upstream.stream(path, body, request_id=request_id)
         except BaseException:
             self._slots.release()
@@ -106,12 +118,21 @@ class BatchingUpstream:
             timeout_s=settings.timeout_s,
             max_in_flight=settings.max_concurrency,
             name=f"batcher {path}",
+            on_batch=(
+                partial(self._watcher.batch_sent, path) if self._watcher is not None else None
+            ),
         )
 
     async def _call(self, path: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
         async with self._slots:
-            self.calls += 1
+            self._count_call(path, body)
             return await self._upstream.post(path, body, request_id=request_id)
+
+    def _count_call(self, path: str, body: dict[str, Any]) -> None:
+        self.calls += 1
+        if self._watcher is not None:
+            items = _items(path, body)
+            self._watcher.upstream_call(path, len(items) if items is not None else 1)
 
     async def _chat_batch(self, batch: list[_Request]) -> list[Result]:
         """One call per distinct request, concurrently; equal requests share the answer."""

@@ -178,8 +178,9 @@ class AsyncEmbedder:
     loop. A caller cancelled before its batch is sent is left out of it; a failing call raises
     its exception in every caller of that batch and the next batch is tried afresh.
 
-    Counters: ``calls`` (model calls made, failed ones included), ``texts`` (texts sent) and
-    ``batch_sizes`` (batch size → number of calls of that size); read them on the loop.
+    Counters: ``calls`` (model calls made, failed ones included), ``texts`` (texts sent),
+    ``seconds`` (time in model calls) and ``batch_sizes`` (batch size → number of calls of that
+    size); read them on the loop.
 
     Example: ``vector = await embedder.embed("hi")`` → float32 ``(384,)``, unit length.
     """
@@ -190,6 +191,7 @@ class AsyncEmbedder:
         self.dimensions = embedder.dimensions
         self.calls = 0
         self.texts = 0
+        self.seconds = 0.0
         self.batch_sizes: Counter[int] = Counter()
         self._embedder = embedder
         self._window_s = window_ms / 1000
@@ -254,6 +256,7 @@ class AsyncEmbedder:
             if not batch:
                 continue
             texts = [request.text for request in batch]
+            started = time.perf_counter()
             try:
                 outcome: np.ndarray | Exception = self._embedder.embed(texts)
                 if outcome.shape != (len(texts), self.dimensions):
@@ -262,11 +265,12 @@ class AsyncEmbedder:
                     )
             except Exception as exc:
                 outcome = exc
+            took = time.perf_counter() - started
             with self._changed:
                 self._in_flight = []
                 self._model_free_since = time.monotonic()
             try:
-                loop.call_soon_threadsafe(self._deliver, batch, outcome)
+                loop.call_soon_threadsafe(self._deliver, batch, outcome, took)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
 
@@ -295,9 +299,10 @@ class AsyncEmbedder:
             self._in_flight = batch
             return batch
 
-    def _deliver(self, batch: list[_Request], outcome: np.ndarray | Exception) -> None:
+    def _deliver(self, batch: list[_Request], outcome: np.ndarray | Exception, took: float) -> None:
         """On the loop: count the call and answer its callers."""
         self.calls += 1
+        self.seconds += took
         self.texts += len(batch)
         self.batch_sizes[len(batch)] += 1
         if isinstance(outcome, Exception):

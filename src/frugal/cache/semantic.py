@@ -38,6 +38,7 @@ class TextEmbedder(Protocol):
 @dataclass(frozen=True)
 class Hit:
     entry_id: str
+    prompt: str  # the cached entry's prompt (the question it was stored for)
     similarity: float
     response: dict[str, Any]
     age_s: float
@@ -188,6 +189,7 @@ class SemanticCache:
             self._failed("record hit", exc)
         return Hit(
             entry_id=entry.id,
+            prompt=entry.prompt,
             similarity=similarity,
             response=entry.response,
             age_s=max(0.0, now - entry.created_at),

@@ -1,0 +1,1 @@
+"""What frugal tells its operators: metrics, savings, summaries, request logs."""

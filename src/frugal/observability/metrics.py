@@ -1,0 +1,204 @@
+"""Prometheus metrics (``GET /metrics``), on a registry of the gateway's own.
+
+Per request, labelled by tenant (unless ``tenant_label`` is off, for setups with many tenants),
+endpoint and model, never by prompt or key: requests by outcome, latency by outcome, tokens and
+money saved, semantic-hit similarity. Per upstream call and batch: calls, items, batch sizes and
+queue waits. What other parts already count (the store's entries, evictions and expirations,
+store errors, the breaker, the embedder) is read when scraped, by `GatewayCollector`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from frugal.observability.record import RequestRecord
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+SIMILARITY_BUCKETS = (0.8, 0.85, 0.9, 0.92, 0.94, 0.96, 0.98, 0.99, 1.0)
+BATCH_BUCKETS = (1, 2, 3, 4, 5, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30)
+BREAKER_STATES = ("closed", "open", "half-open")
+
+disable_created_metrics()  # no `_created` series: they double the output and say little
+
+
+@dataclass
+class Snapshot:
+    """What `GatewayCollector` reports, refreshed just before each scrape."""
+
+    entries: int | None = None
+    evictions: int | None = None
+    expirations: int | None = None
+    store_errors: int = 0
+    breaker: str | None = None
+    embedder_calls: int = 0
+    embedder_texts: int = 0
+    embedder_seconds: float = 0.0
+    embedder_batch_sizes: Tally[int] = field(default_factory=Tally)
+
+
+class GatewayCollector(Collector):
+    def __init__(self) -> None:
+        self.snapshot = Snapshot()
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.snapshot
+        if s.entries is not None:
+            yield GaugeMetricFamily(
+                "frugal_cache_entries", "Entries in the cache store.", s.entries
+            )
+        if s.evictions is not None:
+            yield CounterMetricFamily(
+                "frugal_cache_evictions", "Entries evicted by the size bound.", s.evictions
+            )
+        if s.expirations is not None:
+            yield CounterMetricFamily(
+                "frugal_cache_expirations", "Entries removed when their TTL ran out.", s.expirations
+            )
+        yield CounterMetricFamily(
+            "frugal_cache_store_errors",
+            "Cache operations that failed and were served as misses.",
+            s.store_errors,
+        )
+        if s.breaker is not None:
+            state = GaugeMetricFamily(
+                "frugal_store_breaker_state", "The store's circuit breaker (1: this state).",
+                labels=["state"],
+            )  # fmt: skip
+            for name in BREAKER_STATES:
+                state.add_metric([name], 1.0 if s.breaker == name else 0.0)
+            yield state
+        yield CounterMetricFamily(
+            "frugal_embedder_calls", "Model calls of the embedder.", s.embedder_calls
+        )
+        yield CounterMetricFamily("frugal_embedder_texts", "Texts embedded.", s.embedder_texts)
+        yield CounterMetricFamily(
+            "frugal_embedder_seconds", "Time spent in embedder model calls.", s.embedder_seconds
+        )
+        sizes = s.embedder_batch_sizes
+        buckets = [
+            (str(bound), float(sum(n for size, n in sizes.items() if size <= bound)))
+            for bound in BATCH_BUCKETS
+        ]
+        buckets.append(("+Inf", float(sum(sizes.values()))))
+        yield HistogramMetricFamily(
+            "frugal_embedder_batch_size",
+            "Texts per embedder model call.",
+            buckets=buckets,
+            sum_value=float(sum(size * n for size, n in s.embedder_batch_sizes.items())),
+        )
+
+
+class Metrics:
+    """The gateway's metrics; ``tenant_label`` False drops the tenant label everywhere."""
+
+    def __init__(self, *, tenant_label: bool = True) -> None:
+        self.registry = CollectorRegistry()
+        self.collector = GatewayCollector()
+        self.registry.register(self.collector)
+        self._tenant_label = tenant_label
+        who = ["tenant", "endpoint", "model"] if tenant_label else ["endpoint", "model"]
+        self.requests = Counter(
+            "frugal_requests", "Requests by outcome.", [*who, "outcome"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "frugal_request_duration_seconds",
+            "Time to answer (to the last byte for streams), by outcome.",
+            ["endpoint", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens_saved = Counter(
+            "frugal_tokens_saved",
+            "Tokens answered without an upstream call (cache hits and coalesced requests).",
+            [*who, "kind"],
+            registry=self.registry,
+        )
+        self.money_saved = Counter(
+            "frugal_money_saved_usd",
+            "Dollars those tokens would have cost (models with a known price).",
+            who,
+            registry=self.registry,
+        )
+        self.unpriced = Counter(
+            "frugal_unpriced_saved_requests",
+            "Requests saved for a model whose price is unknown (tokens counted, money not).",
+            who,
+            registry=self.registry,
+        )
+        self.similarity = Histogram(
+            "frugal_hit_similarity",
+            "Cosine similarity of semantic hits.",
+            ["endpoint"],
+            buckets=SIMILARITY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_calls = Counter(
+            "frugal_upstream_calls", "Calls made to the provider.", ["endpoint"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.upstream_items = Counter(
+            "frugal_upstream_items",
+            "Prompts or inputs sent to the provider (a list call carries several).",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "frugal_batch_size",
+            "Requests (chat) or items (completions, embeddings) per batch sent upstream.",
+            ["endpoint"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "frugal_batch_queue_wait_seconds",
+            "How long a miss waited for its batch to leave.",
+            ["endpoint"],
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
+        )
+
+    def request(self, record: RequestRecord) -> None:
+        who = [record.endpoint, record.model]
+        if self._tenant_label:
+            who = [record.tenant, *who]
+        self.requests.labels(*who, record.outcome).inc()
+        self.latency.labels(record.endpoint, record.outcome).observe(record.latency_s)
+        if record.outcome == "hit_semantic" and record.similarity is not None:
+            self.similarity.labels(record.endpoint).observe(record.similarity)
+        if record.saved:
+            self.tokens_saved.labels(*who, "prompt").inc(record.prompt_tokens)
+            self.tokens_saved.labels(*who, "completion").inc(record.completion_tokens)
+            if record.cost_usd is None:
+                self.unpriced.labels(*who).inc()
+            else:
+                self.money_saved.labels(*who).inc(record.cost_usd)
+
+    def upstream_call(self, path: str, items: int) -> None:
+        self.upstream_calls.labels(path).inc()
+        self.upstream_items.labels(path).inc(items)
+
+    def batch_sent(self, path: str, units: int, waits_s: list[float]) -> None:
+        self.batch_size.labels(path).observe(units)
+        for wait in waits_s:
+            self.queue_wait.labels(path).observe(wait)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,38 @@
+"""One finished request, as every observer sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# What happened to a request: the cache's outcome, with hits split by tier, or an error.
+OUTCOMES = ("hit_exact", "hit_semantic", "coalesced", "miss", "bypass", "error")
+# Outcomes answered without an upstream call of their own.
+SAVED = ("hit_exact", "hit_semantic", "coalesced")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestRecord:
+    """``prompt`` is the question's text (for opt-in logs and the dashboard's recent misses);
+    ``cached_prompt`` and ``entry_id`` name the entry a hit was served from; tokens are the
+    answer's ``usage``; ``cost_usd`` is what they cost (``None``: price unknown)."""
+
+    request_id: str
+    tenant: str
+    endpoint: str
+    model: str
+    outcome: str
+    status: int
+    latency_s: float
+    similarity: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+    upstream_calls: int = 0
+    prompt: str | None = None
+    cached_prompt: str | None = None
+    entry_id: str | None = None
+    streamed: bool = False
+
+    @property
+    def saved(self) -> bool:
+        return self.outcome in SAVED
