@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# The dashboard test drives Debian's Chromium (Playwright downloads no browser).
+CHROMIUM ?= /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test redis install install-test install-bench install-redis bench clean
 
@@ -19,8 +22,12 @@ redis: install-redis
 # .frugal (the cache's data) does not leave the gateway without its model.
 install: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/frugal model export
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test $(CHROMIUM)
 	HF_HUB_OFFLINE=1 $(BIN)/frugal model export
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

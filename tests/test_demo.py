@@ -24,7 +24,8 @@ def processes_with_marker(marker: str) -> list[int]:
     return found
 
 
-def test_demo_prints_its_report_and_stops_everything_it_started() -> None:
+def test_demo_prints_its_report_draws_it_and_stops_everything_it_started(tmp_path: Path) -> None:
+    chart = tmp_path / "report.png"
     marker = f"FRUGAL_TEST_MARKER={uuid.uuid4().hex}"
     name, value = marker.split("=")
     result = subprocess.run(
@@ -37,6 +38,8 @@ def test_demo_prints_its_report_and_stops_everything_it_started() -> None:
             "5",
             "--item-latency-ms",
             "1",
+            "--chart",
+            str(chart),
         ],
         env={**os.environ, name: value, "COLUMNS": "120"},
         capture_output=True,
@@ -47,6 +50,8 @@ def test_demo_prints_its_report_and_stops_everything_it_started() -> None:
     requests = len(load_workload())
     assert "requests sent" in result.stdout and str(requests) in result.stdout
     assert "upstream calls" in result.stdout and "p95 latency" in result.stdout
+    assert "money saved" in result.stdout and "cache hit rate" in result.stdout
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert processes_with_marker(marker) == []
 
 

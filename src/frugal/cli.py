@@ -230,9 +230,12 @@ def demo(
     concurrency: Annotated[int, typer.Option(help="Concurrent clients.")] = 8,
     call_latency_ms: Annotated[float, typer.Option(help="The provider's cost per call.")] = 900.0,
     item_latency_ms: Annotated[float, typer.Option(help="The provider's cost per prompt.")] = 100.0,
+    chart: Annotated[
+        Path, typer.Option(help="Where to write the report as a PNG chart.")
+    ] = Path("frugal-demo.png"),
 ) -> None:
     """Start a simulated provider and the gateway, replay a workload, print what was saved."""
-    from frugal.demo import print_report, run_demo
+    from frugal.demo import print_report, run_demo, write_chart
 
     sim_args = [
         "--call-latency-ms",
@@ -240,4 +243,6 @@ def demo(
         "--item-latency-ms",
         str(item_latency_ms),
     ]
-    print_report(run_demo(workload=workload, concurrency=concurrency, sim_args=sim_args))
+    report = run_demo(workload=workload, concurrency=concurrency, sim_args=sim_args)
+    print_report(report)
+    typer.echo(f"chart: {write_chart(report, chart)}")

@@ -50,15 +50,22 @@ class InvalidateRequest(BaseModel):
 def admin(request: Request) -> GatewayState:
     """The gateway's state, once the caller has proved to be the admin."""
     state = gateway(request)
-    expected = state.settings.admin_key
-    if expected is None:
+    if state.settings.admin_key is None:
         raise NotFoundError("Unknown route.")
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), expected.get_secret_value().encode()
-    ):
+    if not bearer_is_admin(request, state):
         raise AuthenticationError("A valid admin key is required.")
     return state
+
+
+def bearer_is_admin(request: Request, state: GatewayState) -> bool:
+    """Whether the request carries ``Authorization: Bearer <admin key>`` (constant time)."""
+    expected = state.settings.admin_key
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return (
+        expected is not None
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.strip().encode(), expected.get_secret_value().encode())
+    )
 
 
 def _cache(state: GatewayState) -> SemanticCache:
@@ -69,7 +76,11 @@ def _cache(state: GatewayState) -> SemanticCache:
 
 @router.get("/stats")
 async def stats(request: Request) -> dict[str, Any]:
-    state = admin(request)
+    return await gateway_stats(admin(request))
+
+
+async def gateway_stats(state: GatewayState) -> dict[str, Any]:
+    """Everything `/admin/stats` (and the dashboard) shows."""
     summary: dict[str, Any] = {
         "cache": {"mode": state.settings.cache_mode},
         "upstream": {"calls": state.batching.calls, "retries": state.upstream.retries},

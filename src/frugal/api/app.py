@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from frugal.api import admin, routes
+from frugal.api import admin, dashboard, routes
 from frugal.api.errors import install_error_handlers
 from frugal.api.request_id import RequestIdMiddleware
 from frugal.api.state import GatewayState
@@ -116,6 +116,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(admin.router)
+    app.include_router(dashboard.router)
     return app
 
 

@@ -1,0 +1,134 @@
+"""The dashboard in real headless Chromium (Debian's, driven by Playwright) against a running
+gateway with traffic: it signs in, renders its charts, shows the numbers `/admin/stats` has, and
+logs no console errors. ``FRUGAL_UPDATE_SCREENSHOT=1`` also refreshes ``docs/dashboard.png``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.conftest import ADMIN_KEY, ROOT, Stack, StackFactory
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+QUESTIONS = [
+    "What is the capital of France?",
+    "How do I reverse a list in Python?",
+    "Who wrote Pride and Prejudice?",
+    "What is the boiling point of water?",
+]
+PARAPHRASES = [
+    "What's the capital of France?",
+    "How can I reverse a Python list?",
+    "Who is the author of Pride and Prejudice?",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install chromium"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def busy(make_stack: StackFactory) -> Stack:
+    """A gateway that has served misses, exact and semantic hits and a batch of completions."""
+    stack = make_stack(env={"FRUGAL_BATCH_WINDOW_MS": "200"})
+    with httpx.Client(base_url=stack.base_url, timeout=30) as http:
+        for text in QUESTIONS + PARAPHRASES + QUESTIONS[:2]:
+            body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+            http.post("/chat/completions", json=body).raise_for_status()
+    # Threads, not asyncio: Playwright's sync API keeps an event loop in this thread.
+    completions = [{"model": "gpt-4o-mini", "prompt": f"Count to {n}"} for n in range(4)]
+    with ThreadPoolExecutor(len(completions)) as pool:
+        answers = list(
+            pool.map(lambda c: httpx.post(stack.base_url + "/completions", json=c), completions)
+        )
+    assert all(answer.status_code == 200 for answer in answers)
+    return stack
+
+
+def signed_in(browser: Browser, stack: Stack, errors: list[str]) -> Page:
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(stack.gateway.url + "/dashboard")  # the sign-in form, a 401 by design
+    page.fill("input[name=key]", ADMIN_KEY)
+    # From here on, anything the browser reports as an error counts.
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.click("button[type=submit]")
+    page.wait_for_function("Number(document.body.dataset.rendered || 0) >= 1", timeout=20_000)
+    return page
+
+
+def test_the_dashboard_shows_what_admin_stats_says(
+    browser: Browser, busy: Stack, tmp_path: Path
+) -> None:
+    errors: list[str] = []
+    page = signed_in(browser, busy, errors)
+    with busy.admin() as admin:
+        stats = admin.get("/admin/stats").json()
+    overall = stats["summary"]["since_start"]
+    assert overall["calls_saved"] == 5  # two exact and three semantic hits
+    assert page.text_content("#calls-saved") == f"{overall['calls_saved']:,}"
+    assert page.text_content("#requests") == f"{overall['requests']:,}"
+    assert page.text_content("#hit-rate-all") == f"{100 * overall['hit_rate']:.1f}%"
+    assert page.text_content("#tokens-saved") == f"{overall['tokens_saved']['total']:,}"
+    assert page.text_content("#money-saved") == f"${overall['money_saved_usd']:.6f}"
+    assert page.text_content("#health") == "cache ok"
+    # The charts are drawn: a hit-rate line, a bar per batch size, latency bars per outcome.
+    assert page.locator("#timeline path.hit-rate").count() == 1
+    batch_sizes = stats["batching"]["batch_sizes"]
+    assert page.locator("#batch-sizes rect.bar").count() == len(batch_sizes) >= 2
+    assert page.locator("#latency rect.p50").count() == len(
+        [name for name in ("hit", "miss", "coalesced", "bypass") if name in overall["latency_ms"]]
+    )
+    top = page.locator("#top-prompts tbody tr")
+    assert top.count() == len(stats["summary"]["top_prompts"]) == 3
+    first = stats["summary"]["top_prompts"][0]
+    assert top.nth(0).locator("td").nth(0).text_content() == first["prompt"]
+    misses = page.locator("#recent-misses tbody tr")
+    assert misses.count() == len(stats["summary"]["recent_misses"])
+    assert errors == []
+    shot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("FRUGAL_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(shot, ROOT / "docs" / "dashboard.png")
+    page.close()
+
+
+def test_the_dashboard_updates_itself(browser: Browser, busy: Stack) -> None:
+    errors: list[str] = []
+    page = signed_in(browser, busy, errors)
+    before = int(page.text_content("#requests").replace(",", ""))
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": QUESTIONS[0]}]}
+    httpx.post(busy.base_url + "/chat/completions", json=body).raise_for_status()
+    page.wait_for_function(
+        f"document.getElementById('requests').textContent.replaceAll(',', '') == '{before + 1}'",
+        timeout=10_000,
+    )
+    assert errors == []
+    page.close()
+
+
+def test_the_dashboard_needs_the_admin_key(browser: Browser, busy: Stack) -> None:
+    assert httpx.get(busy.gateway.url + "/dashboard/data").status_code == 401
+    bearer = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    assert httpx.get(busy.gateway.url + "/dashboard/data", headers=bearer).status_code == 200
+    page = browser.new_page()
+    response = page.goto(busy.gateway.url + "/dashboard")
+    assert response is not None and response.status == 401
+    page.fill("input[name=key]", "not the key")
+    page.click("button[type=submit]")
+    assert "not the admin key" in (page.text_content("p.error") or "")
+    assert page.locator("#timeline").count() == 0
+    page.close()
