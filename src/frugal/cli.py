@@ -230,9 +230,9 @@ def demo(
     concurrency: Annotated[int, typer.Option(help="Concurrent clients.")] = 8,
     call_latency_ms: Annotated[float, typer.Option(help="The provider's cost per call.")] = 900.0,
     item_latency_ms: Annotated[float, typer.Option(help="The provider's cost per prompt.")] = 100.0,
-    chart: Annotated[
-        Path, typer.Option(help="Where to write the report as a PNG chart.")
-    ] = Path("frugal-demo.png"),
+    chart: Annotated[Path, typer.Option(help="Where to write the report as a PNG chart.")] = Path(
+        "frugal-demo.png"
+    ),
 ) -> None:
     """Start a simulated provider and the gateway, replay a workload, print what was saved."""
     from frugal.demo import print_report, run_demo, write_chart
