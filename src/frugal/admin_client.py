@@ -35,6 +35,9 @@ class AdminClient:
     def invalidate(self, selector: dict[str, Any]) -> int:
         return int(self._call("POST", "/admin/cache/invalidate", json=selector)["invalidated"])
 
+    def shadow_report(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/shadow/report")
+
     def flush(self) -> int:
         return int(self._call("DELETE", "/admin/cache")["flushed"])
 

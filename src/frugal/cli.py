@@ -6,9 +6,10 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import httpx
+import numpy as np
 import typer
 import uvicorn
 from rich.console import Console
@@ -16,6 +17,9 @@ from rich.table import Table
 
 from frugal.admin_client import AdminClient
 from frugal.config import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from frugal.cache.embedder import Embedder
 
 T = TypeVar("T")
 
@@ -177,6 +181,31 @@ def cache_flush(
     typer.echo(f"flushed {_admin_call(url, admin_key, AdminClient.flush)} entries")
 
 
+@app.command("shadow-report")
+def shadow_report(admin_key: AdminKeyOption, url: UrlOption = "http://127.0.0.1:8080") -> None:
+    """What a gateway in shadow mode saw: would-be hits and diverged answers by threshold."""
+    report = _admin_call(url, admin_key, AdminClient.shadow_report)
+    table = Table(
+        title=f"shadow mode: {report['requests']:,} cacheable requests, "
+        f"{report['compared']:,} would-be hits compared"
+    )
+    for column in ["threshold", "would-be hits", "hit rate", "identical", "diverged"]:
+        table.add_column(column, justify="right")
+    for row in report["thresholds"]:
+        table.add_row(
+            f"{row['threshold']:.2f}",
+            f"{row['would_be_hits']:,}",
+            _share(row["would_be_hit_rate"]),
+            _share(row["identical_share"]),
+            _share(row["diverged_share"]),
+        )
+    Console().print(table)
+    typer.echo(
+        f"diverged: the cached and the fresh answers' similarity is below "
+        f"{report['diverged_below']:.2f}"
+    )
+
+
 @app.command()
 def sim(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -246,3 +275,132 @@ def demo(
     report = run_demo(workload=workload, concurrency=concurrency, sim_args=sim_args)
     print_report(report)
     typer.echo(f"chart: {write_chart(report, chart)}")
+
+
+def _embedder(config: Path | None) -> Embedder:
+    from frugal.cache.embedder import EmbedderUnavailable, load_embedder
+
+    settings = _settings(config)
+    try:
+        return load_embedder(backend=settings.embedder_backend, model_dir=settings.models_path)
+    except EmbedderUnavailable as exc:
+        typer.echo(f"frugal: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+@app.command()
+def tune(
+    pairs: Annotated[Path, typer.Option(help='JSONL of {"a", "b", "label"} (1: same meaning).')],
+    out: Annotated[Path, typer.Option(help="Folder for tune.json and tune.png.")] = Path(
+        "frugal-tune"
+    ),
+    max_wrong_hit_rate: Annotated[
+        float, typer.Option(help="Largest share of hits that may be wrong.")
+    ] = 0.01,
+    config: ConfigOption = None,
+) -> None:
+    """Precision, recall and wrong hits by threshold on labelled pairs; recommend one."""
+    from frugal.analysis.thresholds import evaluate, load_pairs, recommend, similarities
+    from frugal.analysis.thresholds import write_outputs as write_tune
+
+    try:
+        loaded = load_pairs(pairs)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"frugal: {exc}", err=True)
+        raise typer.Exit(2) from None
+    sims = similarities(_embedder(config), loaded)
+    rows = evaluate(sims, np.array([pair.same for pair in loaded]))
+    chosen = recommend(rows, max_wrong_hit_rate)
+    table = Table(title=f"{len(loaded):,} pairs from {pairs.name}")
+    for column in ["threshold", "hit rate", "precision", "recall", "F1", "wrong hits"]:
+        table.add_column(column, justify="right")
+    for row in rows:
+        style = "bold green" if chosen is not None and row is chosen else None
+        table.add_row(
+            f"{row.threshold:.2f}",
+            _share(row.hit_rate),
+            _share(row.precision),
+            _share(row.recall),
+            "–" if row.f1 is None else f"{row.f1:.3f}",
+            _share(row.wrong_hit_rate),
+            style=style,
+        )
+    Console().print(table)
+    if chosen is None:
+        typer.echo(f"no threshold keeps wrong hits at or below {max_wrong_hit_rate:.1%}")
+    else:
+        typer.echo(
+            f"recommended threshold: {chosen.threshold:.2f} (wrong hits "
+            f"{_share(chosen.wrong_hit_rate)}, recall {_share(chosen.recall)})"
+        )
+    written = write_tune(rows, chosen, out, source=pairs.name, target=max_wrong_hit_rate)
+    typer.echo("wrote " + ", ".join(str(path) for path in written))
+
+
+@app.command()
+def analyze(
+    prompts: Annotated[
+        Path, typer.Option(help='JSONL of {"text"}, optionally "scope", "timestamp", "intent".')
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for analyze.json and analyze.png.")] = Path(
+        "frugal-analyze"
+    ),
+    thresholds: Annotated[
+        str, typer.Option(help="Comma-separated thresholds.")
+    ] = "0.80,0.85,0.88,0.90,0.92,0.95,0.98",
+    shuffle: Annotated[
+        int | None, typer.Option(help="Replay in an order shuffled with this seed.")
+    ] = None,
+    detail_intents: Annotated[
+        str,
+        typer.Option(help="Intents whose answers carry details (counted apart), comma-separated."),
+    ] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Replay a prompt log through a fresh cache: hits per threshold against an exact cache."""
+    from frugal.analysis.embedding import embed_all
+    from frugal.analysis.replay import (
+        clusters,
+        load_prompts,
+        neighbours,
+        replay_exact,
+        replay_semantic,
+    )
+    from frugal.analysis.replay import write_outputs as write_analysis
+
+    try:
+        levels = sorted(float(value) for value in thresholds.split(","))
+        loaded = load_prompts(prompts, shuffle_seed=shuffle)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"frugal: {exc}", err=True)
+        raise typer.Exit(2) from None
+    vectors = embed_all(_embedder(config), [p.text for p in loaded], label="embedding the log")
+    near = neighbours(vectors, [p.scope for p in loaded], floor=levels[0])
+    total = len(loaded)
+    details = frozenset(name for name in detail_intents.split(",") if name)
+    exact = replay_exact(loaded, detail_intents=details).summary(total)
+    results = [replay_semantic(loaded, near, level, detail_intents=details) for level in levels]
+    rows = [result.summary(total) for result in results]
+    table = Table(title=f"{total:,} prompts from {prompts.name}, replayed in order")
+    for column in ["cache", "hits", "hit rate", "upstream calls", "wrong hits"]:
+        table.add_column(column, justify="right")
+    for row in [exact, *rows]:
+        table.add_row(
+            row["cache"],
+            f"{row['hits']:,}",
+            _share(row["hit_rate"]),
+            f"{row['upstream_calls']:,}",
+            _share(row["wrong_hit_rate"]),
+        )
+    Console().print(table)
+    middle = min(results, key=lambda result: abs((result.threshold or 0) - 0.9))
+    top = clusters(loaded, middle)
+    for cluster in top[:5]:
+        typer.echo(f"{cluster['answered']:>5} answered by {cluster['cached']!r} ({middle.name})")
+    order = f"shuffled (seed {shuffle})" if shuffle is not None else "as logged"
+    written = write_analysis(rows, exact, top, out, source=prompts.name, total=total, order=order)
+    typer.echo("wrote " + ", ".join(str(path) for path in written))

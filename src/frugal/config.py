@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     upstream_retry_max_delay_s: float = Field(10.0, ge=0)
     upstream_max_concurrency: int = Field(64, ge=1)
 
-    cache_mode: Literal["on", "off"] = "on"
+    cache_mode: Literal["on", "off", "shadow"] = "on"  # shadow: answer upstream, record
     cache_threshold: float = Field(0.9, ge=-1.0, le=1.0)  # cosine similarity, not distance
     cache_ttl_s: float = Field(3600.0, gt=0)
     cache_max_entries: int = Field(100_000, ge=1)

@@ -27,6 +27,8 @@ from frugal.batching.coalescer import Coalescer, LeaderGone
 from frugal.cache.control import CacheControl
 from frugal.cache.scope import CacheKey, cache_key
 from frugal.cache.semantic import Hit, Lookup, SemanticCache, storable
+from frugal.cache.shadow import FLOOR as SHADOW_FLOOR
+from frugal.cache.shadow import ShadowLog
 from frugal.endpoints import Endpoint
 from frugal.streaming import EventKind, EventSplitter, StreamAssembler, replay
 from frugal.upstream.protocol import Upstream
@@ -39,6 +41,7 @@ class CacheOutcome(enum.StrEnum):
     COALESCED = "coalesced"  # answered by an equal request's upstream call, in flight at once
     MISS = "miss"  # looked up, not found, answered upstream
     BYPASS = "bypass"  # the cache was not read: off, not cacheable, or no-cache
+    SHADOW = "shadow"  # shadow mode: answered upstream, what the cache would have done recorded
 
 
 @dataclass(frozen=True)
@@ -104,15 +107,19 @@ class Pipeline:
         cache: SemanticCache | None = None,
         policy: CachePolicy | None = None,
         coalescer: Coalescer | None = None,
+        shadow: ShadowLog | None = None,
     ) -> None:
         self._upstream = upstream
         self._cache = cache
         self._policy = policy or CachePolicy()
         self._coalescer = coalescer
+        self._shadow = shadow
 
     async def answer(self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext) -> Answer:
         key = self._key(endpoint, body, ctx)
         question = key.prompt if key is not None else None
+        if self._shadow is not None and key is not None and not ctx.control.no_cache:
+            return await self._shadowed(endpoint, body, ctx, key)
         lookup = await self._lookup(key, ctx)
         if (hit := lookup.hit) is not None:
             return Answer(fresh(hit.response), CacheOutcome.HIT, hit.similarity, hit, question)
@@ -139,13 +146,27 @@ class Pipeline:
         await self._save(key, payload, lookup.vector, ctx)
         return Answer(payload, CacheOutcome.MISS, question=question)
 
+    async def _shadowed(
+        self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext, key: CacheKey
+    ) -> Answer:
+        """Shadow mode: the upstream answers; the cache is only asked what it would have done."""
+        assert self._cache is not None and self._shadow is not None
+        lookup = await self._cache.lookup(key, threshold=SHADOW_FLOOR, peek=True)
+        payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
+        await self._save(key, payload, lookup.vector, ctx)
+        self._shadow.observe(lookup.hit, payload)
+        similarity = lookup.hit.similarity if lookup.hit is not None else None
+        return Answer(payload, CacheOutcome.SHADOW, similarity, question=key.prompt)
+
     async def answer_stream(
         self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext
     ) -> StreamedAnswer:
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         key = self._key(endpoint, body, ctx)
         question = key.prompt if key is not None else None
-        lookup = await self._lookup(key, ctx)
+        # Shadow mode relays and stores streams, but neither serves nor compares them.
+        shadowing = self._shadow is not None and key is not None
+        lookup = Lookup(hit=None) if shadowing else await self._lookup(key, ctx)
         if (hit := lookup.hit) is not None:
             events = replay(fresh(hit.response), include_usage=wants_usage)
             return StreamedAnswer(
@@ -174,9 +195,8 @@ class Pipeline:
             if splitter.rest().strip():
                 yield splitter.rest()
 
-        return StreamedAnswer(
-            relay(), self._outcome(key, ctx), close=stream.aclose, question=question
-        )
+        outcome = CacheOutcome.SHADOW if shadowing else self._outcome(key, ctx)
+        return StreamedAnswer(relay(), outcome, close=stream.aclose, question=question)
 
     def _key(
         self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext

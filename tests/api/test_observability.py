@@ -104,6 +104,7 @@ def test_savings_are_the_cached_answers_tokens_at_list_price(
         "coalesced": 0,
         "miss": 4,
         "bypass": 0,
+        "shadow": 0,
         "error": 1,
     }
     assert summary["calls_saved"] == 2

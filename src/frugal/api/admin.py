@@ -129,6 +129,16 @@ def _embedder(embedder: AsyncEmbedder) -> dict[str, Any]:
     }
 
 
+@router.get("/shadow/report")
+async def shadow_report(request: Request) -> dict[str, Any]:
+    """What the cache would have done, by threshold (``FRUGAL_CACHE_MODE=shadow`` only)."""
+    state = admin(request)
+    if state.shadow is None:
+        raise NotFoundError("Shadow mode is off (FRUGAL_CACHE_MODE=shadow turns it on).")
+    await state.shadow.settle()
+    return {"threshold": state.cache.threshold if state.cache else None} | state.shadow.report()
+
+
 @router.get("/cache/entries")
 async def entries(
     request: Request,

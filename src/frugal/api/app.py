@@ -21,6 +21,7 @@ from frugal.cache.embedded import EmbeddedStore
 from frugal.cache.embedder import AsyncEmbedder, load_embedder
 from frugal.cache.redis_store import RedisStore
 from frugal.cache.semantic import SemanticCache
+from frugal.cache.shadow import ShadowLog
 from frugal.cache.store import VectorStore
 from frugal.config import Settings
 from frugal.observability.observer import Observer
@@ -79,23 +80,36 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                 watcher=observer,
             )
             stack.push_async_callback(batching.aclose)
-            cache = await _open_cache(settings, stack) if settings.cache_mode == "on" else None
+            cache = await _open_cache(settings, stack) if settings.cache_mode != "off" else None
+            shadow = None
+            if cache is not None and settings.cache_mode == "shadow":
+                shadow = ShadowLog(cache.embedder)
+                stack.push_async_callback(shadow.aclose)
             policy = CachePolicy(
                 user_is_label=settings.cache_user_is_label,
                 admit_length=settings.cache_store_length_finish,
                 admit_tool_calls=settings.cache_store_tool_calls,
             )
-            coalescer = Coalescer() if cache is not None and settings.coalesce else None
+            coalescer = (
+                Coalescer()
+                if cache is not None and settings.coalesce and settings.cache_mode == "on"
+                else None
+            )
             state = GatewayState(
                 settings=settings,
                 pipeline=Pipeline(
-                    upstream=batching, cache=cache, policy=policy, coalescer=coalescer
+                    upstream=batching,
+                    cache=cache,
+                    policy=policy,
+                    coalescer=coalescer,
+                    shadow=shadow,
                 ),
                 cache=cache,
                 upstream=upstream,
                 batching=batching,
                 coalescer=coalescer,
                 observer=observer,
+                shadow=shadow,
             )
             app.state.gateway = state
             if settings.admin_key is None:

@@ -10,6 +10,7 @@ from frugal.batching.coalescer import Coalescer
 from frugal.batching.upstream import BatchingUpstream
 from frugal.cache.breaker import BreakerState, CircuitBreaker, GuardedStore
 from frugal.cache.semantic import SemanticCache
+from frugal.cache.shadow import ShadowLog
 from frugal.config import Settings
 from frugal.observability.observer import Observer
 from frugal.pipeline import Pipeline
@@ -25,6 +26,7 @@ class GatewayState:
     batching: BatchingUpstream
     coalescer: Coalescer | None
     observer: Observer
+    shadow: ShadowLog | None = None
     ready: bool = False
 
     @property

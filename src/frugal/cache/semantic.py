@@ -105,8 +105,14 @@ class SemanticCache:
             self._failed("embed", exc)
             return None
 
-    async def lookup(self, key: CacheKey, *, threshold: float | None = None) -> Lookup:
-        """Find a cached answer for ``key``; ``threshold`` overrides the configured one."""
+    async def lookup(
+        self, key: CacheKey, *, threshold: float | None = None, peek: bool = False
+    ) -> Lookup:
+        """Find a cached answer for ``key``; ``threshold`` overrides the configured one.
+
+        ``peek`` (shadow mode) finds what would have answered without it counting as a hit or
+        a miss, and without touching the entry's hits or its place in the LRU order.
+        """
         now = self._clock()
         minimum = self.threshold if threshold is None else threshold
         try:
@@ -117,10 +123,11 @@ class SemanticCache:
             self._failed("exact lookup", exc)
             exact = None
         if exact is not None:
-            return Lookup(hit=await self._hit(exact, similarity=1.0, exact=True, now=now))
+            hit = await self._hit(exact, similarity=1.0, exact=True, now=now, peek=peek)
+            return Lookup(hit=hit)
         vector = await self.embed(key.prompt)
         if vector is None:
-            self.counters.misses += 1
+            self.counters.misses += not peek
             return Lookup(hit=None)
         try:
             matches = await self.store.search(
@@ -136,9 +143,11 @@ class SemanticCache:
             matches = []
         if matches and matches[0].similarity >= minimum:
             best = matches[0]
-            hit = await self._hit(best.entry, similarity=best.similarity, exact=False, now=now)
+            hit = await self._hit(
+                best.entry, similarity=best.similarity, exact=False, now=now, peek=peek
+            )
             return Lookup(hit=hit, vector=vector)
-        self.counters.misses += 1
+        self.counters.misses += not peek
         return Lookup(hit=None, vector=vector)
 
     async def save(
@@ -178,15 +187,18 @@ class SemanticCache:
         self.counters.stored += 1
         return True
 
-    async def _hit(self, entry: Entry, *, similarity: float, exact: bool, now: float) -> Hit:
-        if exact:
-            self.counters.hits_exact += 1
-        else:
-            self.counters.hits_semantic += 1
-        try:
-            await self.store.record_hit(entry.id, now=now)
-        except Exception as exc:  # the hit stands even if its bookkeeping fails
-            self._failed("record hit", exc)
+    async def _hit(
+        self, entry: Entry, *, similarity: float, exact: bool, now: float, peek: bool = False
+    ) -> Hit:
+        if not peek:
+            if exact:
+                self.counters.hits_exact += 1
+            else:
+                self.counters.hits_semantic += 1
+            try:
+                await self.store.record_hit(entry.id, now=now)
+            except Exception as exc:  # the hit stands even if its bookkeeping fails
+                self._failed("record hit", exc)
         return Hit(
             entry_id=entry.id,
             prompt=entry.prompt,

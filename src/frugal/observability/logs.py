@@ -49,6 +49,9 @@ def configure_logging(level: str) -> None:
 
 
 def log_request(record: RequestRecord, *, include_prompt: bool) -> None:
+    logger = logging.getLogger(REQUEST_LOGGER)
+    if not logger.isEnabledFor(logging.INFO):
+        return
     fields: dict[str, Any] = {
         "request_id": record.request_id,
         "tenant": record.tenant,
@@ -63,4 +66,4 @@ def log_request(record: RequestRecord, *, include_prompt: bool) -> None:
     }
     if include_prompt:
         fields["prompt"] = record.prompt
-    logging.getLogger(REQUEST_LOGGER).info("request", extra={"fields": fields})
+    logger.info("request", extra={"fields": fields})

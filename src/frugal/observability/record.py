@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # What happened to a request: the cache's outcome, with hits split by tier, or an error.
-OUTCOMES = ("hit_exact", "hit_semantic", "coalesced", "miss", "bypass", "error")
+OUTCOMES = ("hit_exact", "hit_semantic", "coalesced", "miss", "bypass", "shadow", "error")
 # Outcomes answered without an upstream call of their own.
 SAVED = ("hit_exact", "hit_semantic", "coalesced")
 

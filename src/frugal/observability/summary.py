@@ -28,6 +28,7 @@ _CLASS = {
     "miss": "miss",
     "coalesced": "coalesced",
     "bypass": "bypass",
+    "shadow": "shadow",
     "error": "error",
 }
 

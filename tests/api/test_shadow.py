@@ -1,0 +1,72 @@
+"""Shadow mode through the real gateway: the upstream answers everything, and the report counts
+what the cache would have done."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_KEY, Stack, StackFactory
+
+FRANCE = "What is the capital of France?"
+FRANCE_PARAPHRASE = "What's the capital of France?"
+MONA_LISA = "Who painted the Mona Lisa?"
+
+
+def ask(stack: Stack, text: str) -> httpx.Response:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+    response = httpx.post(stack.base_url + "/chat/completions", json=body, timeout=30)
+    response.raise_for_status()
+    return response
+
+
+@pytest.fixture(scope="module")
+def shadow(make_stack: StackFactory) -> Stack:
+    return make_stack(env={"FRUGAL_CACHE_MODE": "shadow"})
+
+
+def test_the_upstream_answers_and_the_report_counts_would_be_hits(shadow: Stack) -> None:
+    asked = [FRANCE, FRANCE, FRANCE_PARAPHRASE, MONA_LISA]
+    responses = [ask(shadow, text) for text in asked]
+    assert [r.headers["x-frugal-cache"] for r in responses] == ["shadow"] * 4
+    assert shadow.sim_stats()["calls"] == 4  # nobody was served from the cache
+    for response, text in zip(responses, asked, strict=True):
+        assert text in response.json()["choices"][0]["message"]["content"]
+    assert "x-frugal-similarity" not in responses[0].headers  # nothing cached yet
+    paraphrase = float(responses[2].headers["x-frugal-similarity"])
+    assert float(responses[1].headers["x-frugal-similarity"]) == 1.0
+    assert "x-frugal-similarity" not in responses[3].headers  # nothing close to it
+
+    with shadow.admin() as admin:
+        report = admin.get("/admin/shadow/report").json()
+        cache = admin.get("/admin/stats").json()["cache"]
+    assert (report["requests"], report["compared"]) == (4, 2)
+    for row in report["thresholds"]:
+        would_be = [s for s in (1.0, paraphrase) if s >= row["threshold"]]
+        assert row["would_be_hits"] == len(would_be)
+        assert row["would_be_hit_rate"] == pytest.approx(len(would_be) / 4)
+        # The exact repeat got the very same answer; the paraphrase's answer names its prompt.
+        assert row["identical"] == 1
+    # Looking up in shadow counts no hit and no miss.
+    assert (cache["hits_exact"], cache["hits_semantic"], cache["misses"]) == (0, 0, 0)
+
+
+def test_the_report_from_the_command_line(shadow: Stack) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "frugal", "shadow-report", "--url", shadow.gateway.url],
+        env={**os.environ, "FRUGAL_ADMIN_KEY": ADMIN_KEY, "COLUMNS": "120"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "would-be hits" in result.stdout and "0.90" in result.stdout
+
+
+def test_without_shadow_mode_there_is_no_report(stack: Stack) -> None:
+    with stack.admin() as admin:
+        assert admin.get("/admin/shadow/report").status_code == 404
