@@ -404,3 +404,118 @@ def analyze(
     order = f"shuffled (seed {shuffle})" if shuffle is not None else "as logged"
     written = write_analysis(rows, exact, top, out, source=prompts.name, total=total, order=order)
     typer.echo("wrote " + ", ".join(str(path) for path in written))
+
+
+@app.command()
+def bench(
+    workload: Annotated[
+        Path, typer.Option(help='An intents file {"text", "intent"} or a pairs file.')
+    ],
+    requests: Annotated[int, typer.Option(help="Prompts in the stream.")] = 1000,
+    clients: Annotated[
+        int | None, typer.Option(help="Closed loop: concurrent clients (default 16).")
+    ] = None,
+    qps: Annotated[float | None, typer.Option(help="Open loop: Poisson arrivals a second.")] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="With --qps: run this long (sets the prompt count).")
+    ] = None,
+    zipf: Annotated[float, typer.Option(help="Popularity skew over groups.")] = 1.1,
+    seed: Annotated[int, typer.Option(help="The stream's (and arrivals') seed.")] = 0,
+    thresholds: Annotated[
+        str, typer.Option(help="Extra thresholds to compare, comma-separated ('' for none).")
+    ] = "0.85,0.95",
+    only: Annotated[
+        str | None, typer.Option(help="Only these configurations, comma-separated.")
+    ] = None,
+    model: Annotated[str, typer.Option(help="The model asked (priced from the table).")] = (
+        "gpt-4o-mini"
+    ),
+    call_latency_ms: Annotated[float, typer.Option(help="The provider's cost per call.")] = 500.0,
+    item_latency_ms: Annotated[float, typer.Option(help="The provider's cost per prompt.")] = 50.0,
+    token_latency_ms: Annotated[
+        float, typer.Option(help="The provider's cost per output token.")
+    ] = 5.0,
+    out: Annotated[Path, typer.Option(help="Folder for bench.md, bench.json, PNGs.")] = Path(
+        "frugal-bench"
+    ),
+    config: ConfigOption = None,
+) -> None:
+    """The same prompt stream through direct, no-cache, exact, semantic and batching setups."""
+    from rich.progress import Progress
+
+    from frugal.bench.report import markdown_table, write_json, write_plots
+    from frugal.bench.run import configurations, run_config
+    from frugal.bench.workload import load_workload, stream
+    from frugal.observability.prices import PriceTable
+
+    if qps is not None and clients is not None:
+        typer.echo("frugal: give --qps or --clients, not both", err=True)
+        raise typer.Exit(2)
+    if qps is None and clients is None:
+        clients = 16
+    if duration is not None:
+        if qps is None:
+            typer.echo("frugal: --duration needs --qps", err=True)
+            raise typer.Exit(2)
+        requests = max(1, round(qps * duration))
+    try:
+        loaded = load_workload(workload)
+        levels = [float(value) for value in thresholds.split(",") if value.strip()]
+    except (OSError, ValueError, KeyError) as exc:
+        typer.echo(f"frugal: {exc}", err=True)
+        raise typer.Exit(2) from None
+    settings = _settings(config)
+    draws = stream(loaded, requests, zipf=zipf, seed=seed)
+    chosen = configurations(levels)
+    if only is not None:
+        wanted = {name.strip() for name in only.split(",")}
+        chosen = [c for c in chosen if c.name in wanted]
+    sim_args = [
+        "--call-latency-ms", str(call_latency_ms),
+        "--item-latency-ms", str(item_latency_ms),
+        "--token-latency-ms", str(token_latency_ms),
+        "--seed", str(seed),
+    ]  # fmt: skip
+    prices = PriceTable(settings.prices)
+    results = []
+    with Progress() as progress:
+        for setup in chosen:
+            task = progress.add_task(setup.name, total=len(draws))
+            results.append(
+                run_config(
+                    setup,
+                    draws,
+                    model=model,
+                    clients=clients,
+                    qps=qps,
+                    seed=seed,
+                    sim_args=sim_args,
+                    model_dir=settings.models_path.resolve(),
+                    advance=lambda task=task: progress.advance(task),
+                )
+            )
+    rows = [result.summary(loaded, prices, model) for result in results]
+    arrival = f"open loop at {qps:g}/s" if qps is not None else f"closed loop, {clients} clients"
+    title = f"{loaded.name}, {len(draws):,} prompts, {arrival}"
+    table = markdown_table(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "workload": str(workload),
+        "groups": len(loaded.groups),
+        "requests": len(draws),
+        "distinct_prompts": len({draw.text for draw in draws}),
+        "zipf": zipf,
+        "seed": seed,
+        "arrival": arrival,
+        "model": model,
+        "simulator": sim_args,
+    }
+    written = [write_json(out / "bench.json", meta, rows)]
+    latencies = {
+        result.config.name: [o.latency_s * 1000 for o in result.outcomes if o.error is None]
+        for result in results
+    }
+    written += write_plots(out, rows, latencies, title)
+    (out / "bench.md").write_text("\n".join([f"# frugal bench: {title}", "", *table, ""]))
+    typer.echo("\n".join(table))
+    typer.echo("wrote " + ", ".join(str(path) for path in [out / "bench.md", *written]))

@@ -1,0 +1,1 @@
+"""`frugal bench`: end-to-end savings on labelled workloads, against the baselines."""

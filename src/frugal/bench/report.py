@@ -1,0 +1,101 @@
+"""`frugal bench`'s outputs: a markdown table, a JSON file and two PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| configuration | upstream calls | calls saved | hit rate | coalesced | wrong hits "
+        "| upstream cost | mean (ms) | p50 | p95 | p99 | throughput (req/s) | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        latency = row["latency_ms"]
+        cost = row["upstream_cost_usd"]
+        served = row["hits"] + row["coalesced"]
+        wrong = (
+            f"{row['wrong_hits']} of {served} ({_share(row['wrong_hit_rate'])})" if served else "–"
+        )
+        lines.append(
+            f"| {row['config']} | {row['upstream_calls']:,} | {_share(row['calls_saved'])} "
+            f"| {_share(row['hit_rate'])} | {row['coalesced']:,} | {wrong} "
+            f"| {'–' if cost is None else f'${cost:.4f}'} | {_ms(latency['mean'])} "
+            f"| {_ms(latency['p50'])} | {_ms(latency['p95'])} | {_ms(latency['p99'])} "
+            f"| {row['throughput_rps']:.1f} | {row['errors']} |"
+        )
+    return lines
+
+
+def write_json(path: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
+    path.write_text(json.dumps({**meta, "configurations": rows}, indent=2))
+    return path
+
+
+def write_plots(
+    out: Path, rows: list[dict[str, Any]], latencies: dict[str, list[float]], title: str
+) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    swept = sorted(
+        (row for row in rows if row["config"].startswith("semantic@")),
+        key=lambda row: row["threshold"],
+    )
+    if swept:
+        figure, axis = plt.subplots(figsize=(8, 4.5))
+        x = [row["threshold"] for row in swept]
+        axis.plot(x, [row["calls_saved"] for row in swept], "o-", color="#1f9d6b",
+                  label="upstream calls saved")  # fmt: skip
+        axis.plot(x, [row["wrong_hit_rate"] or 0.0 for row in swept], "s-", color="#c0392b",
+                  label="wrong hits (share of answers not fetched)")  # fmt: skip
+        exact = next((row for row in rows if row["config"] == "exact"), None)
+        if exact is not None:
+            axis.axhline(exact["calls_saved"], color="#8a93a6", linestyle="--",
+                         label="exact-string cache: calls saved")  # fmt: skip
+        axis.axhline(0.01, color="#c0392b", linestyle=":", linewidth=1, label="1% wrong hits")
+        axis.set_xlabel("threshold (cosine similarity)")
+        axis.set_ylim(0, 1)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=9)
+        axis.set_title(title)
+        figure.tight_layout()
+        path = out / "thresholds.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+
+    figure, axis = plt.subplots(figsize=(9, 4.8))
+    for name, values in latencies.items():
+        if not values:
+            continue
+        ordered = np.sort(values)
+        axis.plot(ordered, np.arange(1, len(ordered) + 1) / len(ordered), label=name)
+    axis.set_xscale("log")
+    axis.set_xlabel("latency (ms, log scale)")
+    axis.set_ylabel("share of requests at or below")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=9)
+    axis.set_title(f"latency by configuration: {title}")
+    figure.tight_layout()
+    path = out / "latency.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    written.append(path)
+    return written

@@ -1,0 +1,121 @@
+"""`frugal bench`: its streams, and a short run whose counts add up."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from frugal.bench.workload import load_workload, stream
+from tests.conftest import MODEL_DIR
+
+INTENTS = {
+    "capital": [
+        "What is the capital of France?",
+        "What's the capital of France?",
+        "Which city is the capital of France?",
+        "Tell me the capital of France",
+    ],
+    "painter": [
+        "Who painted the Mona Lisa?",
+        "Who was the painter of the Mona Lisa?",
+        "Which artist painted the Mona Lisa?",
+    ],
+    "boiling": [
+        "What is the boiling point of water?",
+        "At what temperature does water boil?",
+        "How hot does water have to be to boil?",
+    ],
+}
+OUT_OF_SCOPE = ["Book me a table for two", "How tall is a giraffe?"]
+
+
+def write_intents(path: Path) -> Path:
+    lines = [{"text": t, "intent": intent} for intent, texts in INTENTS.items() for t in texts]
+    lines += [{"text": t, "intent": "oos"} for t in OUT_OF_SCOPE]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_intents_are_groups_and_out_of_scope_texts_stand_alone(tmp_path: Path) -> None:
+    workload = load_workload(write_intents(tmp_path / "intents.jsonl"))
+    sizes = sorted(len(group) for group in workload.groups)
+    assert sizes == [1, 1, 3, 3, 4]
+
+
+def test_duplicate_pairs_join_into_clusters(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.jsonl"
+    pairs = [("a", "b", 1), ("b", "c", 1), ("c", "d", 0), ("e", "f", 0)]
+    path.write_text("".join(json.dumps({"a": a, "b": b, "label": n}) + "\n" for a, b, n in pairs))
+    workload = load_workload(path)
+    clusters = sorted(sorted(workload.texts[i] for i in group) for group in workload.groups)
+    assert clusters == [["a", "b", "c"], ["d"], ["e"], ["f"]]
+
+
+def test_a_stream_repeats_with_its_seed_and_favours_groups_of_many(tmp_path: Path) -> None:
+    workload = load_workload(write_intents(tmp_path / "intents.jsonl"))
+    first = stream(workload, 500, seed=7)
+    assert first == stream(workload, 500, seed=7)
+    assert first != stream(workload, 500, seed=8)
+    by_group = Counter(draw.group for draw in first)
+    lone = [g for g, members in enumerate(workload.groups) if len(members) == 1]
+    many = [g for g, members in enumerate(workload.groups) if len(members) > 1]
+    assert min(by_group[g] for g in many) > max(by_group[g] for g in lone)
+    assert all(
+        draw.text in [workload.texts[i] for i in workload.groups[draw.group]] for draw in first
+    )
+
+
+def test_a_short_run_adds_up(tmp_path: Path) -> None:
+    workload = write_intents(tmp_path / "intents.jsonl")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "frugal",
+            "bench",
+            "--workload",
+            str(workload),
+            "--requests",
+            "120",
+            "--clients",
+            "8",
+            "--call-latency-ms",
+            "2",
+            "--item-latency-ms",
+            "1",
+            "--token-latency-ms",
+            "0",
+            "--thresholds",
+            "0.8",
+            "--only",
+            "direct,no-cache,exact,semantic,semantic+batching,semantic@0.80",
+            "--out",
+            str(out),
+        ],  # fmt: skip
+        env={**os.environ, "FRUGAL_MODEL_DIR": str(MODEL_DIR), "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "bench.json").read_text())
+    rows = {row["config"]: row for row in report["configurations"]}
+    assert list(rows) == [
+        "direct", "no-cache", "exact", "semantic", "semantic+batching", "semantic@0.80",
+    ]  # fmt: skip
+    for row in rows.values():
+        assert row["errors"] == 0 and row["requests"] == 120
+        assert row["upstream_calls"] + row["hits"] + row["coalesced"] == row["requests"]
+    for name in ("direct", "no-cache"):
+        assert (rows[name]["hits"], rows[name]["coalesced"]) == (0, 0)
+        assert rows[name]["upstream_calls"] == 120
+    # Six groups, 120 prompts: every cache saves most calls; meaning saves more than strings.
+    assert rows["semantic"]["hits"] >= rows["exact"]["hits"] > 0
+    assert rows["exact"]["wrong_hits"] == 0
+    for name in ("bench.md", "latency.png", "thresholds.png"):
+        assert (out / name).stat().st_size > 0
