@@ -44,7 +44,8 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $(VENV)/.installed-redis $@
 
 # Benchmarks write their results (markdown, PNG) under benchmarks/results/.
-BENCHMARKS := overhead cache_hit_path qqp_thresholds store_lookup batching redis_store
+BENCHMARKS := overhead miss_path cache_hit_path qqp_thresholds store_lookup batching redis_store \
+              threshold_tools bench_workloads
 bench: $(addprefix bench-,$(BENCHMARKS))
 bench-%: install-bench
 	$(BIN)/python benchmarks/$*.py
