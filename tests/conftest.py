@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -119,3 +121,21 @@ def redis_env(url: str, **extra: str) -> dict[str, str]:
         "FRUGAL_REDIS_INDEX": name,
         **extra,
     }
+
+
+def run_frugal(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m frugal ARGS`` with the exported model, offline; output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "frugal", *args],
+        env={
+            **os.environ,
+            "FRUGAL_MODEL_DIR": str(MODEL_DIR),
+            "HF_HUB_OFFLINE": "1",
+            **(env or {}),
+        },
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

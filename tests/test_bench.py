@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 from frugal.bench.workload import load_workload, stream
-from tests.conftest import MODEL_DIR
+from tests.conftest import run_frugal
 
 INTENTS = {
     "capital": [
@@ -72,34 +69,11 @@ def test_a_stream_repeats_with_its_seed_and_favours_groups_of_many(tmp_path: Pat
 def test_a_short_run_adds_up(tmp_path: Path) -> None:
     workload = write_intents(tmp_path / "intents.jsonl")
     out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "frugal",
-            "bench",
-            "--workload",
-            str(workload),
-            "--requests",
-            "120",
-            "--clients",
-            "8",
-            "--call-latency-ms",
-            "2",
-            "--item-latency-ms",
-            "1",
-            "--token-latency-ms",
-            "0",
-            "--thresholds",
-            "0.8",
-            "--only",
-            "direct,no-cache,exact,semantic,semantic+batching,semantic@0.80",
-            "--out",
-            str(out),
-        ],  # fmt: skip
-        env={**os.environ, "FRUGAL_MODEL_DIR": str(MODEL_DIR), "HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
+    only = "direct,no-cache,exact,semantic,semantic+batching,semantic@0.80"
+    fast = ["--call-latency-ms", "2", "--item-latency-ms", "1", "--token-latency-ms", "0"]
+    result = run_frugal(
+        *["bench", "--workload", str(workload), "--requests", "120", "--clients", "8", *fast],
+        *["--thresholds", "0.8", "--only", only, "--out", str(out)],
         timeout=300,
     )
     assert result.returncode == 0, result.stderr

@@ -25,6 +25,7 @@ from rich.table import Table
 from frugal import processes
 from frugal.config import load_settings
 from frugal.percentiles import percentile
+from frugal.plots import pyplot, save
 
 # A model with a list price, so that the report can say what the saved calls would have cost.
 DEMO_MODEL = "gpt-4o-mini"
@@ -155,11 +156,7 @@ def print_report(report: DemoReport, console: Console | None = None) -> None:
 
 def write_chart(report: DemoReport, path: Path) -> Path:
     """A PNG of the report: where the requests went, and latency of hits against misses."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     summary = report.gateway
     outcomes = summary["outcomes"]
     figure, (where, latency) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -193,8 +190,4 @@ def write_chart(report: DemoReport, path: Path) -> Path:
     latency.legend()
     latency.set_title(f"latency; ${summary['money_saved_usd']:.4f} saved at list price")
     figure.suptitle("frugal demo")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save(figure, path)

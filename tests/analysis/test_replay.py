@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +15,7 @@ from frugal.analysis.replay import (
     replay_exact,
     replay_semantic,
 )
-from tests.conftest import MODEL_DIR
+from tests.conftest import run_frugal
 
 
 def vectors() -> np.ndarray:
@@ -90,13 +87,7 @@ def test_the_command_on_a_crafted_log(tmp_path: Path) -> None:
     log = tmp_path / "log.jsonl"
     log.write_text("".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in texts))
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "frugal", "analyze", "--prompts", str(log), "--out", str(out)],
-        env={**os.environ, "FRUGAL_MODEL_DIR": str(MODEL_DIR), "HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_frugal("analyze", "--prompts", str(log), "--out", str(out))
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "analyze.json").read_text())
     assert (report["exact"]["hits"], report["exact"]["upstream_calls"]) == (2, 3)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from frugal.analysis.thresholds import evaluate, load_pairs, recommend
-from tests.conftest import MODEL_DIR
+from tests.conftest import run_frugal
 
 SIMS = np.array([0.95, 0.91, 0.85, 0.75])
 SAME = np.array([True, False, True, False])
@@ -58,13 +55,7 @@ def test_the_command_writes_its_table_and_plot(tmp_path: Path) -> None:
     ]
     pairs.write_text("".join(json.dumps({"a": a, "b": b, "label": n}) + "\n" for a, b, n in rows))
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "frugal", "tune", "--pairs", str(pairs), "--out", str(out)],
-        env={**os.environ, "FRUGAL_MODEL_DIR": str(MODEL_DIR), "HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_frugal("tune", "--pairs", str(pairs), "--out", str(out))
     assert result.returncode == 0, result.stderr
     table = json.loads((out / "tune.json").read_text())
     assert len(table["rows"]) == 30 and table["rows"][0]["threshold"] == 0.70

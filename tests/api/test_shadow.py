@@ -3,14 +3,10 @@ what the cache would have done."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_KEY, Stack, StackFactory
+from tests.conftest import ADMIN_KEY, Stack, StackFactory, run_frugal
 
 FRANCE = "What is the capital of France?"
 FRANCE_PARAPHRASE = "What's the capital of France?"
@@ -56,12 +52,11 @@ def test_the_upstream_answers_and_the_report_counts_would_be_hits(shadow: Stack)
 
 
 def test_the_report_from_the_command_line(shadow: Stack) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "frugal", "shadow-report", "--url", shadow.gateway.url],
-        env={**os.environ, "FRUGAL_ADMIN_KEY": ADMIN_KEY, "COLUMNS": "120"},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_frugal(
+        "shadow-report",
+        "--url",
+        shadow.gateway.url,
+        env={"FRUGAL_ADMIN_KEY": ADMIN_KEY, "COLUMNS": "120"},
     )
     assert result.returncode == 0, result.stderr
     assert "would-be hits" in result.stdout and "0.90" in result.stdout

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from frugal.cache.scope import normalise
+from frugal.plots import pyplot, save
 
 THRESHOLDS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.95, 0.98)
 # Labels whose prompts never share an answer, even with each other (CLINC150's out-of-scope).
@@ -207,11 +208,7 @@ def write_outputs(
     order: str,
 ) -> tuple[Path, Path]:
     """``analyze.json`` and ``analyze.png`` (hit rate and wrong-hit rate by threshold)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
     table = out / "analyze.json"
     table.write_text(
@@ -245,8 +242,4 @@ def write_outputs(
     axis.set_title(f"frugal analyze: {source} ({total:,} prompts)")
     axis.legend(fontsize=9)
     axis.grid(alpha=0.3)
-    figure.tight_layout()
-    plot = out / "analyze.png"
-    figure.savefig(plot, dpi=110)
-    plt.close(figure)
-    return table, plot
+    return table, save(figure, out / "analyze.png")

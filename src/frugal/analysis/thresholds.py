@@ -18,6 +18,7 @@ import numpy as np
 
 from frugal.analysis.embedding import embed_all
 from frugal.cache.embedder import Embedder
+from frugal.plots import pyplot, save
 
 THRESHOLDS = tuple(round(0.70 + 0.01 * step, 2) for step in range(30))  # 0.70 … 0.99
 
@@ -108,11 +109,7 @@ def write_outputs(
     rows: Sequence[Row], chosen: Row | None, out: Path, *, source: str, target: float
 ) -> tuple[Path, Path]:
     """``tune.json`` (the table and the recommendation) and ``tune.png`` (the curves)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
     table = out / "tune.json"
     table.write_text(
@@ -155,8 +152,4 @@ def write_outputs(
     axis.set_title(f"frugal tune: {source}")
     axis.legend(loc="lower left", fontsize=9)
     axis.grid(alpha=0.3)
-    figure.tight_layout()
-    plot = out / "tune.png"
-    figure.savefig(plot, dpi=110)
-    plt.close(figure)
-    return table, plot
+    return table, save(figure, out / "tune.png")

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from frugal.plots import pyplot, save
+
 
 def _share(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
@@ -48,11 +50,7 @@ def write_json(path: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> 
 def write_plots(
     out: Path, rows: list[dict[str, Any]], latencies: dict[str, list[float]], title: str
 ) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     written = []
     swept = sorted(
         (row for row in rows if row["config"].startswith("semantic@")),
@@ -75,11 +73,7 @@ def write_plots(
         axis.grid(alpha=0.3)
         axis.legend(fontsize=9)
         axis.set_title(title)
-        figure.tight_layout()
-        path = out / "thresholds.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        written.append(save(figure, out / "thresholds.png"))
 
     figure, axis = plt.subplots(figsize=(9, 4.8))
     for name, values in latencies.items():
@@ -93,9 +87,5 @@ def write_plots(
     axis.grid(alpha=0.3)
     axis.legend(fontsize=9)
     axis.set_title(f"latency by configuration: {title}")
-    figure.tight_layout()
-    path = out / "latency.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    written.append(path)
+    written.append(save(figure, out / "latency.png"))
     return written
