@@ -34,9 +34,9 @@ def run(name: str, requests: int, clients: int) -> None:
     subprocess.run([sys.executable, "-m", "frugal", *args], check=True, cwd=ROOT)
     took = time.perf_counter() - started
     table = (out / "bench.md").read_text().splitlines()[2:]
-    shown = " ".join(args).replace(str(ROOT.parent), "..").replace(str(ROOT) + "/", "")
+    shown = " ".join(args).replace(str(ROOT) + "/", "").replace(str(ROOT.parent), "..")
     lines = [
-        f"`{WORKLOADS[name].relative_to(ROOT.parent)}` as a stream of {requests:,} prompts "
+        f"`../{WORKLOADS[name].relative_to(ROOT.parent)}` as a stream of {requests:,} prompts "
         f"(Zipf 1.1 over {'intents' if name == 'clinc150' else 'duplicate clusters'}, seed 0), "
         f"{clients} clients in a closed loop, model `gpt-4o-mini` against `frugal sim` (500 ms "
         "a call, 50 ms a prompt, 5 ms an output token). Each configuration has a fresh "

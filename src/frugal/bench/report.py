@@ -52,8 +52,12 @@ def write_plots(
 ) -> list[Path]:
     plt = pyplot()
     written = []
-    swept = sorted(
-        (row for row in rows if row["config"].startswith("semantic@")),
+    swept = sorted(  # the semantic cache without batching, at each threshold run
+        (
+            row
+            for row in rows
+            if row["config"] == "semantic" or row["config"].startswith("semantic@")
+        ),
         key=lambda row: row["threshold"],
     )
     if swept:
