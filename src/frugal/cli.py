@@ -62,6 +62,14 @@ def serve(
     if settings.upstream_base_url is None:
         typer.echo("frugal: FRUGAL_UPSTREAM_BASE_URL (or --upstream) is required", err=True)
         raise typer.Exit(2)
+    if settings.api_keys_file is not None:
+        from frugal.tenants import Keys, KeysFileError
+
+        try:
+            Keys.load(settings.api_keys_file)
+        except KeysFileError as exc:
+            typer.echo(f"frugal: {exc}", err=True)
+            raise typer.Exit(2) from None
     configure_logging(settings.log_level)
     uvicorn.run(
         create_app(settings),
@@ -90,6 +98,36 @@ def model_export(
 
     target = out if out is not None else _settings(config).models_path
     typer.echo(f"exported {export_onnx(target)}")
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="Client keys and their tenants.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("add")
+def keys_add(
+    tenant: Annotated[str, typer.Argument(help="The tenant the new key belongs to.")],
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            envvar="FRUGAL_API_KEYS_FILE",
+            help="The keys file (YAML, or JSON by its suffix); created if absent.",
+        ),
+    ] = None,
+) -> None:
+    """Create a client key for TENANT: its salted hash goes to the file, the key is printed
+    here once and stored nowhere."""
+    from frugal.tenants import KeysFileError, add_key
+
+    path = file or Path("frugal-keys.yaml")
+    try:
+        key = add_key(path, tenant)
+    except (KeysFileError, OSError, ValueError) as exc:
+        typer.echo(f"frugal: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(key)
+    typer.echo(f"added to {path} for tenant {tenant!r}; this key is shown only now", err=True)
 
 
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect and invalidate a gateway's cache.")

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     embedder_window_ms: float = Field(2.0, ge=0)
     embedder_max_batch: int = Field(32, ge=1)
     admin_key: SecretStr | None = None
+    api_keys_file: Path | None = None  # client keys -> tenants; without it the gateway is open
 
     batch_window_ms: float = Field(50.0, ge=0)  # 0 sends every miss at once, alone
     batch_max_size: int = Field(5, ge=1)  # prompts or inputs per upstream call

@@ -46,9 +46,17 @@ class CacheOutcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class RequestContext:
+    """``tenant`` is who asks; ``namespace`` the cache partition it reads and writes (its own
+    name unless configuration put it in a shared one)."""
+
     request_id: str
     tenant: str = "default"
     control: CacheControl = field(default_factory=CacheControl)
+    namespace: str | None = None
+
+    @property
+    def partition(self) -> str:
+        return self.namespace if self.namespace is not None else self.tenant
 
 
 @dataclass(frozen=True)
@@ -204,7 +212,7 @@ class Pipeline:
         if self._cache is None:
             return None
         return cache_key(
-            endpoint, body, tenant=ctx.tenant, user_is_label=self._policy.user_is_label
+            endpoint, body, tenant=ctx.partition, user_is_label=self._policy.user_is_label
         )
 
     async def _lookup(self, key: CacheKey | None, ctx: RequestContext) -> Lookup:

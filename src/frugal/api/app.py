@@ -27,6 +27,7 @@ from frugal.config import Settings
 from frugal.observability.observer import Observer
 from frugal.observability.prices import PriceTable
 from frugal.pipeline import CachePolicy, Pipeline
+from frugal.tenants import Keys
 from frugal.upstream.client import OpenAIUpstream, RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -110,10 +111,18 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                 coalescer=coalescer,
                 observer=observer,
                 shadow=shadow,
+                keys=Keys.load(settings.api_keys_file) if settings.api_keys_file else None,
             )
             app.state.gateway = state
             if settings.admin_key is None:
                 logger.info("admin routes are off: FRUGAL_ADMIN_KEY is not set")
+            if state.keys is None:
+                logger.warning(
+                    "the gateway runs open, as one tenant: set FRUGAL_API_KEYS_FILE "
+                    "(frugal keys add TENANT) to require client keys"
+                )
+            else:
+                logger.info("%d client keys loaded", len(state.keys))
             logger.info(
                 "frugal gateway forwarding to %s; cache %s",
                 settings.upstream_url,

@@ -27,8 +27,9 @@ from frugal.api.state import GatewayState, gateway
 from frugal.cache.control import HEADER as CONTROL_HEADER
 from frugal.cache.control import parse_cache_control
 from frugal.endpoints import Endpoint
-from frugal.errors import ClientDisconnectedError, FrugalError, UpstreamError
+from frugal.errors import AuthenticationError, ClientDisconnectedError, FrugalError, UpstreamError
 from frugal.pipeline import CacheOutcome, RequestContext, StreamedAnswer
+from frugal.tenants import OPEN_TENANT, Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +63,12 @@ async def process_prompt(request: Request) -> Response:
     started = time.perf_counter()
     body: dict[str, Any] | None = None
     try:
+        tenant = _tenant(request, state)
         max_bytes = state.settings.max_body_bytes
         parsed, _ = await read_body(request, ProcessPromptRequest, max_bytes=max_bytes)
         messages = [{"role": "user", "content": parsed.text}]
         body = {"model": state.settings.default_model, "messages": messages}
-        ctx = _context(request)
+        ctx = _context(request, tenant)
         answer = await _unless_disconnected(
             request, state.pipeline.answer(Endpoint.CHAT, body, ctx)
         )
@@ -104,8 +106,9 @@ async def _serve(request: Request, endpoint: Endpoint, schema: type[BaseModel]) 
     started = time.perf_counter()
     body: dict[str, Any] | None = None
     try:
+        tenant = _tenant(request, state)
         parsed, body = await read_body(request, schema, max_bytes=state.settings.max_body_bytes)
-        ctx = _context(request)
+        ctx = _context(request, tenant)
         if getattr(parsed, "stream", False):
             streamed = await state.pipeline.answer_stream(endpoint, body, ctx)
             headers = {
@@ -133,7 +136,7 @@ def _record_failure(
     record_error(
         state,
         request_id=str(request.scope["state"]["request_id"]),
-        tenant="default",
+        tenant=str(request.scope["state"].get("tenant", OPEN_TENANT)),
         endpoint=endpoint,
         body=body,
         status=exc.status_code if isinstance(exc, FrugalError) else 500,
@@ -173,9 +176,26 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def _context(request: Request) -> RequestContext:
+def _tenant(request: Request, state: GatewayState) -> Tenant:
+    """The caller's tenant, from its bearer key; 401 when keys are required and it has none."""
+    if state.keys is None:
+        return Tenant(name=OPEN_TENANT, namespace=OPEN_TENANT)
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    tenant = state.keys.tenant_for(key.strip()) if scheme.lower() == "bearer" else None
+    if tenant is None:
+        raise AuthenticationError("Incorrect or missing API key: send a frugal client key.")
+    request.scope["state"]["tenant"] = tenant.name
+    return tenant
+
+
+def _context(request: Request, tenant: Tenant) -> RequestContext:
     control = parse_cache_control(request.headers.get(CONTROL_HEADER))
-    return RequestContext(request_id=str(request.scope["state"]["request_id"]), control=control)
+    return RequestContext(
+        request_id=str(request.scope["state"]["request_id"]),
+        tenant=tenant.name,
+        namespace=tenant.namespace,
+        control=control,
+    )
 
 
 def _cache_headers(outcome: CacheOutcome, similarity: float | None) -> dict[str, str]:

@@ -14,6 +14,7 @@ from frugal.cache.shadow import ShadowLog
 from frugal.config import Settings
 from frugal.observability.observer import Observer
 from frugal.pipeline import Pipeline
+from frugal.tenants import Keys
 from frugal.upstream.client import OpenAIUpstream
 
 
@@ -27,6 +28,7 @@ class GatewayState:
     coalescer: Coalescer | None
     observer: Observer
     shadow: ShadowLog | None = None
+    keys: Keys | None = None  # None: the gateway is open, one tenant
     ready: bool = False
 
     @property
