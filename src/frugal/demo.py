@@ -132,8 +132,9 @@ def print_report(report: DemoReport, console: Console | None = None) -> None:
         "  answered from the cache",
         f"{outcomes['hit_exact']} exact + {outcomes['hit_semantic']} by meaning",
     )
-    table.add_row("  joined an identical call in flight", str(outcomes["coalesced"]))
-    table.add_row("  shared a batched call", str(report.calls_saved - summary["calls_saved"]))
+    table.add_row("  joined an equal or near-equal call in flight", str(outcomes["coalesced"]))
+    if (shared := report.calls_saved - summary["calls_saved"]) > 0:
+        table.add_row("  shared a batched call", str(shared))
     table.add_row("cache hit rate", f"{summary['hit_rate']:.0%}")
     tokens = summary["tokens_saved"]
     table.add_row("tokens saved", f"{tokens['total']:,}")
@@ -165,10 +166,10 @@ def write_chart(report: DemoReport, path: Path) -> Path:
         "exact hit": outcomes["hit_exact"],
         "semantic hit": outcomes["hit_semantic"],
         "coalesced": outcomes["coalesced"],
-        "shared a batch": max(0, shared),
+        **({"shared a batch": shared} if shared > 0 else {}),
         "own upstream call": report.upstream_calls,
     }
-    colours = ["#1f9d6b", "#52c49a", "#3d5afe", "#8c9eff", "#d9822b"]
+    colours = ["#1f9d6b", "#52c49a", "#3d5afe", *(["#8c9eff"] if shared > 0 else []), "#d9822b"]
     where.barh(list(parts), list(parts.values()), color=colours)
     for row, count in enumerate(parts.values()):
         where.text(count, row, f" {count}", va="center")
