@@ -80,6 +80,7 @@ class Settings(BaseSettings):
 
     default_model: str = "gpt-4o-mini"
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    client_body_timeout_s: float = Field(30.0, gt=0)  # a body slower to arrive than this: 408
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
 
     @field_validator("upstream_api_key", "admin_key", "redis_url", mode="before")

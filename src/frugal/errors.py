@@ -5,6 +5,7 @@
     │   ├── InvalidRequestError      400: malformed JSON, schema violation, bad header value
     │   ├── AuthenticationError      401: missing or wrong key
     │   ├── NotFoundError            404: unknown route or entry
+    │   ├── RequestTimeoutError      408: the body came slower than FRUGAL_CLIENT_BODY_TIMEOUT_S
     │   ├── PayloadTooLargeError     413: body over FRUGAL_MAX_BODY_BYTES
     │   ├── OverloadedError          429: frugal's own queues are full (carries retry_after_s)
     │   └── ClientDisconnectedError  499: the client left before its answer was ready
@@ -65,6 +66,11 @@ class AuthenticationError(RequestError):
 class NotFoundError(RequestError):
     status_code = 404
     code = "not_found"
+
+
+class RequestTimeoutError(RequestError):
+    status_code = 408
+    code = "request_timeout"
 
 
 class PayloadTooLargeError(RequestError):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import Stack
+from tests.conftest import Stack, StackFactory
 
 
 @pytest.fixture
@@ -54,6 +56,10 @@ def assert_openai_error(response: httpx.Response, status: int, *, param: str | N
         ("/v1/embeddings", {"model": "m", "input": 3.5}, "input"),
         ("/v1/embeddings", {"input": "x"}, "model"),
         ("/process_prompt", {"prompt": "x"}, "text"),
+        # Beyond 2,048 messages, prompts or inputs, a request is refused, not queued.
+        ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user"}] * 2049}, "messages"),
+        ("/v1/completions", {"model": "m", "prompt": ["x"] * 2049}, "prompt"),
+        ("/v1/embeddings", {"model": "m", "input": ["x"] * 2049}, "input"),
     ],
 )
 async def test_schema_violations_are_400_naming_the_field(
@@ -117,3 +123,26 @@ async def test_a_bad_request_does_not_harm_its_neighbours(
     responses = [await http.post("/v1/chat/completions", json=body) for body in (good, bad, good)]
     assert [r.status_code for r in responses] == [200, 400, 200]
     assert "still fine?" in responses[2].json()["choices"][0]["message"]["content"]
+
+
+async def test_a_body_slower_than_the_timeout_is_408_and_holds_nobody_up(
+    make_stack: StackFactory,
+) -> None:
+    stack = make_stack(env={"FRUGAL_CLIENT_BODY_TIMEOUT_S": "0.5", "FRUGAL_BATCH_WINDOW_MS": "0"})
+    host, port = stack.gateway.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        "content-length: 200\r\n\r\n"
+    )
+    writer.write(head.encode() + b'{"model": "m", ')  # and then nothing more
+    await writer.drain()
+    async with httpx.AsyncClient(base_url=stack.base_url) as http:
+        body = {"model": "m", "messages": [{"role": "user", "content": "meanwhile"}]}
+        assert (await http.post("/chat/completions", json=body)).status_code == 200
+    answer = await asyncio.wait_for(reader.read(4096), timeout=10)
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert b" 408 " in status_line
+    error = json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"]
+    assert error["code"] == "request_timeout"

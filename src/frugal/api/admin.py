@@ -157,7 +157,12 @@ async def entries(
 async def invalidate(request: Request) -> dict[str, int]:
     state = admin(request)
     cache = _cache(state)
-    body, _ = await read_body(request, InvalidateRequest, max_bytes=state.settings.max_body_bytes)
+    body, _ = await read_body(
+        request,
+        InvalidateRequest,
+        max_bytes=state.settings.max_body_bytes,
+        timeout_s=state.settings.client_body_timeout_s,
+    )
     if body.ids is not None:
         removed = await cache.store.delete(body.ids)
     elif body.scope is not None:

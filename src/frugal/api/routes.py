@@ -65,7 +65,12 @@ async def process_prompt(request: Request) -> Response:
     try:
         tenant = _tenant(request, state)
         max_bytes = state.settings.max_body_bytes
-        parsed, _ = await read_body(request, ProcessPromptRequest, max_bytes=max_bytes)
+        parsed, _ = await read_body(
+            request,
+            ProcessPromptRequest,
+            max_bytes=max_bytes,
+            timeout_s=state.settings.client_body_timeout_s,
+        )
         messages = [{"role": "user", "content": parsed.text}]
         body = {"model": state.settings.default_model, "messages": messages}
         ctx = _context(request, tenant)
@@ -107,7 +112,12 @@ async def _serve(request: Request, endpoint: Endpoint, schema: type[BaseModel]) 
     body: dict[str, Any] | None = None
     try:
         tenant = _tenant(request, state)
-        parsed, body = await read_body(request, schema, max_bytes=state.settings.max_body_bytes)
+        parsed, body = await read_body(
+            request,
+            schema,
+            max_bytes=state.settings.max_body_bytes,
+            timeout_s=state.settings.client_body_timeout_s,
+        )
         ctx = _context(request, tenant)
         if getattr(parsed, "stream", False):
             streamed = await state.pipeline.answer_stream(endpoint, body, ctx)

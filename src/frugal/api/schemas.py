@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
 TokenList = list[StrictInt]
+# Messages of a chat, prompts of a completion or inputs of an embedding: OpenAI's own bound on
+# embedding inputs, applied to all three so that no request can ask for unbounded work.
+MAX_ITEMS = 2048
 
 
 class _Body(BaseModel):
@@ -37,7 +40,7 @@ class StreamOptions(BaseModel):
 
 class ChatCompletionRequest(_Body):
     model: NonEmptyStr
-    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_ITEMS)]
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
 
@@ -45,7 +48,10 @@ class ChatCompletionRequest(_Body):
 class CompletionRequest(_Body):
     model: NonEmptyStr
     prompt: (
-        StrictStr | Annotated[list[StrictStr], Field(min_length=1)] | TokenList | list[TokenList]
+        StrictStr
+        | Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_ITEMS)]
+        | TokenList
+        | Annotated[list[TokenList], Field(max_length=MAX_ITEMS)]
     )
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
@@ -53,7 +59,12 @@ class CompletionRequest(_Body):
 
 class EmbeddingRequest(_Body):
     model: NonEmptyStr
-    input: StrictStr | Annotated[list[StrictStr], Field(min_length=1)] | TokenList | list[TokenList]
+    input: (
+        StrictStr
+        | Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_ITEMS)]
+        | TokenList
+        | Annotated[list[TokenList], Field(max_length=MAX_ITEMS)]
+    )
 
 
 class ProcessPromptRequest(BaseModel):
