@@ -55,6 +55,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the gateway."""
+    from frugal.api import server
     from frugal.api.app import create_app
     from frugal.observability.logs import configure_logging
 
@@ -71,14 +72,12 @@ def serve(
             typer.echo(f"frugal: {exc}", err=True)
             raise typer.Exit(2) from None
     configure_logging(settings.log_level)
-    uvicorn.run(
+    server.serve(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        log_config=None,  # frugal's JSON lines (configured above), not uvicorn's format
-        access_log=False,  # one line per request comes from frugal, with what it did
-        timeout_graceful_shutdown=30,
+        drain_s=settings.shutdown_drain_s,
     )
 
 

@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     default_model: str = "gpt-4o-mini"
     max_body_bytes: int = Field(1_048_576, ge=1024)
     client_body_timeout_s: float = Field(30.0, gt=0)  # a body slower to arrive than this: 408
+    shutdown_drain_s: float = Field(0.0, ge=0)  # on SIGTERM: not ready, still serving, this long
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
 
     @field_validator("upstream_api_key", "admin_key", "redis_url", mode="before")

@@ -33,6 +33,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from frugal.cache.store import CacheStoreError, Entry, Match, StoreStats
@@ -186,7 +189,13 @@ class RedisStore:
         store logs it and creates the index on the first call that reaches the server.
         """
         client = aioredis.Redis.from_url(
-            url, protocol=3, socket_connect_timeout=2.0, health_check_interval=0
+            url,
+            protocol=3,
+            socket_connect_timeout=2.0,
+            # A pooled connection that died with a restarted server is retried once, at once, on
+            # a new one: one stale connection must not count as the server failing.
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
         )
         store = cls(
             client, prefix=prefix, index=index, max_entries=max_entries, dimensions=dimensions
