@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import write_report  # noqa: E402
 from _qqp import PAIRS, ROOT  # noqa: E402
 
+from frugal.bench.report import share  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 CLINC = ROOT.parent / "shared" / "data" / "clinc150" / "intents.jsonl"
 DETAIL_INTENTS = "translate,weather,calculator"
@@ -33,10 +35,6 @@ def run(args: list[str], *, reuse: Path | None = None) -> str:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "frugal", *args], check=True, cwd=ROOT)
     return f"took {time.perf_counter() - started:.0f} s, embedding included"
-
-
-def share(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
 
 
 def tune(reuse: bool) -> None:

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from frugal.admin_client import AdminClient
+from frugal.bench.report import share
 from frugal.config import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -232,9 +233,9 @@ def shadow_report(admin_key: AdminKeyOption, url: UrlOption = "http://127.0.0.1:
         table.add_row(
             f"{row['threshold']:.2f}",
             f"{row['would_be_hits']:,}",
-            _share(row["would_be_hit_rate"]),
-            _share(row["identical_share"]),
-            _share(row["diverged_share"]),
+            share(row["would_be_hit_rate"]),
+            share(row["identical_share"]),
+            share(row["diverged_share"]),
         )
     Console().print(table)
     typer.echo(
@@ -325,10 +326,6 @@ def _embedder(config: Path | None) -> Embedder:
         raise typer.Exit(2) from None
 
 
-def _share(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
-
-
 @app.command()
 def tune(
     pairs: Annotated[Path, typer.Option(help='JSONL of {"a", "b", "label"} (1: same meaning).')],
@@ -359,11 +356,11 @@ def tune(
         style = "bold green" if chosen is not None and row is chosen else None
         table.add_row(
             f"{row.threshold:.2f}",
-            _share(row.hit_rate),
-            _share(row.precision),
-            _share(row.recall),
+            share(row.hit_rate),
+            share(row.precision),
+            share(row.recall),
             "–" if row.f1 is None else f"{row.f1:.3f}",
-            _share(row.wrong_hit_rate),
+            share(row.wrong_hit_rate),
             style=style,
         )
     Console().print(table)
@@ -372,7 +369,7 @@ def tune(
     else:
         typer.echo(
             f"recommended threshold: {chosen.threshold:.2f} (wrong hits "
-            f"{_share(chosen.wrong_hit_rate)}, recall {_share(chosen.recall)})"
+            f"{share(chosen.wrong_hit_rate)}, recall {share(chosen.recall)})"
         )
     written = write_tune(rows, chosen, out, source=pairs.name, target=max_wrong_hit_rate)
     typer.echo("wrote " + ", ".join(str(path) for path in written))
@@ -429,9 +426,9 @@ def analyze(
         table.add_row(
             row["cache"],
             f"{row['hits']:,}",
-            _share(row["hit_rate"]),
+            share(row["hit_rate"]),
             f"{row['upstream_calls']:,}",
-            _share(row["wrong_hit_rate"]),
+            share(row["wrong_hit_rate"]),
         )
     Console().print(table)
     middle = min(results, key=lambda result: abs((result.threshold or 0) - 0.9))

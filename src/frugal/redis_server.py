@@ -68,10 +68,6 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
     def restart(self, timeout_s: float = 20.0) -> None:
         """Start the server (again) on its port, empty, and wait until it answers."""
         self.stop()

@@ -24,7 +24,6 @@ import numpy as np
 from frugal.cache.scope import normalise
 from frugal.plots import pyplot, save
 
-THRESHOLDS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.95, 0.98)
 # Labels whose prompts never share an answer, even with each other (CLINC150's out-of-scope).
 NEVER_SHARED = frozenset({"oos"})
 _BLOCK = 512

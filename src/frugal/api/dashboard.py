@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+from functools import cache
 from importlib import resources
 from urllib.parse import parse_qs
 
@@ -51,6 +52,11 @@ def _allowed(request: Request, state: GatewayState) -> bool:
     return hmac.compare_digest(cookie.encode(), _token(state).encode())
 
 
+@cache
+def _page() -> str:
+    return resources.files("frugal.api").joinpath("static/dashboard.html").read_text()
+
+
 def _login_page(message: str = "", status: int = 401) -> HTMLResponse:
     shown = f'<p class="error">{html.escape(message)}</p>' if message else ""
     return HTMLResponse(_LOGIN.format(message=shown), status_code=status)
@@ -60,8 +66,7 @@ def _login_page(message: str = "", status: int = 401) -> HTMLResponse:
 async def dashboard(request: Request) -> Response:
     if not _allowed(request, gateway(request)):
         return _login_page()
-    page = resources.files("frugal.api").joinpath("static/dashboard.html").read_text()
-    return HTMLResponse(page, headers={"cache-control": "no-store"})
+    return HTMLResponse(_page(), headers={"cache-control": "no-store"})
 
 
 @router.post("/dashboard/login", include_in_schema=False)

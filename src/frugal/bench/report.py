@@ -11,7 +11,8 @@ import numpy as np
 from frugal.plots import pyplot, save
 
 
-def _share(value: float | None) -> str:
+def share(value: float | None) -> str:
+    """A fraction as a percentage with one decimal; "–" when there is none."""
     return "–" if value is None else f"{value:.1%}"
 
 
@@ -30,11 +31,11 @@ def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
         cost = row["upstream_cost_usd"]
         served = row["hits"] + row["coalesced"]
         wrong = (
-            f"{row['wrong_hits']} of {served} ({_share(row['wrong_hit_rate'])})" if served else "–"
+            f"{row['wrong_hits']} of {served} ({share(row['wrong_hit_rate'])})" if served else "–"
         )
         lines.append(
-            f"| {row['config']} | {row['upstream_calls']:,} | {_share(row['calls_saved'])} "
-            f"| {_share(row['hit_rate'])} | {row['coalesced']:,} | {wrong} "
+            f"| {row['config']} | {row['upstream_calls']:,} | {share(row['calls_saved'])} "
+            f"| {share(row['hit_rate'])} | {row['coalesced']:,} | {wrong} "
             f"| {'–' if cost is None else f'${cost:.4f}'} | {_ms(latency['mean'])} "
             f"| {_ms(latency['p50'])} | {_ms(latency['p95'])} | {_ms(latency['p99'])} "
             f"| {row['throughput_rps']:.1f} | {row['errors']} |"

@@ -101,9 +101,9 @@ class ShadowLog:
                     "would_be_hits": len(hits),
                     "would_be_hit_rate": len(hits) / self.requests if self.requests else 0.0,
                     "identical": sum(c.identical for c in hits),
-                    "identical_share": _share(sum(c.identical for c in hits), len(hits)),
+                    "identical_share": _ratio(sum(c.identical for c in hits), len(hits)),
                     "diverged": diverged,
-                    "diverged_share": _share(diverged, len(scored)),
+                    "diverged_share": _ratio(diverged, len(scored)),
                     "mean_answer_similarity": float(np.mean(scored)) if scored else None,
                 }
             )
@@ -135,5 +135,5 @@ class ShadowLog:
         )
 
 
-def _share(part: int, whole: int) -> float | None:
+def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from frugal.observability.record import SAVED, RequestRecord
+from frugal.observability.record import OUTCOMES, SAVED, RequestRecord
 from frugal.percentiles import percentile
 
 WINDOW_S = 300
@@ -89,7 +89,7 @@ class Totals:
     def as_dict(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
-            "outcomes": {name: self.outcomes[name] for name in _CLASS},
+            "outcomes": {name: self.outcomes[name] for name in OUTCOMES},
             "hit_rate": self.hit_rate,
             "calls_saved": self.calls_saved,
             "tokens_saved": {
