@@ -6,13 +6,18 @@ BIN    := $(VENV)/bin
 CHROMIUM ?= /usr/bin/chromium
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test redis install install-test install-bench install-redis bench clean
+.PHONY: demo test fuzz redis install install-test install-bench install-redis bench clean
 
 demo: install
 	$(BIN)/frugal demo
 
 test: install-test
 	$(BIN)/python -m pytest
+
+# A long fuzz of the OpenAPI document (schemathesis.toml); the suite runs a short one.
+FUZZ_EXAMPLES ?= 500
+fuzz: install-test
+	FRUGAL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/api/test_fuzz.py
 
 # A Redis 8 with the query engine on a free port of 127.0.0.1, until Ctrl-C stops it.
 redis: install-redis

@@ -140,4 +140,13 @@ class UpstreamConnectionError(UpstreamError):
 
 
 def _is_openai_error(body: object) -> bool:
-    return isinstance(body, dict) and isinstance(body.get("error"), dict)
+    """``{"error": {"message": str, "type": str, ...}}``: anything less is replaced by frugal's
+    own body, so that every error a client sees has OpenAI's shape."""
+    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+        return False
+    error = body["error"]
+    return (
+        isinstance(error.get("message"), str)
+        and isinstance(error.get("type"), str)
+        and all(isinstance(error.get(key), str | None) for key in ("param", "code"))
+    )

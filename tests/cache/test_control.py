@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from frugal.cache.control import CacheControl, parse_cache_control
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from frugal.cache.control import PATTERN, CacheControl, parse_cache_control
 from frugal.errors import InvalidRequestError
 
 
@@ -44,6 +48,10 @@ def test_zero_is_a_value_not_unset() -> None:
         "max-age=5",
         "ttl",
         "no-cache, bogus",
+        "ttl=1e3",
+        "threshold=.5",
+        "no-cache,",
+        "\x0bno-cache",
     ],
 )
 def test_bad_directives_are_400(header: str) -> None:
@@ -51,3 +59,19 @@ def test_bad_directives_are_400(header: str) -> None:
         parse_cache_control(header)
     assert caught.value.status_code == 400
     assert caught.value.param == "x-frugal-cache-control"
+
+
+PIECES = ["no-cache", "No-Store", "ttl=", "threshold=", "60", "0.5", "1.0", "-", ".", "=", "e3"]
+NOISE = [",", " ", "\t", "\x0b", "\xa0", "x", "0", "1"]
+
+
+@given(st.lists(st.sampled_from(PIECES + NOISE), max_size=8).map("".join))
+def test_the_published_pattern_is_exactly_what_is_accepted(header: str) -> None:
+    """The OpenAPI schema publishes `PATTERN`; the parser must agree with it on every header."""
+    published = re.fullmatch(PATTERN, header) is not None
+    try:
+        parse_cache_control(header)
+        accepted = True
+    except InvalidRequestError:
+        accepted = False
+    assert accepted == published

@@ -15,28 +15,53 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from frugal.api.body import read_body
-from frugal.api.schemas import openapi_body
+from frugal.api.openapi import ADMIN_ERRORS, json_body
 from frugal.api.state import GatewayState, gateway
 from frugal.cache.embedder import AsyncEmbedder
 from frugal.cache.semantic import SemanticCache
 from frugal.cache.store import CacheStoreError, Entry, StoreStats
 from frugal.errors import AuthenticationError, InvalidRequestError, NotFoundError
 
-router = APIRouter(prefix="/admin")
+router = APIRouter(prefix="/admin", responses=ADMIN_ERRORS)
+
+
+_SELECTORS = ("ids", "tenant", "scope", "prompt")
+
+
+def _selector_schema(schema: dict[str, Any]) -> None:
+    """Publish the rule the validator enforces: one selector (``prompt`` may add ``tenant``),
+    and a selector that is given is never null."""
+    for name in _SELECTORS:
+        field = schema["properties"][name]
+        field.update(next(kind for kind in field.pop("anyOf") if kind.get("type") != "null"))
+        field.pop("default", None)
+
+    def alone(name: str, *excluded: str) -> dict[str, Any]:
+        return {"required": [name], "not": {"anyOf": [{"required": [x]} for x in excluded]}}
+
+    schema["anyOf"] = [
+        alone("ids", "tenant", "scope", "prompt"),
+        alone("scope", "ids", "tenant", "prompt"),
+        alone("tenant", "ids", "scope"),
+        alone("prompt", "ids", "scope"),
+    ]
 
 
 class InvalidateRequest(BaseModel):
     """Exactly one way to choose: ``ids``, ``tenant``, ``scope``, or ``prompt`` (+``threshold``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_selector_schema)
     ids: list[StrictStr] | None = None
     tenant: StrictStr | None = None
     scope: StrictStr | None = None
     prompt: StrictStr | None = None
-    threshold: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.9
+    threshold: Annotated[float, Field(strict=True, ge=-1.0, le=1.0)] = 0.9
 
     @model_validator(mode="after")
     def _one_selector(self) -> InvalidateRequest:
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"{nulls[0]} must not be null")
         chosen = [name for name in ("ids", "scope", "prompt") if getattr(self, name) is not None]
         if len(chosen) > 1 or (not chosen and self.tenant is None):
             raise ValueError(
@@ -153,7 +178,7 @@ async def entries(
     return {"data": [_describe(entry) for entry in found], "offset": offset, "limit": limit}
 
 
-@router.post("/cache/invalidate", openapi_extra=openapi_body(InvalidateRequest))
+@router.post("/cache/invalidate", openapi_extra=json_body(InvalidateRequest))
 async def invalidate(request: Request) -> dict[str, int]:
     state = admin(request)
     cache = _cache(state)

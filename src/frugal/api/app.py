@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from frugal.api import admin, dashboard, routes
 from frugal.api.errors import install_error_handlers
+from frugal.api.openapi import install_openapi
 from frugal.api.request_id import RequestIdMiddleware
 from frugal.api.state import GatewayState
 from frugal.batching.coalescer import Coalescer
@@ -137,6 +138,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     app = FastAPI(title="frugal", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(routes.router)
     app.include_router(admin.router)
     app.include_router(dashboard.router)

@@ -10,18 +10,18 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from frugal.api.body import read_body
 from frugal.api.observe import record_answer, record_error, refresh_metrics
+from frugal.api.openapi import openai_route
 from frugal.api.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
     ProcessPromptRequest,
-    openapi_body,
 )
 from frugal.api.state import GatewayState, gateway
 from frugal.cache.control import HEADER as CONTROL_HEADER
@@ -41,22 +41,22 @@ router = APIRouter()
 T = TypeVar("T")
 
 
-@router.post("/v1/chat/completions", openapi_extra=openapi_body(ChatCompletionRequest))
+@router.post("/v1/chat/completions", **openai_route(ChatCompletionRequest))
 async def chat_completions(request: Request) -> Response:
     return await _serve(request, Endpoint.CHAT, ChatCompletionRequest)
 
 
-@router.post("/v1/completions", openapi_extra=openapi_body(CompletionRequest))
+@router.post("/v1/completions", **openai_route(CompletionRequest))
 async def completions(request: Request) -> Response:
     return await _serve(request, Endpoint.COMPLETIONS, CompletionRequest)
 
 
-@router.post("/v1/embeddings", openapi_extra=openapi_body(EmbeddingRequest))
+@router.post("/v1/embeddings", **openai_route(EmbeddingRequest))
 async def embeddings(request: Request) -> Response:
     return await _serve(request, Endpoint.EMBEDDINGS, EmbeddingRequest)
 
 
-@router.post("/process_prompt", openapi_extra=openapi_body(ProcessPromptRequest))
+@router.post("/process_prompt", **openai_route(ProcessPromptRequest))
 async def process_prompt(request: Request) -> Response:
     """The original write-up's endpoint: ``{"text"}`` in, ``{"response"}`` out, via chat."""
     state = gateway(request)
@@ -85,7 +85,7 @@ async def process_prompt(request: Request) -> Response:
     return JSONResponse({"response": text}, headers=_cache_headers(answer.cache, answer.similarity))
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
     """Prometheus text format; see `frugal.observability.metrics`."""
     state = gateway(request)
@@ -98,7 +98,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "Starting or stopping"}})
 async def readyz(request: Request) -> JSONResponse:
     """503 until started (and when stopping); a degraded cache still serves, so it stays 200."""
     state = gateway(request)

@@ -1,4 +1,4 @@
-"""Request bodies frugal accepts, validated before anything is sent upstream.
+"""Request bodies frugal accepts, validated before anything is sent upstream; the error body.
 
 The models check what frugal relies on and let every other field through (``extra="allow"``):
 the body forwarded upstream is always the client's own JSON, never a re-serialised model, so a
@@ -7,12 +7,12 @@ provider-specific field reaches the provider unchanged.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
-TokenList = list[StrictInt]
+TokenList = Annotated[list[StrictInt], Field(min_length=1)]
 # Messages of a chat, prompts of a completion or inputs of an embedding: OpenAI's own bound on
 # embedding inputs, applied to all three so that no request can ask for unbounded work.
 MAX_ITEMS = 2048
@@ -51,7 +51,7 @@ class CompletionRequest(_Body):
         StrictStr
         | Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_ITEMS)]
         | TokenList
-        | Annotated[list[TokenList], Field(max_length=MAX_ITEMS)]
+        | Annotated[list[TokenList], Field(min_length=1, max_length=MAX_ITEMS)]
     )
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
@@ -59,11 +59,12 @@ class CompletionRequest(_Body):
 
 class EmbeddingRequest(_Body):
     model: NonEmptyStr
+    # An empty string has no embedding: OpenAI refuses it, and so does frugal, before any call.
     input: (
-        StrictStr
-        | Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_ITEMS)]
+        NonEmptyStr
+        | Annotated[list[NonEmptyStr], Field(min_length=1, max_length=MAX_ITEMS)]
         | TokenList
-        | Annotated[list[TokenList], Field(max_length=MAX_ITEMS)]
+        | Annotated[list[TokenList], Field(min_length=1, max_length=MAX_ITEMS)]
     )
 
 
@@ -72,11 +73,14 @@ class ProcessPromptRequest(BaseModel):
     text: NonEmptyStr
 
 
-def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` documenting a JSON body that a route parses itself."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error shape, which every failure is reported in."""
+
+    error: ErrorDetail
