@@ -85,6 +85,7 @@ def record_error(
 async def refresh_metrics(state: GatewayState) -> None:
     """Copy what other parts count into the metrics' snapshot, just before a scrape."""
     snapshot = state.observer.metrics.collector.snapshot
+    snapshot.upstream_retries = state.upstream.retries
     cache = state.cache
     if cache is None:
         return

@@ -43,6 +43,7 @@ disable_created_metrics()  # no `_created` series: they double the output and sa
 class Snapshot:
     """What `GatewayCollector` reports, refreshed just before each scrape."""
 
+    upstream_retries: int = 0
     entries: int | None = None
     evictions: int | None = None
     expirations: int | None = None
@@ -60,6 +61,11 @@ class GatewayCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self.snapshot
+        yield CounterMetricFamily(
+            "frugal_upstream_retries",
+            "Provider calls tried again after a 5xx, a 429 or a lost connection.",
+            s.upstream_retries,
+        )
         if s.entries is not None:
             yield GaugeMetricFamily(
                 "frugal_cache_entries", "Entries in the cache store.", s.entries

@@ -29,7 +29,7 @@ def count_tokens(text: str) -> int:
     return len(text.split())
 
 
-def _embedding(text: str, dimensions: int) -> np.ndarray:
+def embedding_of(text: str, dimensions: int) -> np.ndarray:
     seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
     vector = np.random.default_rng(seed).standard_normal(dimensions)
     return (vector / np.linalg.norm(vector)).astype("<f4")
@@ -242,7 +242,7 @@ def answer_body(call: Call, choices: list[Choice]) -> dict[str, Any]:
     if call.endpoint == EMBEDDINGS:
         data = []
         for i, text in enumerate(call.items):
-            vector = _embedding(text, call.dimensions)
+            vector = embedding_of(text, call.dimensions)
             encoded = base64.b64encode(vector.tobytes()).decode() if call.base64 else None
             embedding = vector.tolist() if encoded is None else encoded
             data.append({"object": "embedding", "index": i, "embedding": embedding})
