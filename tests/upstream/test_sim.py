@@ -334,6 +334,25 @@ async def test_error_rate_answers_500(make_sim: SimFactory) -> None:
     assert stats(url)["rejected"]["errors"] == 1
 
 
+async def test_faults_change_while_running(make_sim: SimFactory) -> None:
+    url = make_sim()
+    async with httpx.AsyncClient(base_url=url) as client:
+        assert (await client.post(CHAT, json=chat_body("x"))).status_code == 200
+        changed = await client.post("/sim/faults", json={"error_rate": 1.0})
+        assert changed.json() == {
+            "error_rate": 1.0,
+            "slow_rate": 0.0,
+            "slow_ms": 5000.0,
+            "drop_rate": 0.0,
+        }
+        assert (await client.post(CHAT, json=chat_body("x"))).status_code == 500
+        for bad in ({"error_rate": 2}, {"rpm": 5}, ["error_rate"]):
+            refused = await client.post("/sim/faults", json=bad)
+            assert refused.status_code == 400 and "message" in refused.json()["error"]
+        await client.post("/sim/faults", json={"error_rate": 0})
+        assert (await client.post(CHAT, json=chat_body("x"))).status_code == 200
+
+
 async def test_seeded_faults_repeat(make_sim: SimFactory) -> None:
     runs = []
     for url in (make_sim(error_rate=0.5, seed=7), make_sim(error_rate=0.5, seed=7)):

@@ -3,7 +3,8 @@
 Routes: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (``stream`` included; a list
 ``prompt`` gets one choice per prompt), ``POST /v1/embeddings`` (a list ``input``;
 ``encoding_format`` ``float`` or ``base64``), ``GET /sim/stats``, ``POST /sim/reset``,
-``GET /healthz``. Any model name is accepted; every error has OpenAI's shape.
+``POST /sim/faults`` (new fault rates while running), ``GET /healthz``. Any model name is
+accepted; every error has OpenAI's shape.
 
 Answers are ``"[MODEL] Answer to: PROMPT"``, where a chat's prompt is its last user message.
 Tokens are whitespace-separated words (`count_tokens`); ``max_tokens`` cuts an answer to that
@@ -41,7 +42,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import fastapi
@@ -68,6 +69,7 @@ from frugal.upstream.sim.wire import (
 )
 
 _RPM_WINDOW_S = 60.0
+FAULTS = ("error_rate", "slow_rate", "slow_ms", "drop_rate")  # changeable while running
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -372,6 +374,20 @@ def create_sim_app(config: SimConfig) -> fastapi.FastAPI:
     async def reset() -> JSONResponse:
         sim.reset()
         return JSONResponse(sim.stats.as_dict())
+
+    @app.post("/sim/faults")
+    async def faults(request: Request) -> JSONResponse:
+        """Change the fault rates while running (a load test injects faults midway):
+        ``{"error_rate", "slow_rate", "slow_ms", "drop_rate"}``, any of them."""
+        try:
+            changes = await request.json()
+            if not isinstance(changes, dict) or not changes.keys() <= set(FAULTS):
+                raise ValueError(f"give any of {', '.join(FAULTS)}")
+            sim.config = replace(sim.config, **changes)
+        except (ValueError, TypeError) as exc:
+            body = error_body(str(exc), type="invalid_request_error")
+            return JSONResponse(body, status_code=400)
+        return JSONResponse({name: getattr(sim.config, name) for name in FAULTS})
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
