@@ -13,11 +13,14 @@ import json
 from typing import Any
 
 
-def _post(host: str, path: str, body: dict[str, Any]) -> bytes:
+def _post(
+    host: str, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> bytes:
     payload = json.dumps(body).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     head = (
         f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(payload)}\r\n\r\n"
+        f"{extra}content-length: {len(payload)}\r\n\r\n"
     )
     return head.encode() + payload
 
@@ -43,7 +46,16 @@ class LeanConnection:
         return number
 
     async def send(self, number: int) -> tuple[int, dict[str, str], bytes]:
-        self._writer.write(self._prepared[number])
+        return await self._exchange(self._prepared[number])
+
+    async def post(
+        self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Send a request that is not prepared (each one different)."""
+        return await self._exchange(_post(self._host, path, body, headers))
+
+    async def _exchange(self, request: bytes) -> tuple[int, dict[str, str], bytes]:
+        self._writer.write(request)
         head = (await self._reader.readuntil(b"\r\n\r\n")).decode("latin-1")
         status_line, *header_lines = head.rstrip("\r\n").split("\r\n")
         headers = {}

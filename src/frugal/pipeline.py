@@ -21,8 +21,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from frugal.batching.coalescer import Coalescer, LeaderGone
 from frugal.cache.control import CacheControl
 from frugal.cache.scope import CacheKey, cache_key
@@ -133,7 +131,7 @@ class Pipeline:
             return Answer(fresh(hit.response), CacheOutcome.HIT, hit.similarity, hit, question)
         if key is None or self._coalescer is None or ctx.control.no_cache:
             payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
-            await self._save(key, payload, lookup.vector, ctx)
+            await self._save(key, payload, lookup, ctx)
             return Answer(payload, self._outcome(key, ctx), question=question)
         threshold = ctx.control.threshold  # 0.0 is a real threshold; only None means "unset"
         if threshold is None:
@@ -151,7 +149,7 @@ class Pipeline:
         with self._coalescer.lead(key, lookup.vector) as flight:
             payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
             flight.succeed(payload)
-        await self._save(key, payload, lookup.vector, ctx)
+        await self._save(key, payload, lookup, ctx)
         return Answer(payload, CacheOutcome.MISS, question=question)
 
     async def _shadowed(
@@ -161,7 +159,7 @@ class Pipeline:
         assert self._cache is not None and self._shadow is not None
         lookup = await self._cache.lookup(key, threshold=SHADOW_FLOOR, peek=True)
         payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
-        await self._save(key, payload, lookup.vector, ctx)
+        await self._save(key, payload, lookup, ctx)
         self._shadow.observe(lookup.hit, payload)
         similarity = lookup.hit.similarity if lookup.hit is not None else None
         return Answer(payload, CacheOutcome.SHADOW, similarity, question=key.prompt)
@@ -196,7 +194,7 @@ class Pipeline:
                         if kind is EventKind.DONE and (complete := assembler.result()):
                             # Stored before [DONE] is relayed: a client that has read the
                             # whole answer finds it cached on its next request.
-                            await self._save(key, complete, lookup.vector, ctx)
+                            await self._save(key, complete, lookup, ctx)
                         if kind is EventKind.USAGE and not wants_usage:
                             continue  # the usage frugal asked for, not the client
                     yield event
@@ -224,16 +222,16 @@ class Pipeline:
         self,
         key: CacheKey | None,
         response: dict[str, Any],
-        vector: np.ndarray | None,
+        lookup: Lookup,
         ctx: RequestContext,
     ) -> None:
-        if key is None or self._cache is None or ctx.control.no_store:
+        if key is None or self._cache is None or ctx.control.no_store or lookup.store_unavailable:
             return
         policy = self._policy
         if storable(
             response, admit_length=policy.admit_length, admit_tool_calls=policy.admit_tool_calls
         ):
-            await self._cache.save(key, response, vector=vector, ttl_s=ctx.control.ttl_s)
+            await self._cache.save(key, response, vector=lookup.vector, ttl_s=ctx.control.ttl_s)
 
     def _outcome(self, key: CacheKey | None, ctx: RequestContext) -> CacheOutcome:
         if key is None or ctx.control.no_cache:

@@ -152,6 +152,25 @@ async def test_a_cancelled_probe_lets_the_next_call_probe() -> None:
     assert guard.breaker.state is BreakerState.CLOSED
 
 
+async def test_a_call_that_ends_late_neither_closes_nor_counts() -> None:
+    """Calls overlap: one in flight when the breaker opens, answering after, is not the probe."""
+    clock, store = Clock(), FlakyStore()
+    guard = guarded(store, clock, failures=1)
+    breaker = guard.breaker
+    early = breaker.admit()  # let through while closed
+    assert early is not None
+    breaker.failed("timed out", breaker.admit() or 0)  # another call fails: open
+    breaker.succeeded(early)  # the early call answers, late
+    assert breaker.state is BreakerState.OPEN and breaker.closed == 0
+    clock.now += 5.0
+    probe = breaker.admit()
+    assert probe is not None and breaker.state is BreakerState.HALF_OPEN
+    breaker.failed("stale", early)  # a late failure does not fail the probe either
+    assert breaker.state is BreakerState.HALF_OPEN
+    breaker.succeeded(probe)
+    assert (breaker.state, breaker.opened, breaker.closed) == (BreakerState.CLOSED, 1, 1)
+
+
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError):
         CircuitBreaker(failures=0)

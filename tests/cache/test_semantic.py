@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from frugal.cache.breaker import StoreUnavailable
 from frugal.cache.scope import CacheKey
 from frugal.cache.semantic import SemanticCache, storable
 from frugal.cache.store import CacheStoreError, Entry, Match, StoreStats
@@ -174,6 +175,22 @@ async def test_a_broken_store_is_a_logged_miss(caplog: pytest.LogCaptureFixture)
     assert found.hit is None and stored is False
     assert cache.counters.errors == 3 and cache.counters.misses == 1
     assert "treated as a miss" in caplog.text
+
+
+async def test_an_open_breaker_costs_no_embedding() -> None:
+    """While the store is known to be down, a request costs what it would with no cache."""
+
+    class Unavailable(ListStore):
+        async def get_exact(self, **_: Any) -> Entry | None:
+            raise StoreUnavailable("open")
+
+    embedder = TableEmbedder({"a": A})
+    cache = SemanticCache(store=Unavailable(), embedder=embedder, threshold=0.9, ttl_s=60)
+    found = await cache.lookup(key("a"))
+    assert found.hit is None and found.store_unavailable and found.vector is None
+    assert embedder.calls == 0 and cache.counters.misses == 1
+    down = make(BrokenStore(), {"a": A})  # a failing call, not a known outage: embeds and tries
+    assert not (await down.lookup(key("a"))).store_unavailable
 
 
 async def test_a_broken_embedder_is_a_miss() -> None:

@@ -7,6 +7,10 @@ After ``reset_s`` one call is let through as a probe; its success closes the bre
 failure keeps it open for another ``reset_s``. The breaker logs "opened" and "closed" once each
 per outage, never once per request.
 
+Calls overlap, so each one carries the breaker's epoch from when it was let through: an epoch
+ends whenever the breaker opens. An outcome from an earlier epoch (a call that was already in
+flight when the breaker opened, ending late) changes nothing: only the probe closes the breaker.
+
     closed ── failures in a row ──▶ open ── reset_s later ──▶ half-open (one probe)
       ▲                               ▲                          │
       └──────── probe succeeds ───────┼──────────────────────────┤
@@ -66,40 +70,50 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._in_a_row = 0
         self._opened_at = 0.0
+        self._epoch = 0
 
     @property
     def state(self) -> BreakerState:
         return self._state
 
-    def allow(self) -> bool:
-        """Whether a call may go to the store now (in half-open: only the one probe)."""
+    def admit(self) -> int | None:
+        """A ticket for a call that may go to the store now (in half-open: only the one probe),
+        to be handed back with its outcome; ``None`` when the call must fail fast."""
         if self._state is BreakerState.CLOSED:
-            return True
+            return self._epoch
         if self._state is BreakerState.OPEN and self._clock() >= self._opened_at + self.reset_s:
             self._state = BreakerState.HALF_OPEN
-            return True
-        return False
+            return self._epoch
+        return None
 
-    def succeeded(self) -> None:
+    def succeeded(self, ticket: int) -> None:
+        if ticket != self._epoch:
+            return  # in flight since before the breaker opened: not the probe
         self._in_a_row = 0
-        if self._state is not BreakerState.CLOSED:
+        if self._state is BreakerState.HALF_OPEN:
             self._state = BreakerState.CLOSED
             self.closed += 1
             logger.warning("%s circuit breaker closed: the store answers again", self.name)
 
-    def failed(self, reason: str) -> None:
+    def failed(self, reason: str, ticket: int) -> None:
+        if ticket != self._epoch:
+            return  # the breaker has opened since: this failure is already accounted for
         if self._state is BreakerState.HALF_OPEN:
-            self._state, self._opened_at = BreakerState.OPEN, self._clock()
+            self._open()
             logger.debug("%s probe failed (%s); the breaker stays open", self.name, reason)
             return
         self._in_a_row += 1
         if self._state is BreakerState.CLOSED and self._in_a_row >= self.failures:
             self.trip(reason)
 
-    def undecided(self) -> None:
+    def undecided(self, ticket: int) -> None:
         """A call ended neither way (cancelled, bad input): a probe is let through again."""
-        if self._state is BreakerState.HALF_OPEN:
+        if ticket == self._epoch and self._state is BreakerState.HALF_OPEN:
             self._state = BreakerState.OPEN  # opened_at unchanged: the next call probes
+
+    def _open(self) -> None:
+        self._state, self._opened_at = BreakerState.OPEN, self._clock()
+        self._epoch += 1
 
     def trip(self, reason: str) -> None:
         """Open now (e.g. the store was unreachable at start-up)."""
@@ -112,7 +126,7 @@ class CircuitBreaker:
                 reason,
                 self.reset_s,
             )
-        self._state, self._opened_at = BreakerState.OPEN, self._clock()
+        self._open()
 
 
 class GuardedStore:
@@ -197,19 +211,20 @@ class GuardedStore:
         await self.store.aclose()
 
     async def _call(self, operation: Callable[[], Awaitable[T]], *, admin: bool = False) -> T:
-        if not self.breaker.allow():
+        ticket = self.breaker.admit()
+        if ticket is None:
             raise StoreUnavailable(f"the {self.breaker.name} circuit breaker is open")
         try:
             async with asyncio.timeout(ADMIN_TIMEOUT_S if admin else self.timeout_s):
                 result = await operation()
         except TimeoutError as exc:
-            self.breaker.failed("timed out")
+            self.breaker.failed("timed out", ticket)
             raise CacheStoreError(f"the {self.breaker.name} did not answer in time") from exc
         except CacheStoreError as exc:
-            self.breaker.failed(str(exc))
+            self.breaker.failed(str(exc), ticket)
             raise
         except BaseException:
-            self.breaker.undecided()
+            self.breaker.undecided(ticket)
             raise
-        self.breaker.succeeded()
+        self.breaker.succeeded(ticket)
         return result

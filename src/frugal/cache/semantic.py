@@ -47,10 +47,15 @@ class Hit:
 
 @dataclass(frozen=True)
 class Lookup:
-    """A lookup's result: a hit, or a miss with the question's vector (``None`` if unknown)."""
+    """A lookup's result: a hit, or a miss with the question's vector (``None`` if unknown).
+
+    ``store_unavailable``: the store's breaker is open, so nothing was embedded and nothing
+    should be saved: while the store is down a request costs what it would with no cache.
+    """
 
     hit: Hit | None
     vector: np.ndarray | None = None
+    store_unavailable: bool = False
 
 
 @dataclass
@@ -119,6 +124,10 @@ class SemanticCache:
             exact = await self.store.get_exact(
                 scope=key.scope, prompt_hash=key.prompt_hash, now=now, tenant=key.tenant
             )
+        except StoreUnavailable as exc:
+            self._failed("exact lookup", exc)
+            self.counters.misses += not peek
+            return Lookup(hit=None, store_unavailable=True)
         except Exception as exc:  # fail open, as above
             self._failed("exact lookup", exc)
             exact = None
