@@ -50,7 +50,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 # Benchmarks write their results (markdown, PNG) under benchmarks/results/.
 BENCHMARKS := overhead miss_path cache_hit_path qqp_thresholds store_lookup batching redis_store \
-              threshold_tools bench_workloads
+              threshold_tools bench_workloads load
 bench: $(addprefix bench-,$(BENCHMARKS))
 bench-%: install-bench
 	$(BIN)/python benchmarks/$*.py

@@ -1,21 +1,22 @@
 """A long run at 70% of measured capacity, with faults midway: nothing lost, nothing misdelivered,
 no leak, no drift.
 
-    python benchmarks/load.py [--minutes 10] [--share 0.7] [--store redis|embedded]
+    python benchmarks/load.py [--minutes 10] [--share 0.7] [--store embedded|redis]
+                              [--no-provider-faults] [--out load]
 
 Three tenants (client keys) ask CLINC150 utterances, drawn by Zipf popularity, through the
 gateway in front of the simulated provider. First the capacity: a closed loop of 48 clients on the
 warm cache, throughput over its last half. Then open-loop Poisson arrivals at ``share`` of it for
 ``minutes``, during which
-- from 40% to 60% of the run the provider fails: 20% 500s, 5% dropped connections, 5% answers
-  2 s late;
+- from 40% to 60% of the run the provider fails (unless ``--no-provider-faults``): 20% 500s,
+  5% dropped connections, 5% answers 2 s late;
 - at 65% of the run Redis (``--store redis``) is stopped for 30 s, then started again, empty.
 
 Every response is checked: a 200 must be the caller's own answer (a miss answers its prompt; a
 hit answers a prompt the same tenant asked), anything else an OpenAI-shaped error; a request with
 no response in 60 s, or a broken one, is lost. The goals: zero misdelivered, zero lost, gateway
 memory (RSS) at the end within 10% of the end of the first minute, p99 latency of the last
-minute within 20% of the first minute's. Results go to benchmarks/results/load.md and load.png.
+minute within 20% of the first minute's. Results go to benchmarks/results/OUT.md and OUT.png.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class Run:
     results: list[Result] = field(default_factory=list)
     memory: list[tuple[float, float]] = field(default_factory=list)  # (at, RSS MiB)
     health: list[tuple[float, str]] = field(default_factory=list)  # (at, /readyz's "cache")
+    readyz_s: list[tuple[float, float]] = field(default_factory=list)  # (at, /readyz's time)
     wall_start: float = 0.0  # unix time at which the open loop started
     breaker_log: list[tuple[float, str]] = field(default_factory=list)
 
@@ -205,8 +207,14 @@ async def capacity(run: Run, pool: Pool, keys: dict[str, str], draws: list[Draw]
 
 async def cache_health(run: Run, url: str, at: float) -> Result:
     """Sample the store's health; a placeholder result, dropped from the request results."""
-    async with httpx.AsyncClient(timeout=10) as http:
-        run.health.append((at, (await http.get(url + "/readyz")).json()["cache"]))
+    began = time.perf_counter()
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            state = (await http.get(url + "/readyz")).json()["cache"]
+    except httpx.HTTPError as exc:
+        state = f"no answer ({type(exc).__name__})"
+    run.health.append((at, state))
+    run.readyz_s.append((at, time.perf_counter() - began))
     return Result(at=at, latency_s=0, status=-1)
 
 
@@ -343,7 +351,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=int, default=10)
     parser.add_argument("--share", type=float, default=0.7)
-    parser.add_argument("--store", choices=["redis", "embedded"], default="redis")
+    parser.add_argument("--store", choices=["embedded", "redis"], default="embedded")
+    parser.add_argument("--no-provider-faults", dest="provider_faults", action="store_false")
+    parser.add_argument("--out", default="load", help="Name of the result files.")
     parser.add_argument("--capacity-s", type=float, default=60.0)
     parser.add_argument("--max-entries", type=int, default=2000)
     parser.add_argument("--raw", type=Path, help="Also write every request's result here.")
@@ -375,11 +385,14 @@ def main() -> None:
         def faults(change: dict) -> None:
             httpx.post(sim.url + "/sim/faults", json=change).raise_for_status()
 
-        windows = [(0.4 * seconds, 0.6 * seconds, "provider faults")]
-        events: list[tuple[float, str, object]] = [
-            (0.4 * seconds, "provider faults on", lambda: faults(FAULTS)),
-            (0.6 * seconds, "provider faults off", lambda: faults(CLEAN)),
-        ]
+        windows: list[tuple[float, float, str]] = []
+        events: list[tuple[float, str, object]] = []
+        if args.provider_faults:
+            windows.append((0.4 * seconds, 0.6 * seconds, "provider faults"))
+            events += [
+                (0.4 * seconds, "provider faults on", lambda: faults(FAULTS)),
+                (0.6 * seconds, "provider faults off", lambda: faults(CLEAN)),
+            ]
         if redis is not None:
             windows.append((0.65 * seconds, 0.65 * seconds + 30, "Redis stopped"))
             events += [
@@ -410,7 +423,7 @@ def main() -> None:
     if args.raw:
         args.raw.write_text("".join(json.dumps(vars(r)) + "\n" for r in run.results))
     report(args, measured, rate, run, before, stats, windows)
-    plot(run, seconds, windows, RESULTS / "load.png")
+    plot(run, seconds, windows, RESULTS / f"{args.out}.png")
 
 
 def report(args: argparse.Namespace, measured: float, rate: float, run: Run, before: dict,
@@ -442,7 +455,7 @@ def report(args: argparse.Namespace, measured: float, rate: float, run: Run, bef
         "",
         "Events: "
         + "; ".join(f"{label} {start:.0f}–{end:.0f} s" for start, end, label in windows)
-        + f". Provider faults: {FAULTS}.",
+        + (f". Provider faults: {FAULTS}." if args.provider_faults else "."),
         "",
         "| goal | measured | |",
         "|---|---|---|",
@@ -484,10 +497,12 @@ def report(args: argparse.Namespace, measured: float, rate: float, run: Run, bef
             f"| {row['misdelivered']} | {row['hits']} | {row['p50']:.0f} | {row['p99']:.0f} "
             f"| {row['rss']:.0f} |"
         )
-    lines += ["", "![load over time](load.png)"]
+    lines += ["", f"![load over time]({args.out}.png)"]
     command = f"python benchmarks/load.py --minutes {args.minutes} --share {args.share} " \
-              f"--store {args.store}"  # fmt: skip
-    write_report(RESULTS / "load.md", title="Load: faults midway", command=command, lines=lines)
+              f"--store {args.store}" + ("" if args.provider_faults else " --no-provider-faults") \
+              + f" --out {args.out}"  # fmt: skip
+    title = "Load: " + " and ".join(label for _, _, label in windows) + " midway"
+    write_report(RESULTS / f"{args.out}.md", title=title, command=command, lines=lines)
 
 
 if __name__ == "__main__":

@@ -45,3 +45,38 @@ async def test_sigterm_drains_then_finishes_what_is_in_flight(make_stack: StackF
     log = stack.gateway.log()
     assert "draining 1.5 s" in log and "Application shutdown complete." in log
     assert log.index("draining") < log.index("Shutting down")
+
+
+async def test_under_load_keep_alive_clients_are_moved_off_without_a_reset(
+    make_stack: StackFactory,
+) -> None:
+    """Clients on keep-alive connections, sending without pause. On SIGTERM every response says
+    ``connection: close``; a client then sends once more, on a new connection, as it would
+    before its load balancer moves it elsewhere. Every request gets its own answer: none meets
+    a connection closed under it."""
+    stack = make_stack(env={"FRUGAL_SHUTDOWN_DRAIN_S": "3", "FRUGAL_CACHE_MODE": "off"})
+    sent = asyncio.Event()
+
+    async def client(number: int) -> tuple[int, int]:
+        """(answers before the drain, answers during it)"""
+        before = during = 0
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+            while during < 2:
+                prompt = f"client {number} asks question {before + during}"
+                reply = await http.post("/completions", json={"model": "m", "prompt": prompt})
+                assert reply.status_code == 200
+                assert prompt in reply.json()["choices"][0]["text"]
+                if reply.headers.get("connection") == "close":
+                    during += 1
+                else:
+                    before += 1
+                    sent.set()
+        return before, during
+
+    clients = [asyncio.create_task(client(n)) for n in range(8)]
+    await sent.wait()
+    await asyncio.sleep(0.5)
+    stack.gateway.process.send_signal(signal.SIGTERM)
+    counts = await asyncio.gather(*clients)
+    assert all(before > 0 and during == 2 for before, during in counts)
+    assert await asyncio.to_thread(stack.gateway.process.wait, 30) in (0, -signal.SIGTERM)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,23 @@ async def test_a_slow_store_counts_as_a_failure() -> None:
     with pytest.raises(CacheStoreError, match="in time"):
         await search(guard)
     assert guard.breaker.state is BreakerState.OPEN
+
+
+async def test_a_timeout_caused_by_our_own_busy_loop_does_not_count() -> None:
+    """When the event loop itself is behind, the timer fires late and the store is not blamed:
+    under load, opening the breaker would make every request dearer."""
+
+    class BlockedLoopStore(FlakyStore):
+        async def search(self, **_: Any) -> list[Any]:
+            time.sleep(0.2)  # other work holding the loop, well past the 50 ms timeout
+            await asyncio.sleep(1)
+            return []
+
+    clock, store = Clock(), BlockedLoopStore()
+    guard = guarded(store, clock, failures=1)
+    with pytest.raises(CacheStoreError, match="in time"):
+        await search(guard)  # the request still takes its miss...
+    assert guard.breaker.state is BreakerState.CLOSED  # ...but the breaker stays closed
 
 
 async def test_one_probe_after_the_reset_time_closes_it(caplog: pytest.LogCaptureFixture) -> None:

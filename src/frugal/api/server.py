@@ -4,6 +4,10 @@ On SIGTERM the gateway first reports itself not ready (``/readyz`` 503) while it
 for ``drain_s``, so a load balancer stops sending it new requests; then uvicorn's graceful
 shutdown stops accepting, lets every request in flight (queued misses included) finish, and
 runs the app's shutdown. Ctrl-C (SIGINT), or a second signal, skips the drain.
+
+While draining, every response carries ``connection: close``: a client opens a new connection
+for its next request (served while the drain lasts, refused cleanly after) instead of reusing a
+keep-alive connection that the shutdown would close under a request it is sending.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.datastructures import MutableHeaders
+from starlette.types import Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +46,29 @@ class DrainingServer(uvicorn.Server):
         timer.start()
 
 
+class CloseWhileDraining:
+    """ASGI middleware: ``connection: close`` on every response while the gateway is not ready."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            gateway = getattr(self.app.state, "gateway", None)
+            if message["type"] == "http.response.start" and gateway and not gateway.ready:
+                MutableHeaders(scope=message)["connection"] = "close"
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
+
+
 def serve(app: FastAPI, *, host: str, port: int, log_level: str, drain_s: float) -> None:
     config = uvicorn.Config(
-        app,
+        CloseWhileDraining(app),
         host=host,
         port=port,
         log_level=log_level,

@@ -1,7 +1,8 @@
 """Failing open, fast: a timeout on every store call and a circuit breaker around a shared store.
 
 A cache is an optimisation. When its server is slow or gone, each request should lose at most
-a short timeout once, and then none at all: after ``failures`` failures in a row the breaker
+a short timeout once, and then none at all: after ``failures`` failures in a row (a timeout
+counts only when this process's event loop was keeping up) the breaker
 opens and calls fail at once with `StoreUnavailable` (a miss) without touching the server.
 After ``reset_s`` one call is let through as a probe; its success closes the breaker, its
 failure keeps it open for another ``reset_s``. The breaker logs "opened" and "closed" once each
@@ -214,11 +215,21 @@ class GuardedStore:
         ticket = self.breaker.admit()
         if ticket is None:
             raise StoreUnavailable(f"the {self.breaker.name} circuit breaker is open")
+        timeout_s = ADMIN_TIMEOUT_S if admin else self.timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         try:
-            async with asyncio.timeout(ADMIN_TIMEOUT_S if admin else self.timeout_s):
+            async with asyncio.timeout(timeout_s):
                 result = await operation()
         except TimeoutError as exc:
-            self.breaker.failed("timed out", ticket)
+            # A timer that fires long after its deadline means this process's own event loop
+            # was behind (saturated by other work), and the store's answer may be sitting
+            # unread. Blaming the store would open the breaker under load, and a cache skipped
+            # makes every request dearer: the request takes its miss, the breaker no verdict.
+            if loop.time() - deadline > timeout_s / 2:
+                self.breaker.undecided(ticket)
+            else:
+                self.breaker.failed("timed out", ticket)
             raise CacheStoreError(f"the {self.breaker.name} did not answer in time") from exc
         except CacheStoreError as exc:
             self.breaker.failed(str(exc), ticket)
