@@ -30,6 +30,7 @@ from frugal.observability.prices import PriceTable
 from frugal.pipeline import CachePolicy, Pipeline
 from frugal.tenants import Keys
 from frugal.upstream.client import OpenAIUpstream, RetryPolicy
+from frugal.upstream.pool import provider_transport
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +41,14 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            limits = httpx.Limits(
+                max_connections=settings.upstream_max_concurrency,
+                max_keepalive_connections=settings.upstream_max_concurrency,
+            )
             http = httpx.AsyncClient(
-                transport=transport,
+                transport=transport or provider_transport(limits),
                 timeout=httpx.Timeout(
                     settings.upstream_timeout_s, connect=settings.upstream_connect_timeout_s
-                ),
-                limits=httpx.Limits(
-                    max_connections=settings.upstream_max_concurrency,
-                    max_keepalive_connections=settings.upstream_max_concurrency,
                 ),
             )
             stack.push_async_callback(http.aclose)
