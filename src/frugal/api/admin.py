@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -211,23 +210,18 @@ async def flush(request: Request) -> dict[str, int]:
 
 
 def _batching(state: GatewayState) -> dict[str, Any]:
-    queues = [batcher.stats for batcher in state.batching.batchers.values()]
-    sizes: Counter[int] = Counter()
-    for queue in queues:
-        sizes.update(queue.sizes)
-    batches = sum(q.batches for q in queues)
-    units = sum(q.units for q in queues)
+    stats = state.batching.stats
     return {
-        "batches": batches,
-        "requests": sum(q.items for q in queues),
-        "items": units,
-        "mean_batch_items": units / batches if batches else 0.0,
-        "mean_queue_wait_ms": 1000 * _mean([w for q in queues for w in q.queue_wait_s]),
-        "dropped_cancelled": sum(q.dropped_cancelled for q in queues),
-        "expired": sum(q.expired for q in queues),
-        "rejected_full": sum(q.rejected_full for q in queues),
+        "batches": stats.batches,
+        "requests": stats.items,
+        "items": stats.units,
+        "mean_batch_items": stats.units / stats.batches if stats.batches else 0.0,
+        "mean_queue_wait_ms": 1000 * _mean(stats.queue_wait_s),
+        "dropped_cancelled": stats.dropped_cancelled,
+        "expired": stats.expired,
+        "rejected_full": stats.rejected_full,
         "coalesced": state.coalescer.coalesced if state.coalescer is not None else 0,
-        "batch_sizes": {str(size): sizes[size] for size in sorted(sizes)},
+        "batch_sizes": {str(size): stats.sizes[size] for size in sorted(stats.sizes)},
     }
 
 

@@ -101,6 +101,8 @@ class Batcher(Generic[T, R]):
         clock: Callable[[], float] = time.monotonic,
         name: str = "batcher",
         on_batch: Callable[[int, list[float]], None] | None = None,
+        stats: BatchStats | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         if max_size < 1 or max_queue < 1 or window_s < 0:
             raise ValueError("max_size and max_queue must be >= 1 and window_s >= 0")
@@ -119,11 +121,16 @@ class Batcher(Generic[T, R]):
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        self.stats = BatchStats()
+        self._on_idle = on_idle  # nothing queued or in flight any more: the owner may forget it
+        self.stats = stats if stats is not None else BatchStats()  # shareable among batchers
 
     @property
     def queued_units(self) -> int:
         return self._queued_units
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue and not self._tasks and self._timer is None
 
     async def submit(self, value: T, *, units: int = 1) -> R:
         """Queue ``value`` and wait for its own result."""
@@ -166,6 +173,11 @@ class Batcher(Generic[T, R]):
     def _window_over(self) -> None:
         self._timer = None
         self._send_ready()
+        self._tell_if_idle()
+
+    def _tell_if_idle(self) -> None:
+        if self.idle and self._on_idle is not None:
+            self._on_idle()
 
     def _take(self) -> list[_Item[T, R]]:
         """Take items from the head up to ``max_size`` units, skipping the gone and expired."""
@@ -250,6 +262,7 @@ class Batcher(Generic[T, R]):
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("%s: a batch task failed", self._name, exc_info=task.exception())
+        self._tell_if_idle()
 
     async def aclose(self, *, drain: bool = True) -> None:
         """Refuse new items; send (``drain``) or fail what is queued; wait for batches in flight."""

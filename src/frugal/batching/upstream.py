@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from frugal.batching.batcher import Batcher
+from frugal.batching.batcher import Batcher, BatchStats
 from frugal.endpoints import Endpoint
 from frugal.errors import UpstreamStatusError
 from frugal.upstream.protocol import OpenStream, Upstream
@@ -66,7 +66,10 @@ class BatchingUpstream:
         self._settings = settings
         self._watcher = watcher
         self._slots = asyncio.Semaphore(settings.max_concurrency)
+        # One batcher per queue while it has work: a chat's queue is its conversation, so
+        # keeping every queue ever seen would grow with the traffic. Their stats add up here.
         self._batchers: dict[str, Batcher[_Request, dict[str, Any]]] = {}
+        self.stats = BatchStats()
         self.calls = 0  # upstream calls made, list calls counting once
 
     @property
@@ -86,9 +89,17 @@ class BatchingUpstream:
         )
         batcher = self._batchers.get(queue_key)
         if batcher is None:
-            batcher = self._batchers[queue_key] = self._new_batcher(path)
+            batcher = self._batchers[queue_key] = self._new_batcher(path, queue_key)
         units = 1 if path == Endpoint.CHAT.value else len(items)
-        return await batcher.submit(_Request(body, items, request_id), units=units)
+        try:
+            return await batcher.submit(_Request(body, items, request_id), units=units)
+        finally:
+            self._retire_if_idle(queue_key)  # e.g. refused: no batch task left to do it
+
+    def _retire_if_idle(self, queue_key: str) -> None:
+        batcher = self._batchers.get(queue_key)
+        if batcher is not None and batcher.idle:
+            del self._batchers[queue_key]
 
     async def stream(self, path: str, body: dict[str, Any], *, request_id: str) -> OpenStream:
         await self._slots.acquire()
@@ -104,7 +115,7 @@ class BatchingUpstream:
         """Send what is queued and wait for batches in flight."""
         await asyncio.gather(*(batcher.aclose() for batcher in self._batchers.values()))
 
-    def _new_batcher(self, path: str) -> Batcher[_Request, dict[str, Any]]:
+    def _new_batcher(self, path: str, queue_key: str) -> Batcher[_Request, dict[str, Any]]:
         settings = self._settings
         max_size = settings.max_size
         if path == Endpoint.EMBEDDINGS.value:
@@ -121,6 +132,8 @@ class BatchingUpstream:
             on_batch=(
                 partial(self._watcher.batch_sent, path) if self._watcher is not None else None
             ),
+            stats=self.stats,
+            on_idle=partial(self._retire_if_idle, queue_key),
         )
 
     async def _call(self, path: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
