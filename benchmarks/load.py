@@ -205,8 +205,8 @@ async def capacity(run: Run, pool: Pool, keys: dict[str, str], draws: list[Draw]
     return len(late) / (seconds / 2)
 
 
-async def cache_health(run: Run, url: str, at: float) -> Result:
-    """Sample the store's health; a placeholder result, dropped from the request results."""
+async def cache_health(run: Run, url: str, at: float) -> None:
+    """Sample the store's health (the cache of /readyz) and how long /readyz took."""
     began = time.perf_counter()
     try:
         async with httpx.AsyncClient(timeout=10) as http:
@@ -215,7 +215,6 @@ async def cache_health(run: Run, url: str, at: float) -> Result:
         state = f"no answer ({type(exc).__name__})"
     run.health.append((at, state))
     run.readyz_s.append((at, time.perf_counter() - began))
-    return Result(at=at, latency_s=0, status=-1)
 
 
 def degraded_spans(health: list[tuple[float, str]]) -> list[tuple[float, float]]:
@@ -261,6 +260,7 @@ async def open_loop(
     started = time.perf_counter()
     run.wall_start = time.time()
     tasks: list[asyncio.Task[Result]] = []
+    samples: list[asyncio.Task[None]] = []
     pending_events = sorted(events, key=lambda e: e[0])
     actions: list[asyncio.Task[object]] = []
     next_sample = 0.0
@@ -275,7 +275,7 @@ async def open_loop(
             actions.append(asyncio.create_task(asyncio.to_thread(action)))  # type: ignore[arg-type]
         if now >= next_sample:
             run.memory.append((now, rss_mib(gateway_pid)))
-            tasks.append(asyncio.create_task(cache_health(run, pool.url, now)))
+            samples.append(asyncio.create_task(cache_health(run, pool.url, now)))
             next_sample += 2.0
         if arrival > now:
             await asyncio.sleep(arrival - now)
@@ -285,7 +285,8 @@ async def open_loop(
         )
         number += 1
         arrival += rng.expovariate(rate)
-    run.results = [r for r in await asyncio.gather(*tasks) if r.status != -1]
+    run.results = list(await asyncio.gather(*tasks))
+    await asyncio.gather(*samples)
     await asyncio.gather(*actions)
     run.memory.append((time.perf_counter() - started, rss_mib(gateway_pid)))
 

@@ -29,15 +29,21 @@ def _any_case(word: str) -> str:
 
 _TTL = "[0-9]+(?:\\.[0-9]+)?"  # seconds, 0 or more
 _THRESHOLD = "-?(?:0(?:\\.[0-9]+)?|1(?:\\.0+)?)"  # within [-1, 1]
-_DIRECTIVE = (
-    f"(?:{_any_case('no-cache')}|{_any_case('no-store')}"
-    f"|{_any_case('ttl')}=(?P<ttl>{_TTL})|{_any_case('threshold')}=(?P<threshold>{_THRESHOLD}))"
-)
-_ONE = re.compile(_DIRECTIVE)
+
+
+def _directive(*, named: bool) -> str:
+    """One directive; ``named`` captures the numbers (a repeated group may not be named)."""
+    ttl, threshold = ("?P<ttl>", "?P<threshold>") if named else ("", "")
+    return (
+        f"(?:{_any_case('no-cache')}|{_any_case('no-store')}"
+        f"|{_any_case('ttl')}=({ttl}{_TTL})|{_any_case('threshold')}=({threshold}{_THRESHOLD}))"
+    )
+
+
+_ONE = re.compile(_directive(named=True))
 # The whole header: blank, or directives separated by commas.
-PATTERN = f"^{_SPACE}(?:{_DIRECTIVE}(?:{_SPACE},{_SPACE}{_DIRECTIVE})*)?{_SPACE}$".replace(
-    "(?P<ttl>", "("
-).replace("(?P<threshold>", "(")
+_D = _directive(named=False)
+PATTERN = f"^{_SPACE}(?:{_D}(?:{_SPACE},{_SPACE}{_D})*)?{_SPACE}$"
 
 
 @dataclass(frozen=True)
