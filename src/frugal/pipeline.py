@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import enum
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,7 @@ from frugal.cache.semantic import Hit, Lookup, SemanticCache, storable
 from frugal.cache.shadow import FLOOR as SHADOW_FLOOR
 from frugal.cache.shadow import ShadowLog
 from frugal.endpoints import Endpoint
+from frugal.ids import random_hex
 from frugal.streaming import EventKind, EventSplitter, StreamAssembler, replay
 from frugal.upstream.protocol import Upstream
 
@@ -42,15 +42,22 @@ class CacheOutcome(enum.StrEnum):
     SHADOW = "shadow"  # shadow mode: answered upstream, what the cache would have done recorded
 
 
+def _nothing_to_do() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class RequestContext:
     """``tenant`` is who asks; ``namespace`` the cache partition it reads and writes (its own
-    name unless configuration put it in a shared one)."""
+    name unless configuration put it in a shared one). ``on_upstream`` is called once the
+    request is going to wait for the provider (its own call or an equal one in flight): from
+    there on, a client that leaves is worth noticing."""
 
     request_id: str
     tenant: str = "default"
     control: CacheControl = field(default_factory=CacheControl)
     namespace: str | None = None
+    on_upstream: Callable[[], None] = _nothing_to_do
 
     @property
     def partition(self) -> str:
@@ -129,6 +136,7 @@ class Pipeline:
         lookup = await self._lookup(key, ctx)
         if (hit := lookup.hit) is not None:
             return Answer(fresh(hit.response), CacheOutcome.HIT, hit.similarity, hit, question)
+        ctx.on_upstream()
         if key is None or self._coalescer is None or ctx.control.no_cache:
             payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
             await self._save(key, payload, lookup, ctx)
@@ -158,6 +166,7 @@ class Pipeline:
         """Shadow mode: the upstream answers; the cache is only asked what it would have done."""
         assert self._cache is not None and self._shadow is not None
         lookup = await self._cache.lookup(key, threshold=SHADOW_FLOOR, peek=True)
+        ctx.on_upstream()
         payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
         await self._save(key, payload, lookup, ctx)
         self._shadow.observe(lookup.hit, payload)
@@ -242,7 +251,7 @@ class Pipeline:
 def fresh(response: dict[str, Any]) -> dict[str, Any]:
     """A cached answer as a new response: its own ``id`` and ``created``, the rest as stored."""
     prefix = str(response.get("id") or "frugal-").split("-", 1)[0]
-    return {**response, "id": f"{prefix}-{uuid.uuid4().hex}", "created": int(time.time())}
+    return {**response, "id": f"{prefix}-{random_hex()}", "created": int(time.time())}
 
 
 async def _iterate(events: list[bytes]) -> AsyncIterator[bytes]:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import re
-import uuid
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from frugal.ids import random_hex
 
 HEADER = "x-request-id"
 _SANE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def new_request_id() -> str:
-    return f"req_{uuid.uuid4().hex}"
+    return f"req_{random_hex()}"
 
 
 class RequestIdMiddleware:
