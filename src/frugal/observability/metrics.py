@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter as Tally
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -120,6 +121,7 @@ class Metrics:
         self.collector = GatewayCollector()
         self.registry.register(self.collector)
         self._tenant_label = tenant_label
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         who = ["tenant", "endpoint", "model"] if tenant_label else ["endpoint", "model"]
         self.requests = Counter(
             "frugal_requests", "Requests by outcome.", [*who, "outcome"], registry=self.registry
@@ -182,29 +184,39 @@ class Metrics:
         )
 
     def request(self, record: RequestRecord) -> None:
-        who = [record.endpoint, record.model]
+        who = (record.endpoint, record.model)
         if self._tenant_label:
-            who = [record.tenant, *who]
-        self.requests.labels(*who, record.outcome).inc()
-        self.latency.labels(record.endpoint, record.outcome).observe(record.latency_s)
+            who = (record.tenant, *who)
+        self._child(self.requests, *who, record.outcome).inc()
+        self._child(self.latency, record.endpoint, record.outcome).observe(record.latency_s)
         if record.outcome == "hit_semantic" and record.similarity is not None:
-            self.similarity.labels(record.endpoint).observe(record.similarity)
+            self._child(self.similarity, record.endpoint).observe(record.similarity)
         if record.saved:
-            self.tokens_saved.labels(*who, "prompt").inc(record.prompt_tokens)
-            self.tokens_saved.labels(*who, "completion").inc(record.completion_tokens)
+            self._child(self.tokens_saved, *who, "prompt").inc(record.prompt_tokens)
+            self._child(self.tokens_saved, *who, "completion").inc(record.completion_tokens)
             if record.cost_usd is None:
-                self.unpriced.labels(*who).inc()
+                self._child(self.unpriced, *who).inc()
             else:
-                self.money_saved.labels(*who).inc(record.cost_usd)
+                self._child(self.money_saved, *who).inc(record.cost_usd)
 
     def upstream_call(self, path: str, items: int) -> None:
-        self.upstream_calls.labels(path).inc()
-        self.upstream_items.labels(path).inc(items)
+        self._child(self.upstream_calls, path).inc()
+        self._child(self.upstream_items, path).inc(items)
 
     def batch_sent(self, path: str, units: int, waits_s: list[float]) -> None:
-        self.batch_size.labels(path).observe(units)
+        self._child(self.batch_size, path).observe(units)
+        queue_wait = self._child(self.queue_wait, path)
         for wait in waits_s:
-            self.queue_wait.labels(path).observe(wait)
+            queue_wait.observe(wait)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: finding a child costs more than counting, and
+        the label sets are few (models and tenants are bounded before they get here)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
