@@ -60,9 +60,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".frugal")
     model_dir: Path | None = None  # where the exported embedder lives; default DATA_DIR/models
     embedder_backend: Literal["onnx", "sentence-transformers"] = "onnx"
-    # Under load only (texts queued while the model ran): how long a model call waits for more
-    # texts. An idle embedder takes a text at once.
-    embedder_window_ms: float = Field(2.0, ge=0)
+    # Texts that arrive during a model call share the next one, up to this many.
     embedder_max_batch: int = Field(32, ge=1)
     admin_key: SecretStr | None = None
     api_keys_file: Path | None = None  # client keys -> tenants; without it the gateway is open

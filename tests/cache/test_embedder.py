@@ -214,7 +214,7 @@ async def test_concurrent_callers_share_model_calls(onnx: OnnxEmbedder) -> None:
 
 async def test_embed_many_keeps_order_across_batches() -> None:
     fake = FakeEmbedder()
-    embedder = AsyncEmbedder(fake, window_ms=0, max_batch=32)
+    embedder = AsyncEmbedder(fake, max_batch=32)
     texts = [f"t{i}" for i in range(70)]
     try:
         vectors = await embedder.embed_many(texts)
@@ -227,9 +227,9 @@ async def test_embed_many_keeps_order_across_batches() -> None:
     assert embedder.batch_sizes == {32: 2, 6: 1}
 
 
-async def test_an_idle_model_takes_a_text_at_once_whatever_the_window() -> None:
+async def test_an_idle_model_takes_a_text_at_once() -> None:
     fake = FakeEmbedder()
-    embedder = AsyncEmbedder(fake, window_ms=60_000)
+    embedder = AsyncEmbedder(fake)
     try:
         vector = await asyncio.wait_for(embedder.embed("alone"), timeout=10)
     finally:
@@ -237,24 +237,22 @@ async def test_an_idle_model_takes_a_text_at_once_whatever_the_window() -> None:
     np.testing.assert_array_equal(vector, vector_of("alone"))
 
 
-async def test_under_load_the_next_call_waits_for_company() -> None:
+async def test_texts_that_arrive_during_a_call_share_the_next_which_waits_for_no_more() -> None:
     gate = threading.Event()
-    fake = FakeEmbedder(before=lambda texts: gate.wait(timeout=10))
-    embedder = AsyncEmbedder(fake, window_ms=60_000, max_batch=3)
+    fake = FakeEmbedder(before=lambda texts: gate.wait(timeout=10) if texts == ["a"] else None)
+    embedder = AsyncEmbedder(fake, max_batch=2)
     try:
         first = asyncio.create_task(embedder.embed("a"))
         await until(lambda: len(fake.calls) == 1)  # the model is busy with "a"
-        queued = asyncio.create_task(embedder.embed("b"))
+        queued = [asyncio.create_task(embedder.embed(t)) for t in ("b", "c", "d")]
         await asyncio.sleep(0)
         gate.set()
-        await first
-        # "b" queued under load, so its call lingers for the callers "a"'s call answered.
-        later = [asyncio.create_task(embedder.embed(t)) for t in ("c", "d")]
-        await asyncio.wait_for(asyncio.gather(queued, *later), timeout=10)
+        # "b" and "c" fill the next call; "d" goes in the one after, at once, alone.
+        await asyncio.wait_for(asyncio.gather(first, *queued), timeout=10)
     finally:
         gate.set()
         await embedder.aclose()
-    assert fake.calls == [["a"], ["b", "c", "d"]]
+    assert fake.calls == [["a"], ["b", "c"], ["d"]]
 
 
 async def test_a_failing_call_fails_its_batch_only() -> None:
@@ -267,7 +265,7 @@ async def test_a_failing_call_fails_its_batch_only() -> None:
             raise ValueError("model exploded")
 
     fake = FakeEmbedder(before=hold_or_fail)
-    embedder = AsyncEmbedder(fake, window_ms=0)
+    embedder = AsyncEmbedder(fake)
     try:
         held = asyncio.create_task(embedder.embed("hold"))
         await until(lambda: len(fake.calls) == 1)  # busy: the next two share a call
@@ -291,7 +289,7 @@ async def test_a_failing_call_fails_its_batch_only() -> None:
 async def test_cancelled_callers_are_left_out_of_the_call() -> None:
     gate = threading.Event()
     fake = FakeEmbedder(before=lambda texts: gate.wait(timeout=10))
-    embedder = AsyncEmbedder(fake, window_ms=0)
+    embedder = AsyncEmbedder(fake)
     try:
         first = asyncio.create_task(embedder.embed("first"))
         await until(lambda: len(fake.calls) == 1)  # the model is busy with "first"
@@ -312,11 +310,11 @@ async def test_cancelled_callers_are_left_out_of_the_call() -> None:
 async def test_aclose_fails_queued_and_in_flight_callers() -> None:
     gate = threading.Event()
     fake = FakeEmbedder(before=lambda texts: gate.wait(timeout=10))
-    embedder = AsyncEmbedder(fake, window_ms=60_000, max_batch=2)
+    embedder = AsyncEmbedder(fake, max_batch=2)
     try:
         in_flight = [asyncio.create_task(embedder.embed_many(["a", "b"]))]  # a full batch
         await until(lambda: len(fake.calls) == 1)
-        queued = [asyncio.create_task(embedder.embed(t)) for t in ("c",)]  # waits for its window
+        queued = [asyncio.create_task(embedder.embed(t)) for t in ("c",)]  # waits for the model
         await asyncio.sleep(0)
         await embedder.aclose()
         for task in [*in_flight, *queued]:

@@ -149,6 +149,7 @@ def _embedder(embedder: AsyncEmbedder) -> dict[str, Any]:
         "calls": embedder.calls,
         "texts": embedder.texts,
         "mean_batch": embedder.texts / embedder.calls if embedder.calls else 0.0,
+        "model_seconds": round(embedder.seconds, 3),
         "batch_sizes": {str(size): count for size, count in sorted(embedder.batch_sizes.items())},
     }
 

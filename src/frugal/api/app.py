@@ -150,9 +150,7 @@ async def _open_cache(settings: Settings, stack: AsyncExitStack) -> SemanticCach
     model = await asyncio.to_thread(
         load_embedder, backend=settings.embedder_backend, model_dir=settings.models_path
     )
-    embedder = AsyncEmbedder(
-        model, window_ms=settings.embedder_window_ms, max_batch=settings.embedder_max_batch
-    )
+    embedder = AsyncEmbedder(model, max_batch=settings.embedder_max_batch)
     stack.push_async_callback(embedder.aclose)
     store = await _open_store(settings, dimensions=model.dimensions)
     stack.push_async_callback(store.aclose)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -164,19 +164,20 @@ def load_embedder(*, backend: str, model_dir: Path) -> Embedder:
 class _Request:
     text: str
     future: asyncio.Future[np.ndarray]
-    enqueued_at: float = field(default_factory=time.monotonic)
 
 
 class AsyncEmbedder:
     """Embeds off the event loop, sharing one model call among concurrent requests.
 
-    An idle model takes a text at once. Texts that queued while the model was busy go in the
-    next call, which first waits up to ``window_ms`` (or until ``max_batch`` texts wait) for the
-    callers the last call just answered: under load, one full call costs less than two small.
-    Calls run one at a time on a private worker thread, so they never compete for the cores;
-    that thread gathers the batches itself and hands results back with one wake-up of the
-    loop. A caller cancelled before its batch is sent is left out of it; a failing call raises
-    its exception in every caller of that batch and the next batch is tried afresh.
+    An idle model takes what is queued at once (up to ``max_batch`` texts), so texts that arrive
+    during a call share the next one. It never waits for more: under load, the callers a call
+    has just answered come back while the next call runs, so the model and the event loop work
+    side by side. (Waiting a few ms for them left the model idle while the loop answered them:
+    lower hit throughput, in `benchmarks/results/cache_hit_path.md`.) Calls run one at a time
+    on a private worker thread, so they never compete for the cores; that thread gathers the
+    batches itself and hands results back with one wake-up of the loop. A caller cancelled
+    before its batch is sent is left out of it; a failing call raises its exception in every
+    caller of that batch and the next batch is tried afresh.
 
     Counters: ``calls`` (model calls made, failed ones included), ``texts`` (texts sent),
     ``seconds`` (time in model calls) and ``batch_sizes`` (batch size → number of calls of that
@@ -185,22 +186,20 @@ class AsyncEmbedder:
     Example: ``vector = await embedder.embed("hi")`` → float32 ``(384,)``, unit length.
     """
 
-    def __init__(self, embedder: Embedder, *, window_ms: float = 2.0, max_batch: int = 32) -> None:
-        if window_ms < 0 or max_batch < 1:
-            raise ValueError("window_ms must be >= 0 and max_batch >= 1")
+    def __init__(self, embedder: Embedder, *, max_batch: int = 32) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
         self.dimensions = embedder.dimensions
         self.calls = 0
         self.texts = 0
         self.seconds = 0.0
         self.batch_sizes: Counter[int] = Counter()
         self._embedder = embedder
-        self._window_s = window_ms / 1000
         self._max_batch = max_batch
         # Shared with the worker thread, under `_changed`'s lock.
         self._changed = threading.Condition()
         self._queue: deque[_Request] = deque()
         self._in_flight: list[_Request] = []
-        self._model_free_since = 0.0
         self._closed = False
         self._worker: threading.Thread | None = None
 
@@ -268,7 +267,6 @@ class AsyncEmbedder:
             took = time.perf_counter() - started
             with self._changed:
                 self._in_flight = []
-                self._model_free_since = time.monotonic()
             try:
                 loop.call_soon_threadsafe(self._deliver, batch, outcome, took)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
@@ -279,15 +277,6 @@ class AsyncEmbedder:
         with self._changed:
             while not self._queue and not self._closed:
                 self._changed.wait()
-            # Texts that queued while the model was busy mean load: linger for the callers the
-            # last call just answered, so that their next texts join this call.
-            if self._queue and self._queue[0].enqueued_at < self._model_free_since:
-                deadline = time.monotonic() + self._window_s
-                while len(self._queue) < self._max_batch and not self._closed:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._changed.wait(remaining)
             if self._closed:
                 return None
             batch: list[_Request] = []
