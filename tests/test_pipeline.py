@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from frugal.batching.coalescer import Coalescer
+from frugal.cache.shadow import ShadowLog
 from frugal.endpoints import Endpoint
 from frugal.pipeline import CacheOutcome, Pipeline, RequestContext
 from tests.cache.test_semantic import ANSWER, ListStore, make, unit
@@ -91,3 +92,17 @@ async def test_an_uncacheable_request_says_so_too() -> None:
     answer = await pipeline.answer(Endpoint.CHAT, chat("hello"), context(events))
     assert answer.cache is CacheOutcome.BYPASS
     assert events == ["on_upstream", "post"]
+
+
+async def test_shadow_mode_says_so_before_every_call() -> None:
+    events: list[str] = []
+    cache = make(ListStore(), TABLE)
+    pipeline = Pipeline(
+        upstream=RecordingUpstream(events), cache=cache, shadow=ShadowLog(cache.embedder)
+    )
+    for _ in range(2):  # a miss, then what would have been a hit: both go upstream
+        answer = await pipeline.answer(
+            Endpoint.CHAT, chat("What is the capital of France?"), context(events)
+        )
+        assert answer.cache is CacheOutcome.SHADOW
+    assert events == ["on_upstream", "post"] * 2

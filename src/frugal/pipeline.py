@@ -49,9 +49,10 @@ def _nothing_to_do() -> None:
 @dataclass(frozen=True)
 class RequestContext:
     """``tenant`` is who asks; ``namespace`` the cache partition it reads and writes (its own
-    name unless configuration put it in a shared one). ``on_upstream`` is called once the
-    request is going to wait for the provider (its own call or an equal one in flight): from
-    there on, a client that leaves is worth noticing."""
+    name unless configuration put it in a shared one). `Pipeline.answer` calls ``on_upstream``
+    once the request is going to wait for the provider (its own call or an equal one in
+    flight): from there on, a client that leaves is worth noticing. Streams do not call it:
+    their response notices a departed client by itself."""
 
     request_id: str
     tenant: str = "default"

@@ -240,19 +240,27 @@ async def test_an_idle_model_takes_a_text_at_once() -> None:
 async def test_texts_that_arrive_during_a_call_share_the_next_which_waits_for_no_more() -> None:
     gate = threading.Event()
     fake = FakeEmbedder(before=lambda texts: gate.wait(timeout=10) if texts == ["a"] else None)
-    embedder = AsyncEmbedder(fake, max_batch=2)
+    embedder = AsyncEmbedder(fake, max_batch=3)
     try:
         first = asyncio.create_task(embedder.embed("a"))
         await until(lambda: len(fake.calls) == 1)  # the model is busy with "a"
-        queued = [asyncio.create_task(embedder.embed(t)) for t in ("b", "c", "d")]
+        queued = [asyncio.create_task(embedder.embed(t)) for t in ("b", "c")]
         await asyncio.sleep(0)
         gate.set()
-        # "b" and "c" fill the next call; "d" goes in the one after, at once, alone.
+        # "b" and "c" share the next call, which does not wait for a third text to fill it.
         await asyncio.wait_for(asyncio.gather(first, *queued), timeout=10)
+        # Past max_batch, the rest goes in the call after.
+        gate.clear()
+        held = asyncio.create_task(embedder.embed("a"))
+        await until(lambda: len(fake.calls) == 3)
+        more = [asyncio.create_task(embedder.embed(t)) for t in ("d", "e", "f", "g")]
+        await asyncio.sleep(0)
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(held, *more), timeout=10)
     finally:
         gate.set()
         await embedder.aclose()
-    assert fake.calls == [["a"], ["b", "c"], ["d"]]
+    assert fake.calls == [["a"], ["b", "c"], ["a"], ["d", "e", "f"], ["g"]]
 
 
 async def test_a_failing_call_fails_its_batch_only() -> None:
