@@ -16,23 +16,30 @@ def request_with(messages: asyncio.Queue[dict[str, object]]) -> Request:
     return Request({"type": "http", "method": "POST", "headers": []}, receive=messages.get)
 
 
-async def test_a_client_that_leaves_after_the_start_cancels_the_work() -> None:
-    messages: asyncio.Queue[dict[str, object]] = asyncio.Queue()
-    waiting = asyncio.Event()
+async def serving(messages: asyncio.Queue[dict[str, object]]) -> asyncio.Task[str]:
+    """A task serving a request whose work starts the watch, then waits for the provider;
+    returned once the watch is started."""
+    started = asyncio.Event()
 
     async def serve() -> str:
         watch = ClientWatch(request_with(messages))  # it watches the task serving the request
 
         async def work() -> str:
             watch.start()
-            waiting.set()
+            started.set()
             await asyncio.sleep(60)
             return "answer"
 
         return await watch.guard(work())
 
     task = asyncio.create_task(serve())
-    await waiting.wait()
+    await started.wait()
+    return task
+
+
+async def test_a_client_that_leaves_after_the_start_cancels_the_work() -> None:
+    messages: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    task = await serving(messages)
     await messages.put({"type": "http.disconnect"})
     with pytest.raises(ClientDisconnectedError):
         await asyncio.wait_for(task, timeout=10)
@@ -52,22 +59,7 @@ async def test_before_the_start_nothing_watches() -> None:
 
 
 async def test_a_cancel_from_elsewhere_stays_a_cancel() -> None:
-    messages: asyncio.Queue[dict[str, object]] = asyncio.Queue()
-    started = asyncio.Event()
-
-    async def serve() -> str:
-        watch = ClientWatch(request_with(messages))
-
-        async def work() -> str:
-            watch.start()
-            started.set()
-            await asyncio.sleep(60)
-            return "answer"
-
-        return await watch.guard(work())
-
-    task = asyncio.create_task(serve())
-    await started.wait()
+    task = await serving(asyncio.Queue())
     task.cancel()  # a shutdown, say: the client is still there
     with pytest.raises(asyncio.CancelledError):
         await task
