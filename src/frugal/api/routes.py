@@ -28,7 +28,7 @@ from frugal.cache.control import HEADER as CONTROL_HEADER
 from frugal.cache.control import parse_cache_control
 from frugal.endpoints import Endpoint
 from frugal.errors import AuthenticationError, ClientDisconnectedError, FrugalError, UpstreamError
-from frugal.pipeline import CacheOutcome, RequestContext, StreamedAnswer
+from frugal.pipeline import Answer, CacheOutcome, RequestContext, StreamedAnswer
 from frugal.tenants import OPEN_TENANT, Tenant
 
 logger = logging.getLogger(__name__)
@@ -73,9 +73,7 @@ async def process_prompt(request: Request) -> Response:
         )
         messages = [{"role": "user", "content": parsed.text}]
         body = {"model": state.settings.default_model, "messages": messages}
-        watch = ClientWatch(request)
-        ctx = _context(request, tenant, on_upstream=watch.start)
-        answer = await watch.guard(state.pipeline.answer(Endpoint.CHAT, body, ctx))
+        answer, ctx = await _answer(request, state, tenant, Endpoint.CHAT, body)
     except Exception as exc:
         _record_failure(request, state, Endpoint.CHAT, body, exc, started)
         raise
@@ -117,9 +115,8 @@ async def _serve(request: Request, endpoint: Endpoint, schema: type[BaseModel]) 
             max_bytes=state.settings.max_body_bytes,
             timeout_s=state.settings.client_body_timeout_s,
         )
-        watch = ClientWatch(request)
-        ctx = _context(request, tenant, on_upstream=watch.start)
         if getattr(parsed, "stream", False):
+            ctx = _context(request, tenant)
             streamed = await state.pipeline.answer_stream(endpoint, body, ctx)
             headers = {
                 **_cache_headers(streamed.cache, streamed.similarity),
@@ -127,7 +124,7 @@ async def _serve(request: Request, endpoint: Endpoint, schema: type[BaseModel]) 
             }
             relayed = _relay(streamed, ctx, state, endpoint, body, started)
             return StreamingResponse(relayed, media_type="text/event-stream", headers=headers)
-        answer = await watch.guard(state.pipeline.answer(endpoint, body, ctx))
+        answer, ctx = await _answer(request, state, tenant, endpoint, body)
     except Exception as exc:
         _record_failure(request, state, endpoint, body, exc, started)
         raise
@@ -152,6 +149,15 @@ def _record_failure(
         status=exc.status_code if isinstance(exc, FrugalError) else 500,
         started=started,
     )
+
+
+async def _answer(
+    request: Request, state: GatewayState, tenant: Tenant, endpoint: Endpoint, body: dict[str, Any]
+) -> tuple[Answer, RequestContext]:
+    """A non-streamed answer, cancelled if the client leaves while it waits for the provider."""
+    watch = ClientWatch(request)
+    ctx = _context(request, tenant, on_upstream=watch.start)
+    return await watch.guard(state.pipeline.answer(endpoint, body, ctx)), ctx
 
 
 class ClientWatch:
@@ -217,15 +223,16 @@ def _tenant(request: Request, state: GatewayState) -> Tenant:
 
 
 def _context(
-    request: Request, tenant: Tenant, *, on_upstream: Callable[[], None]
+    request: Request, tenant: Tenant, *, on_upstream: Callable[[], None] | None = None
 ) -> RequestContext:
     control = parse_cache_control(request.headers.get(CONTROL_HEADER))
+    hook = {} if on_upstream is None else {"on_upstream": on_upstream}  # streams take none
     return RequestContext(
         request_id=str(request.scope["state"]["request_id"]),
         tenant=tenant.name,
         namespace=tenant.namespace,
         control=control,
-        on_upstream=on_upstream,
+        **hook,
     )
 
 
