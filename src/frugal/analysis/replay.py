@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from frugal.cache.scope import normalise
+from frugal.datafiles import open_data
 from frugal.plots import pyplot, save
 
 # Labels whose prompts never share an answer, even with each other (CLINC150's out-of-scope).
@@ -65,19 +66,20 @@ class Replay:
 
 def load_prompts(path: Path, *, shuffle_seed: int | None = None) -> list[Prompt]:
     """The log in replay order: by ``timestamp`` when every line has one, else as written (or
-    shuffled with ``shuffle_seed``)."""
+    shuffled with ``shuffle_seed``). ``path`` may be gzip-compressed (``.gz``)."""
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            text = record["text"]
-            if not isinstance(text, str):
-                raise TypeError("text must be a string")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f'{path}:{number}: needs at least {{"text"}} ({exc})') from None
-        records.append(record)
+    with open_data(path) as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                text = record["text"]
+                if not isinstance(text, str):
+                    raise TypeError("text must be a string")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f'{path}:{number}: needs at least {{"text"}} ({exc})') from None
+            records.append(record)
     if not records:
         raise ValueError(f"{path} holds no prompts")
     if shuffle_seed is not None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from frugal.analysis.embedding import embed_all
 from frugal.cache.embedder import Embedder
+from frugal.datafiles import open_data
 from frugal.plots import pyplot, save
 
 THRESHOLDS = tuple(round(0.70 + 0.01 * step, 2) for step in range(30))  # 0.70 … 0.99
@@ -42,15 +43,18 @@ class Row:
 
 
 def load_pairs(path: Path) -> list[Pair]:
+    """The pairs of a JSONL file, plain or gzip-compressed (``.gz``); a bad line raises
+    ``ValueError`` naming it."""
     pairs = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            pairs.append(Pair(str(record["a"]), str(record["b"]), int(record["label"]) == 1))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{number}: not a {{a, b, label}} pair ({exc})") from None
+    with open_data(path) as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                pairs.append(Pair(str(record["a"]), str(record["b"]), int(record["label"]) == 1))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{number}: not a {{a, b, label}} pair ({exc})") from None
     if not pairs:
         raise ValueError(f"{path} holds no pairs")
     return pairs

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from frugal.datafiles import open_data
+
 NEVER_SHARED = "oos"
 
 
@@ -49,8 +51,9 @@ class Draw:
 
 
 def load_workload(path: Path) -> Workload:
-    """An intents file or a pairs file, told apart by its first line."""
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """An intents file or a pairs file, told apart by its first line; plain or gzip (``.gz``)."""
+    with open_data(path) as file:
+        lines = [json.loads(line) for line in file if line.strip()]
     if not lines:
         raise ValueError(f"{path} is empty")
     if {"text", "intent"} <= lines[0].keys():
