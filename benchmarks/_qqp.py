@@ -7,14 +7,11 @@ under ``.frugal/bench/`` keyed by a hash of the question list.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
-from pathlib import Path
 
 import numpy as np
+from _data import PAIRS, ROOT, rows
 
-ROOT = Path(__file__).resolve().parent.parent
-PAIRS = ROOT.parent / "shared" / "data" / "qqp" / "pairs.jsonl"
 CACHE_DIR = ROOT / ".frugal" / "bench"
 MODEL_DIR = ROOT / ".frugal" / "models"
 
@@ -22,11 +19,9 @@ MODEL_DIR = ROOT / ".frugal" / "models"
 def load_questions() -> list[str]:
     """The distinct questions of the QQP pairs, in order of first appearance."""
     questions: dict[str, None] = {}
-    with PAIRS.open() as lines:
-        for line in lines:
-            pair = json.loads(line)
-            questions.setdefault(pair["a"])
-            questions.setdefault(pair["b"])
+    for pair in rows(PAIRS):
+        questions.setdefault(pair["a"])
+        questions.setdefault(pair["b"])
     return list(questions)
 
 
@@ -44,7 +39,8 @@ def load_vectors(questions: list[str]) -> tuple[np.ndarray, str]:
         fresh = embedder.embed([questions[i] for i in sample])
         diff = float(np.abs(fresh - vectors[sample]).max())
         return vectors, (
-            f"cached in `{cached.relative_to(ROOT)}`; 64 random rows re-embedded with frugal's "
+            f"kept in a local cache derived from the data file (`{cached.relative_to(ROOT)}`, "
+            "ignored by git, rebuilt when missing); 64 random rows re-embedded with frugal's "
             f"`OnnxEmbedder` now differ from it by at most {diff:.1e}"
         )
     started = time.perf_counter()
@@ -53,4 +49,7 @@ def load_vectors(questions: list[str]) -> tuple[np.ndarray, str]:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     np.save(cached, vectors)
     took = time.perf_counter() - started
-    return vectors, f"embedded with frugal's `OnnxEmbedder` in {took:.0f} s, cached"
+    return vectors, (
+        f"embedded with frugal's `OnnxEmbedder` in {took:.0f} s and kept in a local cache "
+        f"derived from the data file (`{cached.relative_to(ROOT)}`, ignored by git)"
+    )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import statistics
 import sys
@@ -28,13 +27,13 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _data import INTENTS, rows  # noqa: E402
 from _machine import write_report  # noqa: E402
 
 from frugal import processes  # noqa: E402
 from frugal.percentiles import percentile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-CLINC = ROOT.parent / "shared" / "data" / "clinc150" / "intents.jsonl"
 RESULTS = ROOT / "benchmarks" / "results"
 SIM = ["--call-latency-ms", "100", "--item-latency-ms", "2", "--max-concurrency", "4"]
 WINDOWS_MS = [0, 10, 50, 100]
@@ -133,8 +132,7 @@ def low_load(tmp: Path) -> list[dict[str, float]]:
 
 def bursts(bursts: int, size: int, seed: int = 7) -> list[tuple[str, list[str]]]:
     by_intent: dict[str, list[str]] = defaultdict(list)
-    for line in CLINC.read_text().splitlines():
-        row = json.loads(line)
+    for row in rows(INTENTS):
         if row["intent"] != "oos":
             by_intent[row["intent"]].append(row["text"])
     rng = random.Random(seed)

@@ -15,28 +15,25 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _data import INTENTS, PAIRS, ROOT, shown  # noqa: E402
 from _machine import write_report  # noqa: E402
-from _qqp import PAIRS, ROOT  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-WORKLOADS = {
-    "clinc150": ROOT.parent / "shared" / "data" / "clinc150" / "intents.jsonl",
-    "qqp": PAIRS,
-}
+WORKLOADS = {"clinc150": INTENTS, "qqp": PAIRS}
 THRESHOLDS = "0.80,0.85,0.88,0.92,0.95"
 
 
 def run(name: str, requests: int, clients: int) -> None:
     out = RESULTS / f"bench_{name}"
-    args = ["bench", "--workload", str(WORKLOADS[name]), "--requests", str(requests)]
-    args += ["--clients", str(clients), "--thresholds", THRESHOLDS, "--out", str(out)]
+    # Paths relative to the repository root, where it runs: the command shown is the one run.
+    args = ["bench", "--workload", shown(WORKLOADS[name]), "--requests", str(requests)]
+    args += ["--clients", str(clients), "--thresholds", THRESHOLDS, "--out", shown(out)]
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "frugal", *args], check=True, cwd=ROOT)
     took = time.perf_counter() - started
     table = (out / "bench.md").read_text().splitlines()[2:]
-    shown = " ".join(args).replace(str(ROOT) + "/", "").replace(str(ROOT.parent), "..")
     lines = [
-        f"`../{WORKLOADS[name].relative_to(ROOT.parent)}` as a stream of {requests:,} prompts "
+        f"`{shown(WORKLOADS[name])}` as a stream of {requests:,} prompts "
         f"(Zipf 1.1 over {'intents' if name == 'clinc150' else 'duplicate clusters'}, seed 0), "
         f"{clients} clients in a closed loop, model `gpt-4o-mini` against `frugal sim` (500 ms "
         "a call, 50 ms a prompt, 5 ms an output token). Each configuration has a fresh "
@@ -54,7 +51,7 @@ def run(name: str, requests: int, clients: int) -> None:
     write_report(
         RESULTS / f"bench_{name}.md",
         title=f"frugal bench: {name}",
-        command=f"frugal {shown}",
+        command="frugal " + " ".join(args),
         lines=lines,
     )
 

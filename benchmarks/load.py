@@ -39,6 +39,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _data import INTENTS  # noqa: E402
 from _lean_http import LeanConnection  # noqa: E402
 from _machine import write_report  # noqa: E402
 
@@ -50,7 +51,6 @@ from frugal.redis_server import RedisServer  # noqa: E402
 from frugal.tenants import add_key  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data" / "clinc150" / "intents.jsonl"
 RESULTS = Path(__file__).parent / "results"
 MODEL = "sim-small"
 PATH = "/v1/chat/completions"
@@ -360,7 +360,7 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, help="Also write every request's result here.")
     args = parser.parse_args()
     seconds = args.minutes * 60.0
-    workload = load_workload(DATA)
+    workload = load_workload(INTENTS)
     group_of = workload.group_of()
 
     with ExitStack() as stack:

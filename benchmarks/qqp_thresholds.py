@@ -2,7 +2,7 @@
 
     python benchmarks/qqp_thresholds.py
 
-Each labelled pair (a, b) of `shared/data/qqp/pairs.jsonl` counts as a cache "hit" when the
+Each labelled pair (a, b) of `data/qqp/pairs.jsonl.gz` counts as a cache "hit" when the
 cosine similarity of the two questions' all-MiniLM-L6-v2 embeddings is at or above the threshold.
 Precision: the share of hits that are true duplicates (1 − precision is the wrong-hit rate).
 Recall: the share of true duplicates that hit.
@@ -10,15 +10,15 @@ Recall: the share of true duplicates that hit.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _data import PAIRS, rows, shown  # noqa: E402
 from _machine import write_report  # noqa: E402
-from _qqp import PAIRS, load_questions, load_vectors  # noqa: E402
+from _qqp import load_questions, load_vectors  # noqa: E402
 
 THRESHOLDS = [0.80, 0.82, 0.84, 0.86, 0.88, 0.90, 0.92, 0.94, 0.95, 0.96, 0.98]
 OUT = Path(__file__).parent / "results" / "qqp_thresholds.md"
@@ -28,7 +28,7 @@ def main() -> None:
     questions = load_questions()
     vectors, source = load_vectors(questions)
     row_of = {question: row for row, question in enumerate(questions)}
-    pairs = [json.loads(line) for line in PAIRS.read_text().splitlines() if line.strip()]
+    pairs = rows(PAIRS)
     a = np.array([row_of[p["a"]] for p in pairs])
     b = np.array([row_of[p["b"]] for p in pairs])
     labels = np.array([p["label"] for p in pairs], dtype=bool)
@@ -36,7 +36,7 @@ def main() -> None:
 
     lines = [
         f"{len(pairs):,} labelled pairs ({labels.sum():,} duplicates) of "
-        f"`shared/data/qqp/pairs.jsonl`; embeddings: {source}. A pair is a hit when its cosine "
+        f"`{shown(PAIRS)}`; embeddings: {source}. A pair is a hit when its cosine "
         "similarity is at or above the threshold.",
         "",
         "| threshold | hits | precision | recall | wrong hits (share of hits) | F1 |",

@@ -28,6 +28,7 @@ import numpy as np
 import redis
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _data import PAIRS, shown  # noqa: E402
 from _machine import write_report  # noqa: E402
 from _qqp import MODEL_DIR, ROOT, load_questions, load_vectors  # noqa: E402
 from cache_hit_path import SEEDS, body, hit_latencies  # noqa: E402
@@ -164,7 +165,8 @@ def main() -> None:
     queries = vectors[held_out:]
 
     lines = [
-        f"Real embeddings: {len(questions):,} distinct Quora questions, {provenance}. The last "
+        f"Real embeddings: {len(questions):,} distinct Quora questions of `{shown(PAIRS)}`, "
+        f"{provenance}. The last "
         f"{args.queries:,} are the queries and are never stored. All entries in one scope; "
         "each query searched in both stores in turn (k=1), then `get_exact` of a stored prompt. "
         f"Redis: a local Redis 8.2 with the query engine on loopback, HNSW M=16, "

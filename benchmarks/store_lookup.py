@@ -3,7 +3,7 @@
     python benchmarks/store_lookup.py [--quick] [--sizes 10000,100000,1000000]
                                       [--queries 1000] [--out benchmarks/results/store_lookup.md]
 
-The corpus is the distinct questions of ``../shared/data/qqp/pairs.jsonl`` (about 110k),
+The corpus is the distinct questions of ``data/qqp/pairs.jsonl.gz`` (about 110k),
 embedded once with all-MiniLM-L6-v2 and cached under ``.frugal/bench/`` (embedding them takes
 minutes on 2 cores). Held-out real questions are the queries; they are never in the store.
 Sizes past the real corpus are filled with perturbed copies of real vectors (see
@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _data import PAIRS, shown  # noqa: E402
 from _machine import write_report  # noqa: E402
 from _qqp import CACHE_DIR, ROOT, load_questions, load_vectors  # noqa: E402
 
@@ -350,7 +351,7 @@ def main() -> None:
         f"Load average at the start {load_at_start:.1f}: the machine is shared, and a busy core "
         "shows up in the p99 columns.",
         "",
-        f"Data: {data.questions:,} distinct questions of `shared/data/qqp/pairs.jsonl`, embedded "
+        f"Data: {data.questions:,} distinct questions of `{shown(PAIRS)}`, embedded "
         f"with all-MiniLM-L6-v2 (384 dims) — {data.source}. {n_queries:,} questions held out at "
         "random are the queries (never in the store); the rest fill it. "
         + " ".join(filter(None, notes)),

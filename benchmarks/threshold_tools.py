@@ -18,13 +18,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _data import INTENTS, PAIRS, ROOT, rows, shown  # noqa: E402
 from _machine import write_report  # noqa: E402
-from _qqp import PAIRS, ROOT  # noqa: E402
 
 from frugal.bench.report import share  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-CLINC = ROOT.parent / "shared" / "data" / "clinc150" / "intents.jsonl"
 DETAIL_INTENTS = "translate,weather,calculator"
 
 
@@ -39,7 +38,8 @@ def run(args: list[str], *, reuse: Path | None = None) -> str:
 
 def tune(reuse: bool) -> None:
     out = RESULTS / "tune_qqp"
-    args = ["tune", "--pairs", str(PAIRS), "--out", str(out)]
+    # Paths relative to the repository root, where it runs: the command shown is the one run.
+    args = ["tune", "--pairs", shown(PAIRS), "--out", shown(out)]
     took = run(args, reuse=out / "tune.json" if reuse else None)
     table = json.loads((out / "tune.json").read_text())
     target = table["max_wrong_hit_rate"]
@@ -56,7 +56,7 @@ def tune(reuse: bool) -> None:
     else:
         verdict = f"recommended threshold: **{table['recommended_threshold']:.2f}**"
     lines = [
-        f"{sum(1 for _ in PAIRS.open()):,} labelled pairs (`../shared/data/qqp/pairs.jsonl`): "
+        f"{len(rows(PAIRS)):,} labelled pairs (`{shown(PAIRS)}`): "
         f"each pair is a would-be lookup of `b` with `a` cached; {took}. For at most "
         f"{target:.0%} wrong hits, {verdict}.",
         "",
@@ -73,19 +73,19 @@ def tune(reuse: bool) -> None:
     write_report(
         RESULTS / "tune_qqp.md",
         title="frugal tune on Quora question pairs",
-        command="frugal tune --pairs ../shared/data/qqp/pairs.jsonl --out benchmarks/results/tune_qqp",
+        command="frugal " + " ".join(args),
         lines=lines,
     )
 
 
 def analyze(reuse: bool) -> None:
     out = RESULTS / "analyze_clinc150"
-    args = ["analyze", "--prompts", str(CLINC), "--shuffle", "0"]
-    args += ["--detail-intents", DETAIL_INTENTS, "--out", str(out)]
+    args = ["analyze", "--prompts", shown(INTENTS), "--shuffle", "0"]
+    args += ["--detail-intents", DETAIL_INTENTS, "--out", shown(out)]
     took = run(args, reuse=out / "analyze.json" if reuse else None)
     report = json.loads((out / "analyze.json").read_text())
     lines = [
-        f"{report['prompts']:,} CLINC150 utterances (`../shared/data/clinc150/intents.jsonl`, "
+        f"{report['prompts']:,} CLINC150 utterances (`{shown(INTENTS)}`, "
         f"all splits), replayed {report['order']} through a fresh, unbounded cache, once per "
         f"threshold. A hit is wrong when the cached utterance has another intent, or either is "
         f"`oos` (out of scope: never the same answer). *Detail hits* are right by label but in "
@@ -112,10 +112,7 @@ def analyze(reuse: bool) -> None:
     write_report(
         RESULTS / "analyze_clinc150.md",
         title="frugal analyze on CLINC150",
-        command=(
-            "frugal analyze --prompts ../shared/data/clinc150/intents.jsonl --shuffle 0 "
-            f"--detail-intents {DETAIL_INTENTS} --out benchmarks/results/analyze_clinc150"
-        ),
+        command="frugal " + " ".join(args),
         lines=lines,
     )
 
