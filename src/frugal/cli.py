@@ -270,7 +270,7 @@ def sim(
     seed: Annotated[int | None, typer.Option(help="Seed of the fault injection.")] = None,
 ) -> None:
     """Run the simulated OpenAI-compatible provider."""
-    from frugal.upstream.sim import SimConfig, create_sim_app
+    from frugal.sim import SimConfig, create_sim_app
 
     config = SimConfig(
         call_latency_ms=call_latency_ms,

@@ -19,7 +19,7 @@ import numpy as np
 import openai
 import pytest
 
-from frugal.upstream.sim.wire import DEFAULT_EMBEDDING_DIMENSIONS, embedding_of
+from frugal.sim.wire import DEFAULT_EMBEDDING_DIMENSIONS, embedding_of
 from tests.conftest import Stack, StackFactory
 
 MAX_RETRIES = 2

@@ -19,8 +19,8 @@ import openai
 import pytest
 import uvicorn
 
-from frugal.upstream.sim import SimConfig, call_latency_s, create_sim_app
-from frugal.upstream.sim.app import _RequestsPerMinute
+from frugal.sim import SimConfig, call_latency_s, create_sim_app
+from frugal.sim.rate_limit import RequestsPerMinute
 
 CHAT = "/v1/chat/completions"
 FAST = {"call_latency_ms": 0.0, "item_latency_ms": 0.0, "token_latency_ms": 0.0}
@@ -313,7 +313,7 @@ async def test_rpm_answers_429_with_retry_after_until_reset(make_sim: SimFactory
 
 def test_rpm_window_slides() -> None:
     now = [100.0]
-    window = _RequestsPerMinute(2, clock=lambda: now[0])
+    window = RequestsPerMinute(2, clock=lambda: now[0])
     assert window.admit() is None
     now[0] = 130.0
     assert window.admit() is None

@@ -275,6 +275,3 @@ def chunk_event(
 
 def sse_event(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-
-# -- bookkeeping -----------------------------------------------------------------------------
