@@ -21,7 +21,7 @@ fuzz: install-test
 
 # A Redis 8 with the query engine on a free port of 127.0.0.1, until Ctrl-C stops it.
 redis: install-redis
-	$(BIN)/python -m frugal.redis_server
+	$(BIN)/python -m frugal.local.redis_server
 
 # The export is a no-op when the model is already there; run each time so that removing
 # .frugal (the cache's data) does not leave the gateway without its model.

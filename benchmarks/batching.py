@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _data import INTENTS, rows  # noqa: E402
 from _machine import write_report  # noqa: E402
 
-from frugal import processes  # noqa: E402
+from frugal.local import processes  # noqa: E402
 from frugal.percentiles import percentile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

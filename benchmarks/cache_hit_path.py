@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _lean_http import LeanConnection  # noqa: E402
 from _machine import write_report  # noqa: E402
 
-from frugal import processes  # noqa: E402
 from frugal.cache.embedder import OnnxEmbedder  # noqa: E402
+from frugal.local import processes  # noqa: E402
 from frugal.percentiles import percentile  # noqa: E402
 
 MODEL_DIR = Path(".frugal/models")

@@ -43,11 +43,11 @@ from _data import INTENTS  # noqa: E402
 from _lean_http import LeanConnection  # noqa: E402
 from _machine import write_report  # noqa: E402
 
-from frugal import processes  # noqa: E402
 from frugal.bench.workload import Draw, load_workload, stream  # noqa: E402
+from frugal.local import processes  # noqa: E402
+from frugal.local.redis_server import RedisServer  # noqa: E402
 from frugal.percentiles import percentile  # noqa: E402
 from frugal.plots import pyplot, save  # noqa: E402
-from frugal.redis_server import RedisServer  # noqa: E402
 from frugal.tenants import add_key  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import write_report  # noqa: E402
 from _qqp import MODEL_DIR, load_questions  # noqa: E402
 
-from frugal import processes  # noqa: E402
+from frugal.local import processes  # noqa: E402
 from frugal.percentiles import percentile  # noqa: E402
 
 GATEWAY = {"FRUGAL_LOG_LEVEL": "warning", "FRUGAL_BATCH_WINDOW_MS": "0"}
@@ -69,17 +69,17 @@ def main() -> None:
     questions = load_questions()[: args.requests + 30]
 
     with tempfile.TemporaryDirectory() as tmp:
-        sim = processes.start(["sim", "--call-latency-ms", "0", "--item-latency-ms", "0"],
-                              log_dir=Path(tmp))  # fmt: skip
+        sim = processes.start_frugal(["sim", "--call-latency-ms", "0", "--item-latency-ms", "0"],
+                                     log_dir=Path(tmp))  # fmt: skip
         upstream = sim.url + "/v1"
         try:
-            plain = processes.start(
+            plain = processes.start_frugal(
                 ["serve", "--upstream", upstream],
                 log_dir=Path(tmp),
                 env={**GATEWAY, "FRUGAL_CACHE_MODE": "off", "FRUGAL_DATA_DIR": f"{tmp}/a"},
                 ready_path="/readyz",
             )
-            cached = processes.start(
+            cached = processes.start_frugal(
                 ["serve", "--upstream", upstream],
                 log_dir=Path(tmp),
                 env={

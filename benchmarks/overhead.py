@@ -22,7 +22,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import write_report  # noqa: E402
 
-from frugal import processes  # noqa: E402
+from frugal.local import processes  # noqa: E402
 from frugal.percentiles import percentile  # noqa: E402
 
 BODY = {

@@ -10,7 +10,7 @@
    sets) divided by the entries, and ``MEMORY USAGE`` of one entry's hash.
 3. A semantic hit through `frugal serve` with each store, the bare embedder call alongside.
 
-Redis is a local Redis 8 with the query engine (`frugal.redis_server`), on loopback.
+Redis is a local Redis 8 with the query engine (`frugal.local.redis_server`), on loopback.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ from _qqp import MODEL_DIR, ROOT, load_questions, load_vectors  # noqa: E402
 from cache_hit_path import SEEDS, body, hit_latencies  # noqa: E402
 from store_lookup import SCOPE, exact_top1, make_entry, recall  # noqa: E402
 
-from frugal import processes  # noqa: E402
 from frugal.cache.embedded import EmbeddedStore  # noqa: E402
 from frugal.cache.embedder import OnnxEmbedder  # noqa: E402
 from frugal.cache.redis_store import RedisStore  # noqa: E402
 from frugal.cache.store import VectorStore  # noqa: E402
+from frugal.local import processes  # noqa: E402
+from frugal.local.redis_server import RedisServer  # noqa: E402
 from frugal.percentiles import percentile  # noqa: E402
-from frugal.redis_server import RedisServer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "redis_store.md"
 FILL_CONCURRENCY = 16

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from frugal.redis_server import RedisServer
-from tests.servers import Server, start_server
+from frugal.local.processes import FrugalProcess, start_frugal
+from frugal.local.redis_server import RedisServer
 
 CANARY_KEY = "sk-canary-3f9c2e7b1d5a4c8e9f0a"
 ADMIN_KEY = "admin-test-key-5d1e"
@@ -30,8 +30,8 @@ FAST_SIM = ["--call-latency-ms", "2", "--item-latency-ms", "1"]
 class Stack:
     """A simulated provider and a gateway in front of it."""
 
-    sim: Server
-    gateway: Server
+    sim: FrugalProcess
+    gateway: FrugalProcess
 
     @property
     def base_url(self) -> str:
@@ -60,17 +60,17 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackFactor
     `FRUGAL_*` settings for the gateway; ``sim=`` puts another gateway in front of a running
     sim (replicas). The sim demands `CANARY_KEY` and the gateway sends it.
     """
-    started: list[Server] = []
+    started: list[FrugalProcess] = []
 
     def make(
         sim_args: list[str] | None = None,
         env: dict[str, str] | None = None,
         data_dir: Path | None = None,
-        sim: Server | None = None,
+        sim: FrugalProcess | None = None,
     ) -> Stack:
         logs = tmp_path_factory.mktemp("logs")
         if sim is None:
-            sim = start_server(
+            sim = start_frugal(
                 ["sim", *FAST_SIM, "--require-api-key", CANARY_KEY, *(sim_args or [])],
                 log_dir=logs,
             )
@@ -83,7 +83,7 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackFactor
             "FRUGAL_ADMIN_KEY": ADMIN_KEY,
             **(env or {}),
         }
-        gateway = start_server(
+        gateway = start_frugal(
             ["serve", "--upstream", sim.url + "/v1"],
             log_dir=logs,
             env=gateway_env,

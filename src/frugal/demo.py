@@ -22,8 +22,8 @@ import openai
 from rich.console import Console
 from rich.table import Table
 
-from frugal import processes
 from frugal.config import load_settings
+from frugal.local import processes
 from frugal.percentiles import percentile
 from frugal.plots import pyplot, save
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import openai
 
-from frugal.processes import free_port
-from frugal.redis_server import RedisServer
+from frugal.local.processes import free_port
+from frugal.local.redis_server import RedisServer
 from tests.conftest import Stack, StackFactory, redis_env
 
 FRANCE = "What is the capital of France?"

@@ -19,7 +19,7 @@ import openai
 import pytest
 import redis
 
-from frugal.redis_server import RedisServer
+from frugal.local.redis_server import RedisServer
 from frugal.tenants import add_key
 from tests.conftest import ADMIN_KEY, CANARY_KEY, Stack, StackFactory, redis_env
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from frugal.cache.redis_store import RedisStore, RedisStoreConfigError, similarity_from_distance
 from frugal.cache.store import CacheStoreError
-from frugal.redis_server import RedisServer
+from frugal.local.redis_server import RedisServer
 from tests.cache.entries import DIM, T0, make, unit
 
 

@@ -32,8 +32,8 @@ import httpx
 import numpy as np
 import openai
 
-from frugal import processes
 from frugal.bench.workload import Draw, Workload
+from frugal.local import processes
 from frugal.observability.prices import PriceTable
 from frugal.percentiles import percentile
 
@@ -208,7 +208,7 @@ def run_config(
 ) -> ConfigResult:
     with tempfile.TemporaryDirectory(prefix="frugal-bench-") as tmp:
         work = Path(tmp)
-        sim = processes.start(["sim", *sim_args], log_dir=work)
+        sim = processes.start_frugal(["sim", *sim_args], log_dir=work)
         try:
             base = sim.url + "/v1"
             gateway = None
@@ -219,7 +219,7 @@ def run_config(
                     "FRUGAL_LOG_LEVEL": "warning",
                     **config.gateway_env,
                 }
-                gateway = processes.start(
+                gateway = processes.start_frugal(
                     ["serve", "--upstream", base], log_dir=work, env=env, ready_path="/readyz"
                 )
                 base = gateway.url + "/v1"

@@ -1,7 +1,10 @@
-"""Run `frugal` servers as child processes on free loopback ports (for the demo and the bench).
+"""Run `frugal` servers as child processes on free loopback ports (demo, bench, tests).
 
 Each child is a real `python -m frugal ...` process listening on a real socket. `FrugalProcess`
 stops it with SIGTERM (SIGKILL if it lingers), so nothing is left running.
+
+    with running_stack(log_dir=Path("logs")) as (sim, gateway):
+        httpx.get(gateway.url + "/readyz")
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ class FrugalProcess:
         return int(self.process.returncode)
 
 
-def start(
+def start_frugal(
     args: list[str],
     *,
     log_dir: Path,
@@ -67,7 +70,11 @@ def start(
     ready_path: str = "/healthz",
     timeout_s: float = 60.0,
 ) -> FrugalProcess:
-    """Run ``python -m frugal ARGS --host 127.0.0.1 --port P`` and wait until it answers."""
+    """Run ``python -m frugal ARGS --host 127.0.0.1 --port P`` and wait until it answers.
+
+    Raises RuntimeError, with the child's output, when it exits early or is not ready (a 200
+    from ``ready_path``) within ``timeout_s``; the child is stopped first.
+    """
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{args[0]}-{port}.log"
@@ -111,9 +118,9 @@ def running_stack(
 
     The gateway is waited for until ready (``/readyz``), so its cache is loaded.
     """
-    sim = start(["sim", *sim_args], log_dir=log_dir)
+    sim = start_frugal(["sim", *sim_args], log_dir=log_dir)
     try:
-        gateway = start(
+        gateway = start_frugal(
             ["serve", "--upstream", sim.url + "/v1"],
             log_dir=log_dir,
             env=gateway_env,

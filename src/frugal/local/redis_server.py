@@ -9,7 +9,7 @@ needs libssl 1.1, which Debian 12 lacks). Both come with ``pip install 'frugal[r
         print(server.url)                  # redis://127.0.0.1:PORT/0
         server.stop(); server.restart()    # the same port again, empty
 
-``python -m frugal.redis_server`` starts one and keeps it until Ctrl-C.
+``python -m frugal.local.redis_server`` starts one and keeps it until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
-from frugal.processes import free_port
+from frugal.local.processes import free_port
 
 
 class RedisServerUnavailable(RuntimeError):
@@ -60,7 +62,8 @@ class RedisServer:
     def start(
         cls, *, port: int | None = None, log_path: Path | None = None, modules: bool = True
     ) -> RedisServer:
-        server = cls(port=port or free_port(), log_path=log_path, modules=modules)
+        """A new server on ``port`` (a free one when None), answering when this returns."""
+        server = cls(port=free_port() if port is None else port, log_path=log_path, modules=modules)
         server.restart()
         return server
 
@@ -76,14 +79,14 @@ class RedisServer:
         args += ["--save", "", "--appendonly", "no", "--protected-mode", "yes"]
         for module in modules if self.modules else []:
             args += ["--loadmodule", str(module)]
-        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        try:
+        with ExitStack() as closing:
+            output: IO[bytes] | int = subprocess.DEVNULL
+            if self.log_path is not None:
+                # The child writes to its own copy of the file; ours is closed once it has one.
+                output = closing.enter_context(open(self.log_path, "ab"))
             self._process = subprocess.Popen(
                 args, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
-        finally:
-            if self.log_path:
-                output.close()  # type: ignore[union-attr]
         deadline = time.monotonic() + timeout_s
         while not self._answers():
             if self._process.poll() is not None:
