@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     # Dollars per million tokens by model, added to and replacing the built-in table.
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     metrics_tenant_label: bool = True  # off for setups with very many tenants
+    metrics_key: SecretStr | None = None  # bearer key for /metrics; without it /metrics is open
     log_prompts: bool = False  # prompt text in the request log lines (opt-in)
 
     default_model: str = "gpt-4o-mini"
@@ -82,7 +83,7 @@ class Settings(BaseSettings):
     shutdown_drain_s: float = Field(0.0, ge=0)  # on SIGTERM: not ready, still serving, this long
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
 
-    @field_validator("upstream_api_key", "admin_key", "redis_url", mode="before")
+    @field_validator("upstream_api_key", "admin_key", "metrics_key", "redis_url", mode="before")
     @classmethod
     def _empty_secret_is_none(cls, value: object) -> object:
         # An empty key would let an empty bearer token through: treat it as not set.
@@ -133,7 +134,7 @@ def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Setti
     return settings
 
 
-_SECRETS = {"upstream_api_key", "admin_key", "redis_url"}
+_SECRETS = {"upstream_api_key", "admin_key", "metrics_key", "redis_url"}
 
 
 def _describe(exc: ValidationError) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -10,13 +11,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from frugal.api.body import read_body
 from frugal.api.observe import record_answer, record_error, refresh_metrics
-from frugal.api.openapi import openai_route
+from frugal.api.openapi import errors, openai_route
 from frugal.api.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -82,10 +83,25 @@ async def process_prompt(request: Request) -> Response:
     return JSONResponse({"response": text}, headers=_cache_headers(answer.cache, answer.similarity))
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get(
+    "/metrics",
+    response_class=Response,  # so that the 401 is documented as JSON, the 200 as text
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **errors(401)},
+    openapi_extra={"security": [{"bearer": []}, {}]},  # a bearer key only when one is set
+)
 async def metrics(request: Request) -> Response:
-    """Prometheus text format; see `frugal.observability.metrics`."""
+    """Prometheus text format; see `frugal.observability.metrics`.
+
+    Open unless ``FRUGAL_METRICS_KEY`` is set; then only ``Authorization: Bearer <that key>``
+    reads it (compared in constant time), and anything else is `AuthenticationError` (401).
+    """
     state = gateway(request)
+    metrics_key = state.settings.metrics_key
+    if metrics_key is not None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        expected = metrics_key.get_secret_value().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            raise AuthenticationError("A valid metrics key is required.")
     await refresh_metrics(state)
     return Response(state.observer.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
