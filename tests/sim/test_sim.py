@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import math
 import socket
 import struct
@@ -19,7 +20,7 @@ import openai
 import pytest
 import uvicorn
 
-from frugal.sim import SimConfig, call_latency_s, create_sim_app
+from frugal.sim import SimConfig, call_latency_s, create_sim_app, simulator
 from frugal.sim.rate_limit import RequestsPerMinute
 
 CHAT = "/v1/chat/completions"
@@ -471,6 +472,30 @@ async def test_unknown_routes_get_an_openai_shaped_404(url: str) -> None:
     assert missing.json()["error"]["code"] == "not_found"
     assert wrong_method.status_code == 405 and "error" in wrong_method.json()
     assert stats(url)["calls"] == 0
+
+
+async def test_an_unexpected_failure_is_logged_with_its_traceback_and_answered_500(
+    make_sim: SimFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def boom(*args: object) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(simulator, "answer_body", boom)
+    secret = "sk-sim-secret-0b7e"
+    url = make_sim(require_api_key=secret)
+    with caplog.at_level(logging.ERROR):
+        async with httpx.AsyncClient(base_url=url) as client:
+            headers = {"Authorization": f"Bearer {secret}"}
+            response = await client.post(CHAT, json=chat_body("x"), headers=headers)
+
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["type"] == "server_error" and set(error) == {"message", "type", "param", "code"}
+    [record] = [r for r in caplog.records if r.name.startswith("frugal.sim")]
+    assert record.levelno == logging.ERROR and CHAT in record.getMessage()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
+    assert "Traceback" in caplog.text and "RuntimeError: boom" in caplog.text
+    assert secret not in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,13 @@ Routes: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (``stream`` i
 ``prompt`` gets one choice per prompt), ``POST /v1/embeddings`` (a list ``input``;
 ``encoding_format`` ``float`` or ``base64``), ``GET /sim/stats``, ``POST /sim/reset``,
 ``POST /sim/faults`` (new fault rates while running), ``GET /healthz``. Any model name is
-accepted; every error has OpenAI's shape. How a call is answered: `frugal.sim.simulator`.
+accepted; every error has OpenAI's shape, and an unexpected one is logged with its traceback
+(never the request's headers). How a call is answered: `frugal.sim.simulator`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
@@ -21,6 +23,8 @@ from frugal.errors import error_body
 from frugal.sim.config import FAULTS, SimConfig
 from frugal.sim.simulator import Simulator
 from frugal.sim.wire import CHAT, COMPLETIONS, EMBEDDINGS
+
+logger = logging.getLogger(__name__)
 
 
 def create_sim_app(config: SimConfig) -> fastapi.FastAPI:
@@ -76,6 +80,9 @@ def create_sim_app(config: SimConfig) -> fastapi.FastAPI:
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        # The method and path only: the headers carry the caller's API key.
+        where = f"{request.method} {request.url.path}"
+        logger.exception("unexpected error on %s", where, exc_info=exc)
         body = error_body("The simulator failed unexpectedly.", type="server_error")
         return JSONResponse(body, status_code=500)
 
