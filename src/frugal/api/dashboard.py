@@ -4,6 +4,13 @@ fed by ``GET /dashboard/data`` (what `/admin/stats` shows) every two seconds.
 With ``FRUGAL_ADMIN_KEY`` set, both need the admin: ``Authorization: Bearer <key>``, or the
 cookie that signing in at the page sets (HttpOnly, SameSite=Strict; it holds an HMAC of the key,
 never the key). Without an admin key the dashboard is open, as the gateway is.
+
+Signing in is limited per client address (`SigninLimiter`: ten failures a minute): past that,
+every attempt from the address, even with the right key, gets the sign-in page again as a 429
+with ``Retry-After`` until the window lets one more through. Failed and refused attempts are
+logged with the address and the count, never the key that was tried. The address is the
+connection's, or the one a trusted proxy forwarded (uvicorn's ``FORWARDED_ALLOW_IPS``, loopback
+by default).
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import logging
+import math
 from functools import cache
 from importlib import resources
 from urllib.parse import parse_qs
@@ -19,8 +28,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from frugal.api.admin import bearer_is_admin, gateway_stats
+from frugal.api.signin_limit import SigninLimiter
 from frugal.api.state import GatewayState, gateway
 from frugal.errors import AuthenticationError
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -57,9 +69,20 @@ def _page() -> str:
     return resources.files("frugal.api").joinpath("static/dashboard.html").read_text()
 
 
-def _login_page(message: str = "", status: int = 401) -> HTMLResponse:
+def _login_page(
+    message: str = "", status: int = 401, headers: dict[str, str] | None = None
+) -> HTMLResponse:
     shown = f'<p class="error">{html.escape(message)}</p>' if message else ""
-    return HTMLResponse(_LOGIN.format(message=shown), status_code=status)
+    return HTMLResponse(_LOGIN.format(message=shown), status_code=status, headers=headers)
+
+
+def _limiter(request: Request) -> SigninLimiter:
+    """The app's sign-in limiter: one per app, made at its first sign-in (a test may put its
+    own, with its own clock, at ``app.state.signin_limiter`` first)."""
+    limiter: SigninLimiter | None = getattr(request.app.state, "signin_limiter", None)
+    if limiter is None:
+        limiter = request.app.state.signin_limiter = SigninLimiter()
+    return limiter
 
 
 @router.get("/dashboard", include_in_schema=False)
@@ -75,9 +98,35 @@ async def login(request: Request) -> Response:
     if state.settings.admin_key is None:
         return RedirectResponse("../dashboard", status_code=303)
     body = await request.body()
+    # From here to the answer nothing awaits: a burst of attempts cannot all pass the check
+    # before the first of them is counted.
+    limiter = _limiter(request)
+    address = request.client.host if request.client is not None else "unknown"
+    wait_s = limiter.retry_after_s(address)
+    if wait_s is not None:
+        retry_after = max(1, math.ceil(wait_s))
+        logger.warning(
+            "dashboard sign-in from %s refused: %d failed in the last %g s; retry in %d s",
+            address,
+            limiter.failures(address),
+            limiter.window_s,
+            retry_after,
+        )
+        return _login_page(
+            f"Too many wrong keys from your address: try again in {retry_after} s.",
+            status=429,
+            headers={"Retry-After": str(retry_after)},
+        )
     given = parse_qs(body[:4096].decode("utf-8", "replace")).get("key", [""])[0]
     expected = state.settings.admin_key.get_secret_value()
     if not hmac.compare_digest(given.encode(), expected.encode()):
+        failed = limiter.record_failure(address)
+        logger.warning(
+            "dashboard sign-in from %s with a wrong key: %d failed in the last %g s",
+            address,
+            failed,
+            limiter.window_s,
+        )
         return _login_page("That is not the admin key.")
     response = RedirectResponse("../dashboard", status_code=303)
     response.set_cookie(COOKIE, _token(state), httponly=True, samesite="strict", path="/")
