@@ -17,13 +17,16 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from frugal.analysis.outputs import write_json_and_png
 from frugal.cache.scope import normalise
 from frugal.datafiles import open_data
-from frugal.plots import pyplot, save
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 # Labels whose prompts never share an answer, even with each other (CLINC150's out-of-scope).
 NEVER_SHARED = frozenset({"oos"})
@@ -209,38 +212,32 @@ def write_outputs(
     order: str,
 ) -> tuple[Path, Path]:
     """``analyze.json`` and ``analyze.png`` (hit rate and wrong-hit rate by threshold)."""
-    plt = pyplot()
-    out.mkdir(parents=True, exist_ok=True)
-    table = out / "analyze.json"
-    table.write_text(
-        json.dumps(
-            {
-                "source": source,
-                "prompts": total,
-                "order": order,
-                "exact": exact,
-                "semantic": rows,
-                "clusters": top,
-            },
-            indent=2,
+    table = {
+        "source": source,
+        "prompts": total,
+        "order": order,
+        "exact": exact,
+        "semantic": rows,
+        "clusters": top,
+    }
+
+    def draw(axis: Axes) -> None:
+        x = [row["threshold"] for row in rows]
+        hit_rates = [row["hit_rate"] for row in rows]
+        axis.plot(x, hit_rates, "o-", color="#1f9d6b", label="semantic hit rate")
+        axis.axhline(
+            exact["hit_rate"], color="#8a93a6", linestyle="--", label="exact-string hit rate"
         )
-    )
-    figure, axis = plt.subplots(figsize=(8, 4.5))
-    x = [row["threshold"] for row in rows]
-    hit_rates = [row["hit_rate"] for row in rows]
-    axis.plot(x, hit_rates, "o-", color="#1f9d6b", label="semantic hit rate")
-    axis.axhline(exact["hit_rate"], color="#8a93a6", linestyle="--", label="exact-string hit rate")
-    if rows and rows[0]["wrong_hit_rate"] is not None:
-        axis.plot(
-            x,
-            [row["wrong_hit_rate"] or 0.0 for row in rows],
-            "s-",
-            color="#c0392b",
-            label="wrong hits (share of hits)",
-        )
-    axis.set_xlabel("threshold (cosine similarity)")
-    axis.set_ylim(0, 1)
-    axis.set_title(f"frugal analyze: {source} ({total:,} prompts)")
-    axis.legend(fontsize=9)
-    axis.grid(alpha=0.3)
-    return table, save(figure, out / "analyze.png")
+        if rows and rows[0]["wrong_hit_rate"] is not None:
+            axis.plot(
+                x,
+                [row["wrong_hit_rate"] or 0.0 for row in rows],
+                "s-",
+                color="#c0392b",
+                label="wrong hits (share of hits)",
+            )
+        axis.set_ylim(0, 1)
+        axis.set_title(f"frugal analyze: {source} ({total:,} prompts)")
+        axis.legend(fontsize=9)
+
+    return write_json_and_png(out, "analyze", table, draw)

@@ -13,13 +13,17 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from frugal.analysis.embedding import embed_all
+from frugal.analysis.outputs import write_json_and_png
 from frugal.cache.embedder import Embedder
 from frugal.datafiles import open_data
-from frugal.plots import pyplot, save
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 THRESHOLDS = tuple(round(0.70 + 0.01 * step, 2) for step in range(30))  # 0.70 … 0.99
 
@@ -113,47 +117,38 @@ def write_outputs(
     rows: Sequence[Row], chosen: Row | None, out: Path, *, source: str, target: float
 ) -> tuple[Path, Path]:
     """``tune.json`` (the table and the recommendation) and ``tune.png`` (the curves)."""
-    plt = pyplot()
-    out.mkdir(parents=True, exist_ok=True)
-    table = out / "tune.json"
-    table.write_text(
-        json.dumps(
-            {
-                "source": source,
-                "max_wrong_hit_rate": target,
-                "recommended_threshold": chosen.threshold if chosen else None,
-                "rows": [asdict(row) for row in rows],
-            },
-            indent=2,
-        )
-    )
+    table = {
+        "source": source,
+        "max_wrong_hit_rate": target,
+        "recommended_threshold": chosen.threshold if chosen else None,
+        "rows": [asdict(row) for row in rows],
+    }
     x = [row.threshold for row in rows]
 
     def series(name: str) -> list[float]:
         return [np.nan if getattr(row, name) is None else getattr(row, name) for row in rows]
 
-    figure, axis = plt.subplots(figsize=(8, 4.5))
-    for name, colour in [
-        ("precision", "#1f9d6b"),
-        ("recall", "#3d5afe"),
-        ("f1", "#8a93a6"),
-        ("hit_rate", "#d9822b"),
-        ("wrong_hit_rate", "#c0392b"),
-    ]:
-        axis.plot(x, series(name), label=name.replace("_", " "), color=colour, linewidth=2)
-    axis.axhline(target, color="#c0392b", linestyle=":", linewidth=1)
-    if chosen is not None:
-        axis.axvline(chosen.threshold, color="#1d2330", linestyle="--", linewidth=1)
-        axis.annotate(
-            f"recommended {chosen.threshold:.2f}",
-            (chosen.threshold, 0.5),
-            rotation=90,
-            xytext=(4, 0),
-            textcoords="offset points",
-        )
-    axis.set_xlabel("threshold (cosine similarity)")
-    axis.set_ylim(0, 1.02)
-    axis.set_title(f"frugal tune: {source}")
-    axis.legend(loc="lower left", fontsize=9)
-    axis.grid(alpha=0.3)
-    return table, save(figure, out / "tune.png")
+    def draw(axis: Axes) -> None:
+        for name, colour in [
+            ("precision", "#1f9d6b"),
+            ("recall", "#3d5afe"),
+            ("f1", "#8a93a6"),
+            ("hit_rate", "#d9822b"),
+            ("wrong_hit_rate", "#c0392b"),
+        ]:
+            axis.plot(x, series(name), label=name.replace("_", " "), color=colour, linewidth=2)
+        axis.axhline(target, color="#c0392b", linestyle=":", linewidth=1)
+        if chosen is not None:
+            axis.axvline(chosen.threshold, color="#1d2330", linestyle="--", linewidth=1)
+            axis.annotate(
+                f"recommended {chosen.threshold:.2f}",
+                (chosen.threshold, 0.5),
+                rotation=90,
+                xytext=(4, 0),
+                textcoords="offset points",
+            )
+        axis.set_ylim(0, 1.02)
+        axis.set_title(f"frugal tune: {source}")
+        axis.legend(loc="lower left", fontsize=9)
+
+    return write_json_and_png(out, "tune", table, draw)

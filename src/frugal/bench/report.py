@@ -1,4 +1,4 @@
-"""`frugal bench`'s outputs: a markdown table, a JSON file and two PNG plots."""
+"""`frugal bench`'s report: a markdown table, a JSON file and two PNG plots."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def _ms(value: float | None) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The summary rows as the lines of a markdown table, one row per configuration."""
     lines = [
         "| configuration | upstream calls | calls saved | hit rate | coalesced | wrong hits "
         "| upstream cost | mean (ms) | p50 | p95 | p99 | throughput (req/s) | errors |",
@@ -43,12 +44,28 @@ def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_json(path: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
-    path.write_text(json.dumps({**meta, "configurations": rows}, indent=2))
-    return path
+def write_report(
+    out: Path,
+    *,
+    title: str,
+    meta: dict[str, Any],
+    rows: list[dict[str, Any]],
+    latencies_ms: dict[str, list[float]],
+) -> list[Path]:
+    """Write the run's report into ``out`` (created as needed); the paths written, in order:
+    ``bench.md`` (the table under ``title``), ``bench.json`` (``meta`` and the rows, one per
+    configuration), then ``thresholds.png`` (when a semantic setup ran) and ``latency.png``
+    (each configuration's latencies in milliseconds, as a distribution)."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / "bench.json"
+    table.write_text(json.dumps({**meta, "configurations": rows}, indent=2))
+    plots = _write_plots(out, rows, latencies_ms, title)
+    summary = out / "bench.md"
+    summary.write_text("\n".join([f"# frugal bench: {title}", "", *markdown_table(rows), ""]))
+    return [summary, table, *plots]
 
 
-def write_plots(
+def _write_plots(
     out: Path, rows: list[dict[str, Any]], latencies: dict[str, list[float]], title: str
 ) -> list[Path]:
     plt = pyplot()

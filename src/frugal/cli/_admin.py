@@ -1,0 +1,133 @@
+"""Commands that talk to a running gateway's admin routes (`frugal.admin_client`): the cache
+(`cache stats | list | invalidate | flush`) and shadow mode's report."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from frugal.admin_client import AdminClient
+from frugal.bench.report import share
+from frugal.cli._common import DEFAULT_THRESHOLD
+
+T = TypeVar("T")
+
+UrlOption = Annotated[str, typer.Option(envvar="FRUGAL_URL", help="The gateway's base URL.")]
+AdminKeyOption = Annotated[
+    str, typer.Option(envvar="FRUGAL_ADMIN_KEY", help="The admin key.", show_default=False)
+]
+
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect and invalidate a gateway's cache.")
+
+
+def _admin_call(url: str, admin_key: str, call: Callable[[AdminClient], T]) -> T:
+    """``call`` on a client of the gateway at ``url``; a refusal or an unreachable gateway
+    ends the command with exit code 1."""
+    try:
+        with AdminClient(url, admin_key) as client:
+            return call(client)
+    except httpx.HTTPStatusError as exc:
+        typer.echo(f"frugal: {exc.response.status_code}: {exc.response.text}", err=True)
+        raise typer.Exit(1) from None
+    except httpx.TransportError as exc:
+        typer.echo(f"frugal: cannot reach {url}: {type(exc).__name__}", err=True)
+        raise typer.Exit(1) from None
+
+
+@cache_app.command("stats")
+def cache_stats(admin_key: AdminKeyOption, url: UrlOption = "http://127.0.0.1:8080") -> None:
+    """Print the gateway's cache statistics as JSON."""
+    typer.echo(json.dumps(_admin_call(url, admin_key, AdminClient.stats), indent=2))
+
+
+@cache_app.command("list")
+def cache_list(
+    admin_key: AdminKeyOption,
+    url: UrlOption = "http://127.0.0.1:8080",
+    offset: int = 0,
+    limit: int = 50,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's entries.")] = None,
+) -> None:
+    """List cached entries, newest first."""
+    found = _admin_call(
+        url, admin_key, lambda c: c.entries(offset=offset, limit=limit, tenant=tenant)
+    )
+    table = Table("id", "partition", "model", "prompt", "hits", "expires in")
+    now = time.time()
+    for entry in found:
+        table.add_row(
+            entry["id"],
+            entry["partition"],
+            entry["labels"].get("model", ""),
+            entry["prompt"][:60],
+            str(entry["hits"]),
+            f"{max(0, entry['expires_at'] - now):.0f} s",
+        )
+    Console().print(table)
+
+
+@cache_app.command("invalidate")
+def cache_invalidate(
+    admin_key: AdminKeyOption,
+    url: UrlOption = "http://127.0.0.1:8080",
+    entry_id: Annotated[list[str] | None, typer.Option("--id", help="An entry id.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Every entry of a tenant.")] = None,
+    scope: Annotated[str | None, typer.Option(help="Every entry of a scope.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Entries similar to this prompt.")] = None,
+    threshold: Annotated[float, typer.Option(help="Similarity for --prompt.")] = DEFAULT_THRESHOLD,
+) -> None:
+    """Remove entries by id, tenant, scope, or similarity to a prompt."""
+    selector: dict[str, object] = {}
+    if entry_id:
+        selector["ids"] = entry_id
+    if tenant is not None:
+        selector["tenant"] = tenant
+    if scope is not None:
+        selector["scope"] = scope
+    if prompt is not None:
+        selector.update(prompt=prompt, threshold=threshold)
+    removed = _admin_call(url, admin_key, lambda c: c.invalidate(selector))
+    typer.echo(f"invalidated {removed} entries")
+
+
+@cache_app.command("flush")
+def cache_flush(
+    admin_key: AdminKeyOption,
+    url: UrlOption = "http://127.0.0.1:8080",
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove every cached entry."""
+    if not yes:
+        typer.confirm(f"Flush the whole cache of {url}?", abort=True)
+    typer.echo(f"flushed {_admin_call(url, admin_key, AdminClient.flush)} entries")
+
+
+def shadow_report(admin_key: AdminKeyOption, url: UrlOption = "http://127.0.0.1:8080") -> None:
+    """What a gateway in shadow mode saw: would-be hits and diverged answers by threshold."""
+    report = _admin_call(url, admin_key, AdminClient.shadow_report)
+    table = Table(
+        title=f"shadow mode: {report['requests']:,} cacheable requests, "
+        f"{report['compared']:,} would-be hits compared"
+    )
+    for column in ["threshold", "would-be hits", "hit rate", "identical", "diverged"]:
+        table.add_column(column, justify="right")
+    for row in report["thresholds"]:
+        table.add_row(
+            f"{row['threshold']:.2f}",
+            f"{row['would_be_hits']:,}",
+            share(row["would_be_hit_rate"]),
+            share(row["identical_share"]),
+            share(row["diverged_share"]),
+        )
+    Console().print(table)
+    typer.echo(
+        f"diverged: the cached and the fresh answers' similarity is below "
+        f"{report['diverged_below']:.2f}"
+    )

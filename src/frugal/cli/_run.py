@@ -1,0 +1,162 @@
+"""Commands that run something: the gateway, the simulated provider, the demo, and the
+install-time helpers (`model export`, `keys add`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from frugal.cli._common import ConfigOption, HostOption, PortOption, fail, settings
+
+
+def serve(
+    host: HostOption = None,
+    port: PortOption = None,
+    config: ConfigOption = None,
+    upstream: Annotated[
+        str | None, typer.Option(help="Upstream base URL, e.g. http://127.0.0.1:9000/v1.")
+    ] = None,
+) -> None:
+    """Run the gateway."""
+    from frugal.api import server
+    from frugal.api.app import create_app
+    from frugal.observability.logs import configure_logging
+
+    chosen = settings(config, host=host, port=port, upstream_base_url=upstream)
+    if chosen.upstream_base_url is None:
+        fail("FRUGAL_UPSTREAM_BASE_URL (or --upstream) is required")
+    if chosen.api_keys_file is not None:
+        from frugal.errors import KeysFileError
+        from frugal.tenants import Keys
+
+        try:
+            Keys.load(chosen.api_keys_file)
+        except KeysFileError as exc:
+            fail(exc)
+    configure_logging(chosen.log_level)
+    server.serve(
+        create_app(chosen),
+        host=chosen.host,
+        port=chosen.port,
+        log_level=chosen.log_level,
+        drain_s=chosen.shutdown_drain_s,
+    )
+
+
+model_app = typer.Typer(no_args_is_help=True, help="The embedding model.")
+
+
+@model_app.command("export")
+def model_export(
+    config: ConfigOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder to write to (default: the model dir).")
+    ] = None,
+) -> None:
+    """Export the packaged all-MiniLM-L6-v2 weights to ONNX (needs torch; run once at install)."""
+    from frugal.cache.export import export_onnx
+
+    target = out if out is not None else settings(config).models_path
+    typer.echo(f"exported {export_onnx(target)}")
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="Client keys and their tenants.")
+
+
+@keys_app.command("add")
+def keys_add(
+    tenant: Annotated[str, typer.Argument(help="The tenant the new key belongs to.")],
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            envvar="FRUGAL_API_KEYS_FILE",
+            help="The keys file (YAML, or JSON by its suffix); created if absent.",
+        ),
+    ] = None,
+) -> None:
+    """Create a client key for TENANT: its salted hash goes to the file, the key is printed
+    here once and stored nowhere."""
+    from frugal.errors import KeysFileError
+    from frugal.tenants import add_key
+
+    path = file or Path("frugal-keys.yaml")
+    try:
+        key = add_key(path, tenant)
+    except (KeysFileError, OSError, ValueError) as exc:
+        fail(exc)
+    typer.echo(key)
+    typer.echo(f"added to {path} for tenant {tenant!r}; this key is shown only now", err=True)
+
+
+def sim(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9000,
+    call_latency_ms: Annotated[float, typer.Option(help="Fixed cost of every call.")] = 900.0,
+    item_latency_ms: Annotated[
+        float, typer.Option(help="Cost per prompt or input in a call.")
+    ] = 100.0,
+    token_latency_ms: Annotated[float, typer.Option(help="Cost per output token.")] = 0.0,
+    max_concurrency: Annotated[
+        int | None, typer.Option(help="Calls served at once; more queue.")
+    ] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute; over it: 429.")] = None,
+    error_rate: Annotated[float, typer.Option(help="Share of calls answered 500.")] = 0.0,
+    slow_rate: Annotated[float, typer.Option(help="Share of calls slowed by --slow-ms.")] = 0.0,
+    slow_ms: Annotated[float, typer.Option(help="Extra latency of a slow call.")] = 5000.0,
+    drop_rate: Annotated[float, typer.Option(help="Share of calls whose connection drops.")] = 0.0,
+    reject_containing: Annotated[
+        str | None, typer.Option(help="Answer 400 to a call when a prompt contains this text.")
+    ] = None,
+    require_api_key: Annotated[
+        str | None, typer.Option(help="Answer 401 unless this bearer key is sent.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the fault injection.")] = None,
+) -> None:
+    """Run the simulated OpenAI-compatible provider."""
+    import uvicorn
+
+    from frugal.sim import SimConfig, create_sim_app
+
+    config = SimConfig(
+        call_latency_ms=call_latency_ms,
+        item_latency_ms=item_latency_ms,
+        token_latency_ms=token_latency_ms,
+        max_concurrency=max_concurrency,
+        rpm=rpm,
+        error_rate=error_rate,
+        slow_rate=slow_rate,
+        slow_ms=slow_ms,
+        drop_rate=drop_rate,
+        reject_containing=reject_containing,
+        require_api_key=require_api_key,
+        seed=seed,
+    )
+    uvicorn.run(create_sim_app(config), host=host, port=port, log_level="warning")
+
+
+def demo(
+    workload: Annotated[
+        Path | None, typer.Option(help='JSONL of {"text": ...} prompts (default: bundled).')
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Concurrent clients.")] = 8,
+    call_latency_ms: Annotated[float, typer.Option(help="The provider's cost per call.")] = 900.0,
+    item_latency_ms: Annotated[float, typer.Option(help="The provider's cost per prompt.")] = 100.0,
+    chart: Annotated[Path, typer.Option(help="Where to write the report as a PNG chart.")] = Path(
+        "frugal-demo.png"
+    ),
+) -> None:
+    """Start a simulated provider and the gateway, replay a workload, print what was saved."""
+    from frugal.demo import print_report, run_demo, write_chart
+
+    sim_args = [
+        "--call-latency-ms",
+        str(call_latency_ms),
+        "--item-latency-ms",
+        str(item_latency_ms),
+    ]
+    report = run_demo(workload=workload, concurrency=concurrency, sim_args=sim_args)
+    print_report(report)
+    typer.echo(f"chart: {write_chart(report, chart)}")
