@@ -23,8 +23,9 @@ fuzz: install-test
 redis: install-redis
 	$(BIN)/python -m frugal.local.redis_server
 
-# The export is a no-op when the model is already there; run each time so that removing
-# .frugal (the cache's data) does not leave the gateway without its model.
+# The embedder is exported once per user, to ~/.cache/frugal/models ($XDG_CACHE_HOME/frugal/models,
+# or FRUGAL_MODEL_DIR), apart from the cache's data: any FRUGAL_DATA_DIR finds it there. Run each
+# time; it is a no-op when the model is already there.
 install: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/frugal model export
 install-test: $(VENV)/.installed-test $(CHROMIUM)

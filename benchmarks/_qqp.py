@@ -12,8 +12,10 @@ import time
 import numpy as np
 from _data import PAIRS, ROOT, rows
 
+from frugal.config import load_settings
+
 CACHE_DIR = ROOT / ".frugal" / "bench"
-MODEL_DIR = ROOT / ".frugal" / "models"
+MODEL_DIR = load_settings().models_path  # where `make install` exported the embedder
 
 
 def load_questions() -> list[str]:

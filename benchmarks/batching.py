@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _data import INTENTS, rows  # noqa: E402
 from _machine import write_report  # noqa: E402
 
+from frugal.config import load_settings  # noqa: E402
 from frugal.local import processes  # noqa: E402
 from frugal.percentiles import percentile  # noqa: E402
 
@@ -50,7 +51,7 @@ class Stack:
             gateway_env={
                 "FRUGAL_LOG_LEVEL": "warning",
                 "FRUGAL_DATA_DIR": str(tmp / f"data-{time.monotonic_ns()}"),
-                "FRUGAL_MODEL_DIR": str(ROOT / ".frugal" / "models"),
+                "FRUGAL_MODEL_DIR": str(load_settings().models_path),
                 "FRUGAL_UPSTREAM_MAX_CONCURRENCY": "4",
                 **env,
             },

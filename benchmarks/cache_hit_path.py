@@ -29,10 +29,11 @@ from _lean_http import LeanConnection  # noqa: E402
 from _machine import write_report  # noqa: E402
 
 from frugal.cache.embedder import OnnxEmbedder  # noqa: E402
+from frugal.config import load_settings  # noqa: E402
 from frugal.local import processes  # noqa: E402
 from frugal.percentiles import percentile  # noqa: E402
 
-MODEL_DIR = Path(".frugal/models")
+MODEL_DIR = load_settings().models_path
 ADMIN_KEY = "bench-admin"
 PATH = "/v1/chat/completions"
 SEEDS = [

@@ -44,6 +44,7 @@ from _lean_http import LeanConnection  # noqa: E402
 from _machine import write_report  # noqa: E402
 
 from frugal.bench.workload import Draw, load_workload, stream  # noqa: E402
+from frugal.config import load_settings  # noqa: E402
 from frugal.local import processes  # noqa: E402
 from frugal.local.redis_server import RedisServer  # noqa: E402
 from frugal.percentiles import percentile  # noqa: E402
@@ -371,7 +372,7 @@ def main() -> None:
         keys_file = tmp / "keys.yaml"
         keys = {tenant: add_key(keys_file, tenant) for tenant in TENANTS}
         env = {
-            "FRUGAL_MODEL_DIR": str(ROOT / ".frugal" / "models"),
+            "FRUGAL_MODEL_DIR": str(load_settings().models_path),
             "FRUGAL_DATA_DIR": str(tmp / "data"),
             "FRUGAL_ADMIN_KEY": "load-admin",
             "FRUGAL_API_KEYS_FILE": str(keys_file),

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from frugal.config import default_model_dir
 from frugal.local.processes import FrugalProcess, start_frugal
 from frugal.local.redis_server import RedisServer
 
@@ -20,7 +21,7 @@ CANARY_KEY = "sk-canary-3f9c2e7b1d5a4c8e9f0a"
 ADMIN_KEY = "admin-test-key-5d1e"
 ROOT = Path(__file__).resolve().parent.parent
 # The exported embedder; `make test` exports it before the suite runs.
-MODEL_DIR = Path(os.environ.get("FRUGAL_MODEL_DIR", ROOT / ".frugal" / "models"))
+MODEL_DIR = Path(os.environ.get("FRUGAL_MODEL_DIR", default_model_dir()))
 
 # Millisecond latencies keep the suite fast while the latency model stays in play.
 FAST_SIM = ["--call-latency-ms", "2", "--item-latency-ms", "1"]

@@ -8,6 +8,7 @@ the value (`SettingsError`). Units are in the names.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,7 +59,7 @@ class Settings(BaseSettings):
     store_breaker_failures: int = Field(5, ge=1)  # failures in a row that open the breaker
     store_breaker_reset_s: float = Field(5.0, gt=0)  # how long it stays open before a probe
     data_dir: Path = Path(".frugal")
-    model_dir: Path | None = None  # where the exported embedder lives; default DATA_DIR/models
+    model_dir: Path | None = None  # the exported embedder; default: default_model_dir()
     embedder_backend: Literal["onnx", "sentence-transformers"] = "onnx"
     # Texts that arrive during a model call share the next one, up to this many.
     embedder_max_batch: int = Field(32, ge=1)
@@ -102,8 +103,9 @@ class Settings(BaseSettings):
 
     @property
     def models_path(self) -> Path:
-        """The folder holding the exported embedder."""
-        return self.model_dir if self.model_dir is not None else self.data_dir / "models"
+        """The folder holding the exported embedder: ``model_dir``, else `default_model_dir`
+        (never under ``data_dir``: a new data dir needs no new export)."""
+        return self.model_dir if self.model_dir is not None else default_model_dir()
 
     @property
     def upstream_url(self) -> str:
@@ -111,6 +113,16 @@ class Settings(BaseSettings):
         if self.upstream_base_url is None:
             raise SettingsError(f"{ENV_PREFIX}UPSTREAM_BASE_URL is required (or --upstream URL)")
         return str(self.upstream_base_url).rstrip("/")
+
+def default_model_dir() -> Path:
+    """Where `frugal model export` writes the embedder and the gateway reads it, unless
+    ``FRUGAL_MODEL_DIR`` says otherwise: one place per user, whatever the data dir, in the
+    user's cache folder (``$XDG_CACHE_HOME/frugal/models``, else ``~/.cache/frugal/models``).
+    """
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(cache) if os.path.isabs(cache) else Path.home() / ".cache"  # XDG: absolute only
+    return base / "frugal" / "models"
+
 
 
 def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Settings:

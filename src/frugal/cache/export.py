@@ -9,7 +9,8 @@ graph, which is what sentence-transformers feeds for a single sentence.
 
 Exporting needs torch and transformers (the ``export`` extra); they are imported only inside
 `export_onnx`, never by the gateway. Run it once with ``frugal model export`` (the install step
-does), which writes into the model dir::
+does), which writes into the model dir (`frugal.config.default_model_dir`, one per user and not
+under the data dir, unless ``FRUGAL_MODEL_DIR`` names another)::
 
     <model dir>/all-MiniLM-L6-v2.onnx        the graph
     <model dir>/tokenizer.json               the model's tokenizer, copied as shipped
@@ -47,7 +48,7 @@ def export_onnx(out_dir: Path) -> Path:
 
     Raises `ImportError` when torch or transformers is missing (``pip install 'frugal[export]'``).
 
-    Example: ``export_onnx(Path(".frugal/models"))`` → ``.frugal/models/all-MiniLM-L6-v2.onnx``.
+    Example: ``export_onnx(Path("models"))`` → ``models/all-MiniLM-L6-v2.onnx``.
     """
     out_dir = Path(out_dir)
     target = out_dir / ONNX_FILENAME

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from frugal.cli._common import ConfigOption, HostOption, PortOption, fail, settings
+from frugal.errors import ConfigurationError
 
 
 def serve(
@@ -22,27 +23,24 @@ def serve(
     """Run the gateway."""
     from frugal.api import server
     from frugal.api.app import create_app
+    from frugal.cli._startup import check_startup
     from frugal.observability.logs import configure_logging
 
     chosen = settings(config, host=host, port=port, upstream_base_url=upstream)
     if chosen.upstream_base_url is None:
         fail("FRUGAL_UPSTREAM_BASE_URL (or --upstream) is required")
-    if chosen.api_keys_file is not None:
-        from frugal.errors import KeysFileError
-        from frugal.tenants import Keys
-
-        try:
-            Keys.load(chosen.api_keys_file)
-        except KeysFileError as exc:
-            fail(exc)
-    configure_logging(chosen.log_level)
-    server.serve(
-        create_app(chosen),
-        host=chosen.host,
-        port=chosen.port,
-        log_level=chosen.log_level,
-        drain_s=chosen.shutdown_drain_s,
-    )
+    try:
+        check_startup(chosen)
+        configure_logging(chosen.log_level)
+        server.serve(
+            create_app(chosen),
+            host=chosen.host,
+            port=chosen.port,
+            log_level=chosen.log_level,
+            drain_s=chosen.shutdown_drain_s,
+        )
+    except ConfigurationError as exc:
+        fail(exc)
 
 
 model_app = typer.Typer(no_args_is_help=True, help="The embedding model.")
