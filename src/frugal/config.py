@@ -114,6 +114,7 @@ class Settings(BaseSettings):
             raise SettingsError(f"{ENV_PREFIX}UPSTREAM_BASE_URL is required (or --upstream URL)")
         return str(self.upstream_base_url).rstrip("/")
 
+
 def default_model_dir() -> Path:
     """Where `frugal model export` writes the embedder and the gateway reads it, unless
     ``FRUGAL_MODEL_DIR`` says otherwise: one place per user, whatever the data dir, in the
@@ -122,7 +123,6 @@ def default_model_dir() -> Path:
     cache = os.environ.get("XDG_CACHE_HOME", "")
     base = Path(cache) if os.path.isabs(cache) else Path.home() / ".cache"  # XDG: absolute only
     return base / "frugal" / "models"
-
 
 
 def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Settings:
