@@ -161,7 +161,7 @@ class StoreResult:
 def make_entry(i: int, vector: np.ndarray, question: str, now: float) -> Entry:
     return Entry(
         id=f"q{i}",
-        tenant="bench",
+        partition="bench",
         scope=SCOPE,
         prompt=question,
         prompt_hash=hashlib.sha256(question.encode()).hexdigest(),
@@ -181,7 +181,7 @@ def make_entry(i: int, vector: np.ndarray, question: str, now: float) -> Entry:
         vector=vector.copy(),  # each entry owns its vector, as in the gateway
         created_at=now,
         expires_at=now + 86_400,
-        labels={"tenant": "bench", "endpoint": "/v1/chat/completions", "model": "sim-small"},
+        labels={"partition": "bench", "endpoint": "/v1/chat/completions", "model": "sim-small"},
     )
 
 

@@ -220,7 +220,7 @@ class Pipeline:
         if self._cache is None:
             return None
         return cache_key(
-            endpoint, body, tenant=ctx.partition, user_is_label=self._policy.user_is_label
+            endpoint, body, partition=ctx.partition, user_is_label=self._policy.user_is_label
         )
 
     async def _lookup(self, key: CacheKey | None, ctx: RequestContext) -> Lookup:

@@ -353,6 +353,7 @@ def test_admin_stats_count_hits_and_misses(fresh: Stack) -> None:
     assert after["hits_exact"] - before["hits_exact"] == 1
     assert after["hits_semantic"] - before["hits_semantic"] == 1
     assert after["entries"] == 1
+    assert after["write_failures"] == 0 and "unsaved" in after  # the embedded store's file
 
 
 # -- the command line ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from frugal.cache.scope import CacheKey
 
 
 def key(prompt: str, scope: str = "s") -> CacheKey:
-    return CacheKey(tenant="t", scope=scope, prompt=prompt, prompt_hash=f"h:{prompt}")
+    return CacheKey(partition="t", scope=scope, prompt=prompt, prompt_hash=f"h:{prompt}")
 
 
 def unit(*values: float) -> np.ndarray:

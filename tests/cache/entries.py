@@ -29,14 +29,14 @@ def make(
     vector: np.ndarray,
     *,
     scope: str = "scope-a",
-    tenant: str = "tenant-1",
+    partition: str = "partition-1",
     now: float = T0,
     ttl_s: float = 3600.0,
     entry_id: str | None = None,
 ) -> Entry:
     return Entry(
         id=entry_id or f"id-{next(_ids)}",
-        tenant=tenant,
+        partition=partition,
         scope=scope,
         prompt=prompt,
         prompt_hash=hashlib.sha256(prompt.encode()).hexdigest(),
@@ -44,7 +44,7 @@ def make(
         vector=vector,
         created_at=now,
         expires_at=now + ttl_s,
-        labels={"tenant": tenant, "model": "sim-small"},
+        labels={"partition": partition, "model": "sim-small"},
     )
 
 

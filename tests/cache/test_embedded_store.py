@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from frugal.cache import write_behind
 from frugal.cache.embedded import EmbeddedStore
 from frugal.cache.index import IndexOptions
 from frugal.cache.store import CacheStoreError, Entry
@@ -114,14 +115,15 @@ async def test_a_flush_during_a_write_in_flight_stays_flushed(
     path = tmp_path / "cache.sqlite3"
     store = await open_store(path, write_delay_s=0)
     release, started = threading.Event(), threading.Event()
-    write_rows = store._write_rows
+    file = store._disk.file
+    write_rows = file.write_rows
 
     def held_write(*args: object) -> None:
         started.set()
         release.wait(5)
         write_rows(*args)
 
-    monkeypatch.setattr(store, "_write_rows", held_write)
+    monkeypatch.setattr(file, "write_rows", held_write)
     await store.put(make("written, then flushed", unit(rng)))
     while not started.is_set():  # the writer took the batch and is blocked writing it
         await asyncio.sleep(0.001)
@@ -147,7 +149,8 @@ async def test_a_failed_write_is_retried_and_a_failed_close_raises(
 ) -> None:
     path = tmp_path / "cache.sqlite3"
     store = await open_store(path, write_delay_s=0)
-    write_rows, failures = store._write_rows, []
+    file = store._disk.file
+    write_rows, failures = file.write_rows, []
 
     def flaky_write(*args: object) -> None:
         if len(failures) < 1:
@@ -155,7 +158,7 @@ async def test_a_failed_write_is_retried_and_a_failed_close_raises(
             raise sqlite3.OperationalError("disk I/O error")
         write_rows(*args)
 
-    monkeypatch.setattr(store, "_write_rows", flaky_write)
+    monkeypatch.setattr(file, "write_rows", flaky_write)
     first, second = make("first", unit(rng)), make("second", unit(rng))
     await store.put(first)
     while not failures:
@@ -167,16 +170,115 @@ async def test_a_failed_write_is_retried_and_a_failed_close_raises(
     def broken_write(*args: object) -> None:
         raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(store, "_write_rows", broken_write)
+    monkeypatch.setattr(file, "write_rows", broken_write)
     await store.delete([first.id])
-    with pytest.raises(CacheStoreError, match="database is locked"):
+    caplog.clear()
+    with pytest.raises(CacheStoreError, match="1 change was not written: .*database is locked"):
         await store.aclose()
+    assert "1 change was not written" in caplog.text
     store = await open_store(path)
     try:  # both puts were written; the delete was not
         held = {e.id for e in await store.list_entries(offset=0, limit=5, now=T0)}
         assert held == {first.id, second.id}
     finally:
         await store.aclose()
+
+
+async def test_a_writer_that_raises_anything_is_logged_counted_and_restarted(
+    tmp_path: Path,
+    rng: np.random.Generator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not only `CacheStoreError`: a bug in the write must not end persistence in silence."""
+    monkeypatch.setattr(write_behind, "_RETRY_S", 0.01)
+    path = tmp_path / "cache.sqlite3"
+    store = await open_store(path, write_delay_s=0)
+    file = store._disk.file
+    write_rows, failures = file.write_rows, []
+
+    def fails_once(*args: object) -> None:
+        if not failures:
+            failures.append(args)
+            raise RuntimeError("a bug in the writer")
+        write_rows(*args)
+
+    monkeypatch.setattr(file, "write_rows", fails_once)
+    entry = make("kept through the failure", unit(rng))
+    try:
+        await store.put(entry)
+        while not failures:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0)  # the writer's end is reported
+        failed = [r for r in caplog.records if "writing the cache file failed" in r.getMessage()]
+        assert failed and failed[0].exc_info is not None
+        assert "RuntimeError: a bug in the writer" in caplog.text  # the traceback
+        stats = await store.stats()
+        assert (stats.write_failures, stats.unsaved) == (1, 1)
+        for _ in range(500):  # the restarted writer writes it, with nothing else to wake it
+            if _ids_in(path) == [entry.id]:
+                break
+            await asyncio.sleep(0.01)
+        assert _ids_in(path) == [entry.id]
+        assert (await store.stats()).unsaved == 0
+    finally:
+        await store.aclose()
+    assert (await (reopened := await open_store(path)).stats()).entries == 1
+    await reopened.aclose()
+
+
+def _ids_in(path: Path) -> list[str]:
+    """The ids on disk, read by a connection of its own (WAL: the writer's commits only)."""
+    db = sqlite3.connect(path)
+    try:
+        return [row[0] for row in db.execute("SELECT id FROM entries ORDER BY id")]
+    finally:
+        db.close()
+
+
+async def test_a_file_of_the_older_layout_is_migrated_on_open(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """frugal once named the partition column ``tenant``."""
+    path = tmp_path / "cache.sqlite3"
+    vector = unit(rng)
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(OLDER_SCHEMA)
+        db.execute(
+            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ("old", "acme", "scope-a", "p", "hash-p", '{"answer": 42}', vector.tobytes(),
+             T0, T0 + 100, '{"tenant": "acme"}', 3, None, 1),
+        )  # fmt: skip
+    db.close()
+    store = await open_store(path)
+    try:
+        found = await store.get_exact(
+            scope="scope-a", prompt_hash="hash-p", now=T0, partition="acme"
+        )
+        assert found is not None and (found.id, found.partition, found.hits) == ("old", "acme", 3)
+        newer = make("new", unit(rng), partition="globex")
+        await store.put(newer)
+    finally:
+        await store.aclose()
+    db = sqlite3.connect(path)
+    try:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(entries)")]
+        held = set(db.execute("SELECT id, partition FROM entries"))
+    finally:
+        db.close()
+    assert "partition" in columns and "tenant" not in columns
+    assert held == {("old", "acme"), (newer.id, "globex")}
+
+
+OLDER_SCHEMA = """
+CREATE TABLE entries (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, scope TEXT NOT NULL, prompt TEXT NOT NULL,
+    prompt_hash TEXT NOT NULL, response TEXT NOT NULL, vector BLOB NOT NULL,
+    created_at REAL NOT NULL, expires_at REAL NOT NULL, labels TEXT NOT NULL,
+    hits INTEGER NOT NULL, last_used_at REAL, used_seq INTEGER NOT NULL
+)
+"""
 
 
 async def test_the_approximate_index_after_deletions(

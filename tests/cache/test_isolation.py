@@ -79,7 +79,7 @@ async def test_a_lookup_only_ever_finds_its_own_tenants_answers(
     saved: dict[tuple[str, str], set[str]] = {}  # (tenant, scope) -> answers saved there
     for tenant_name, model, system, question in traffic:
         tenant = f"{tenant_name}-{run}"  # never seen by an earlier example: those must not hit
-        key = cache_key(Endpoint.CHAT, body(model, system, question), tenant=tenant)
+        key = cache_key(Endpoint.CHAT, body(model, system, question), partition=tenant)
         assert key is not None
         found = await cache.lookup(key, threshold=-1.0)
         own = saved.get((tenant, key.scope), set())

@@ -14,6 +14,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from frugal.cache.redis_layout import to_hash
 from frugal.cache.redis_store import RedisStore, RedisStoreConfigError, similarity_from_distance
 from frugal.cache.store import CacheStoreError
 from frugal.local.redis_server import RedisServer
@@ -75,6 +76,53 @@ async def test_an_index_of_other_dimensions_is_a_start_up_error(
         await first.aclose()
 
 
+async def test_an_older_frugals_index_is_left_beside_this_layouts(
+    redis_server: RedisServer, rng: np.random.Generator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An older frugal named the partition ``tenant``, in an index under the bare name. This
+    layout's index is another (``:v2``): the old entry is never found by a lookup (a miss, not
+    another partition's answer), listings still read it, and the old index is named to drop."""
+    prefix, name = names()
+    client = redis.Redis.from_url(redis_server.url)
+    older = make("asked before the upgrade", unit(rng), partition="acme")
+    fields = to_hash(older, older.vector)
+    fields["tenant"], fields["tenant_tag"] = fields.pop("partition"), fields.pop("partition_tag")
+    vector_args = ["TYPE", "FLOAT32", "DIM", DIM, "DISTANCE_METRIC", "COSINE"]
+    client.execute_command(
+        "FT.CREATE", name, "ON", "HASH", "PREFIX", 1, f"{prefix}entry:", "SCHEMA",
+        "tenant_tag", "TAG", "scope_tag", "TAG", "prompt_tag", "TAG",
+        "created_at", "NUMERIC", "SORTABLE", "expires_at", "NUMERIC",
+        "vector", "VECTOR", "HNSW", len(vector_args), *vector_args,
+    )  # fmt: skip
+    client.hset(f"{prefix}entry:{older.id}", mapping=fields)
+    store = await RedisStore.open(
+        redis_server.url, prefix=prefix, index=name, max_entries=10, dimensions=DIM
+    )
+    try:
+        assert store.reachable and store.index == f"{name}:v2"
+        assert f"{name!r} of an older frugal" in caplog.text
+        assert f"FT.DROPINDEX {name}" in caplog.text
+        for partition in ("acme", "globex"):
+            lookup = {"scope": older.scope, "now": T0, "partition": partition}
+            assert await store.get_exact(prompt_hash=older.prompt_hash, **lookup) is None
+            assert not await store.search(vector=older.vector, k=5, min_similarity=-1, **lookup)
+        (listed,) = await store.list_entries(offset=0, limit=10, now=T0)
+        assert (listed.id, listed.partition) == (older.id, "acme")
+        newer = make("asked after it", unit(rng), partition="acme")
+        await store.put(newer)
+        found = await store.get_exact(
+            scope=newer.scope, prompt_hash=newer.prompt_hash, now=T0, partition="acme"
+        )
+        assert found is not None and found.id == newer.id
+        assert name.encode() in client.execute_command("FT._LIST")  # left to its operator
+    finally:
+        await store.flush()
+        await store.drop_index()
+        await store.aclose()
+        client.execute_command("FT.DROPINDEX", name)
+        client.close()
+
+
 async def test_a_redis_without_the_query_engine_is_named_at_start_up(tmp_path: Path) -> None:
     with RedisServer.start(modules=False) as plain:
         with pytest.raises(RedisStoreConfigError, match="no query engine"):
@@ -100,24 +148,24 @@ async def test_an_unreachable_redis_is_not_a_start_up_error() -> None:
     noise=st.floats(min_value=0.0, max_value=0.2),
     seed=st.integers(0, 2**32 - 1),
 )
-async def test_a_tenant_never_receives_another_tenants_entry(
+async def test_a_partition_never_receives_another_partitions_entry(
     store: RedisStore, prompts: list[str], noise: float, seed: int
 ) -> None:
-    """However similar the prompt, even in the same scope string: the tenant is a filter."""
+    """However similar the prompt, even in the same scope string: the partition is a filter."""
     rng = np.random.default_rng(seed)
     await store.flush()
     theirs = []
     for prompt in prompts:
-        entry = make(prompt, unit(rng), tenant="tenant-a", scope="shared-scope")
+        entry = make(prompt, unit(rng), partition="partition-a", scope="shared-scope")
         await store.put(entry)
         theirs.append(entry)
     for entry in theirs:
         moved = entry.vector + noise * rng.standard_normal(DIM).astype(np.float32)
         query = (moved / np.linalg.norm(moved)).astype(np.float32)
-        as_b = {"scope": "shared-scope", "now": T0, "tenant": "tenant-b"}
+        as_b = {"scope": "shared-scope", "now": T0, "partition": "partition-b"}
         assert await store.search(vector=query, k=5, min_similarity=-1, **as_b) == []
         assert await store.get_exact(prompt_hash=entry.prompt_hash, **as_b) is None
-        as_a = {**as_b, "tenant": "tenant-a"}
+        as_a = {**as_b, "partition": "partition-a"}
         assert await store.search(vector=query, k=5, min_similarity=-1, **as_a)
 
 
@@ -157,7 +205,8 @@ async def test_flush_leaves_other_keys_and_deployments_alone(
         assert client.get("unrelated:key") == b"keep me"
         assert await neighbour.get_exact(scope="scope-a", prompt_hash=theirs.prompt_hash, now=T0)
         assert not await store.get_exact(scope="scope-a", prompt_hash=mine.prompt_hash, now=T0)
-        assert (await store.stats()).entries == 0
+        stats = await store.stats()
+        assert (stats.entries, stats.write_failures, stats.unsaved) == (0, 0, 0)
         await store.put(mine)  # the index is still there
         assert await store.get_exact(scope="scope-a", prompt_hash=mine.prompt_hash, now=T0)
     finally:

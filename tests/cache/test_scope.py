@@ -25,8 +25,8 @@ BASE: dict[str, Any] = {
 }
 
 
-def key(body: dict[str, Any], tenant: str = "acme", **kwargs: Any):
-    return cache_key(Endpoint.CHAT, body, tenant=tenant, **kwargs)
+def key(body: dict[str, Any], partition: str = "acme", **kwargs: Any):
+    return cache_key(Endpoint.CHAT, body, partition=partition, **kwargs)
 
 
 def changed(path: str, value: Any) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def test_only_the_last_user_message_is_the_question() -> None:
     assert found is not None
     assert found.prompt == "How old is he?"
     assert found.labels == {
-        "tenant": "acme",
+        "partition": "acme",
         "endpoint": "/chat/completions",
         "model": "gpt-4o-mini",
     }
@@ -83,11 +83,13 @@ def test_each_scope_field_changed_alone_prevents_sharing(path: str, value: Any) 
     assert key(changed(path, value)).scope != key(BASE).scope
 
 
-def test_tenant_and_endpoint_are_part_of_the_scope() -> None:
-    assert key(BASE, tenant="acme").scope != key(BASE, tenant="globex").scope
-    completion = cache_key(Endpoint.COMPLETIONS, {"model": "m", "prompt": "x"}, tenant="acme")
+def test_partition_and_endpoint_are_part_of_the_scope() -> None:
+    assert key(BASE, partition="acme").scope != key(BASE, partition="globex").scope
+    completion = cache_key(Endpoint.COMPLETIONS, {"model": "m", "prompt": "x"}, partition="acme")
     chat = cache_key(
-        Endpoint.CHAT, {"model": "m", "messages": [{"role": "user", "content": "x"}]}, tenant="acme"
+        Endpoint.CHAT,
+        {"model": "m", "messages": [{"role": "user", "content": "x"}]},
+        partition="acme",
     )
     assert completion.scope != chat.scope
 
@@ -137,7 +139,7 @@ def test_follow_ups_in_different_conversations_never_share_a_scope() -> None:
 def test_requests_without_a_single_text_question_are_not_cacheable(
     endpoint: Endpoint, body: dict[str, Any]
 ) -> None:
-    assert cache_key(endpoint, body, tenant="t") is None
+    assert cache_key(endpoint, body, partition="t") is None
 
 
 def test_text_parts_are_the_question() -> None:
@@ -166,18 +168,22 @@ field_names = st.sampled_from(
     extra=st.dictionaries(field_names, json_scalars, max_size=4),
     other=st.dictionaries(field_names, json_scalars, max_size=4),
     question=st.text(min_size=1, max_size=20),
-    tenant=st.sampled_from(["a", "b"]),
-    other_tenant=st.sampled_from(["a", "b"]),
+    partition=st.sampled_from(["a", "b"]),
+    other_partition=st.sampled_from(["a", "b"]),
 )
 def test_scopes_are_equal_exactly_when_everything_but_the_question_is(
-    extra: dict[str, Any], other: dict[str, Any], question: str, tenant: str, other_tenant: str
+    extra: dict[str, Any],
+    other: dict[str, Any],
+    question: str,
+    partition: str,
+    other_partition: str,
 ) -> None:
     def body(fields: dict[str, Any], text: str) -> dict[str, Any]:
         return {"model": "m", **fields, "messages": [{"role": "user", "content": text}]}
 
-    first = cache_key(Endpoint.CHAT, body(extra, question), tenant=tenant)
-    second = cache_key(Endpoint.CHAT, body(other, question + "?"), tenant=other_tenant)
+    first = cache_key(Endpoint.CHAT, body(extra, question), partition=partition)
+    second = cache_key(Endpoint.CHAT, body(other, question + "?"), partition=other_partition)
     # Compared as JSON: `false` and `0` are different values to a provider, as they are here.
     as_json = [json.dumps({"model": "m", **fields}, sort_keys=True) for fields in (extra, other)]
-    same_rest = as_json[0] == as_json[1] and tenant == other_tenant
+    same_rest = as_json[0] == as_json[1] and partition == other_partition
     assert (first.scope == second.scope) == same_rest

@@ -50,7 +50,7 @@ class ListStore:
         self.entries: dict[str, Entry] = {}
 
     async def get_exact(
-        self, *, scope: str, prompt_hash: str, now: float, tenant: str | None = None
+        self, *, scope: str, prompt_hash: str, now: float, partition: str | None = None
     ) -> Entry | None:
         return next(
             (
@@ -59,7 +59,7 @@ class ListStore:
                 if e.scope == scope
                 and e.prompt_hash == prompt_hash
                 and e.expires_at > now
-                and tenant in (None, e.tenant)
+                and partition in (None, e.partition)
             ),
             None,
         )
@@ -72,12 +72,12 @@ class ListStore:
         k: int,
         min_similarity: float,
         now: float,
-        tenant: str | None = None,
+        partition: str | None = None,
     ):
         found = [
             Match(e, float(e.vector @ vector))
             for e in self.entries.values()
-            if e.scope == scope and e.expires_at > now and tenant in (None, e.tenant)
+            if e.scope == scope and e.expires_at > now and partition in (None, e.partition)
         ]
         found = [m for m in found if m.similarity >= min_similarity]
         return sorted(found, key=lambda m: -m.similarity)[:k]
@@ -104,7 +104,7 @@ class BrokenStore(ListStore):
 
 
 def key(prompt: str, scope: str = "s") -> CacheKey:
-    return CacheKey(tenant="t", scope=scope, prompt=prompt, prompt_hash=f"h:{prompt}")
+    return CacheKey(partition="t", scope=scope, prompt=prompt, prompt_hash=f"h:{prompt}")
 
 
 def make(store: Any, table: dict[str, np.ndarray], now: list[float] | None = None) -> SemanticCache:

@@ -173,13 +173,13 @@ async def test_put_with_an_existing_id_replaces_it(
     assert (await store.stats()).entries == 1
 
 
-async def test_delete_by_ids_and_by_tenant(store: VectorStore, rng: np.random.Generator) -> None:
-    mine = [make(f"mine {i}", unit(rng), tenant="t1") for i in range(3)]
-    theirs = [make(f"theirs {i}", unit(rng), tenant="t2", scope="scope-b") for i in range(2)]
+async def test_delete_by_ids_and_by_partition(store: VectorStore, rng: np.random.Generator) -> None:
+    mine = [make(f"mine {i}", unit(rng), partition="t1") for i in range(3)]
+    theirs = [make(f"theirs {i}", unit(rng), partition="t2", scope="scope-b") for i in range(2)]
     for entry in mine + theirs:
         await store.put(entry)
     assert await store.delete([mine[0].id, "unknown", mine[0].id]) == 1
-    assert await store.delete_where(tenant="t1") == 2
+    assert await store.delete_where(partition="t1") == 2
     assert {e.id for e in await store.list_entries(offset=0, limit=10, now=T0)} == {
         e.id for e in theirs
     }
@@ -187,20 +187,22 @@ async def test_delete_by_ids_and_by_tenant(store: VectorStore, rng: np.random.Ge
         assert not await store.search(
             scope="scope-a", vector=entry.vector, k=1, min_similarity=-1, now=T0
         )
-    with pytest.raises(ValueError, match="tenant or a scope"):
+    with pytest.raises(ValueError, match="partition or a scope"):
         await store.delete_where()
 
 
 async def test_delete_similar(store: VectorStore, rng: np.random.Generator) -> None:
     topic = unit(rng)
     close = [make(f"close {i}", near(topic, rng), scope=f"s{i}") for i in range(3)]
-    other_tenant = make("close, other tenant", near(topic, rng), tenant="t2")
+    other_partition = make("close, other partition", near(topic, rng), partition="t2")
     far = make("far", unit(rng))
-    for entry in [*close, other_tenant, far]:
+    for entry in [*close, other_partition, far]:
         await store.put(entry)
-    assert await store.delete_similar(vector=topic, min_similarity=0.9, tenant="tenant-1") == 3
+    assert (
+        await store.delete_similar(vector=topic, min_similarity=0.9, partition="partition-1") == 3
+    )
     left = {e.id for e in await store.list_entries(offset=0, limit=10, now=T0)}
-    assert left == {other_tenant.id, far.id}
+    assert left == {other_partition.id, far.id}
     assert await store.delete_similar(vector=topic, min_similarity=0.9) == 1
 
 
@@ -223,7 +225,7 @@ async def test_list_entries_pages_newest_first(
     store: VectorStore, rng: np.random.Generator
 ) -> None:
     for i in range(7):
-        await store.put(make(f"p{i}", unit(rng), now=T0 + i, tenant="t1" if i % 2 else "t2"))
+        await store.put(make(f"p{i}", unit(rng), now=T0 + i, partition="t1" if i % 2 else "t2"))
     await store.put(make("expired", unit(rng), now=T0 - 100, ttl_s=50))
     pages = [await store.list_entries(offset=o, limit=3, now=T0 + 7) for o in (0, 3, 6)]
     assert [[e.prompt for e in page] for page in pages] == [
@@ -231,7 +233,7 @@ async def test_list_entries_pages_newest_first(
         ["p3", "p2", "p1"],
         ["p0"],
     ]
-    t1 = await store.list_entries(offset=1, limit=5, tenant="t1", now=T0 + 7)
+    t1 = await store.list_entries(offset=1, limit=5, partition="t1", now=T0 + 7)
     assert [e.prompt for e in t1] == ["p3", "p1"]
     assert await store.list_entries(offset=0, limit=0, now=T0 + 7) == []
     with pytest.raises(ValueError, match="negative"):

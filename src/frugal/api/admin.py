@@ -124,6 +124,8 @@ async def gateway_stats(state: GatewayState) -> dict[str, Any]:
             entries=held.entries if held else None,
             evictions=held.evictions if held else None,
             expirations=held.expirations if held else None,
+            write_failures=held.write_failures if held else None,
+            unsaved=held.unsaved if held else None,
             hits_exact=counters.hits_exact,
             hits_semantic=counters.hits_semantic,
             misses=counters.misses,
@@ -173,7 +175,7 @@ async def entries(
 ) -> dict[str, Any]:
     cache = _cache(admin(request))
     found = await cache.store.list_entries(
-        offset=offset, limit=limit, tenant=tenant, now=time.time()
+        offset=offset, limit=limit, partition=tenant, now=time.time()
     )
     return {"data": [_describe(entry) for entry in found], "offset": offset, "limit": limit}
 
@@ -197,10 +199,10 @@ async def invalidate(request: Request) -> dict[str, int]:
         if vector is None:
             raise InvalidRequestError("The prompt could not be embedded.", param="prompt")
         removed = await cache.store.delete_similar(
-            vector=vector, min_similarity=body.threshold, tenant=body.tenant
+            vector=vector, min_similarity=body.threshold, partition=body.tenant
         )
     else:
-        removed = await cache.store.delete_where(tenant=body.tenant)
+        removed = await cache.store.delete_where(partition=body.tenant)
     return {"invalidated": removed}
 
 
@@ -234,7 +236,7 @@ def _describe(entry: Entry) -> dict[str, Any]:
     return {
         "id": entry.id,
         "prompt": entry.prompt,
-        "tenant": entry.tenant,
+        "partition": entry.partition,
         "scope": entry.scope,
         "labels": entry.labels,
         "created_at": entry.created_at,

@@ -97,6 +97,8 @@ async def refresh_metrics(state: GatewayState) -> None:
         snapshot.entries = held.entries
         snapshot.evictions = held.evictions
         snapshot.expirations = held.expirations
+        snapshot.write_failures = held.write_failures
+        snapshot.unsaved = held.unsaved
     snapshot.store_errors = cache.counters.errors
     breaker = state.breaker
     snapshot.breaker = breaker.state.value if breaker is not None else None

@@ -23,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -141,12 +141,10 @@ class GuardedStore:
         self.breaker = breaker
 
     async def get_exact(
-        self, *, scope: str, prompt_hash: str, now: float, tenant: str | None = None
+        self, *, scope: str, prompt_hash: str, now: float, partition: str | None = None
     ) -> Entry | None:
         return await self._call(
-            lambda: self.store.get_exact(
-                scope=scope, prompt_hash=prompt_hash, now=now, tenant=tenant
-            )
+            self.store.get_exact(scope=scope, prompt_hash=prompt_hash, now=now, partition=partition)
         )
 
     async def search(
@@ -157,70 +155,73 @@ class GuardedStore:
         k: int,
         min_similarity: float,
         now: float,
-        tenant: str | None = None,
+        partition: str | None = None,
     ) -> list[Match]:
         return await self._call(
-            lambda: self.store.search(
+            self.store.search(
                 scope=scope,
                 vector=vector,
                 k=k,
                 min_similarity=min_similarity,
                 now=now,
-                tenant=tenant,
+                partition=partition,
             )
         )
 
     async def put(self, entry: Entry) -> None:
-        await self._call(lambda: self.store.put(entry))
+        await self._call(self.store.put(entry))
 
     async def record_hit(self, entry_id: str, *, now: float) -> None:
-        await self._call(lambda: self.store.record_hit(entry_id, now=now))
+        await self._call(self.store.record_hit(entry_id, now=now))
 
     async def delete(self, entry_ids: list[str]) -> int:
-        return await self._call(lambda: self.store.delete(entry_ids), admin=True)
+        return await self._call(self.store.delete(entry_ids), admin=True)
 
-    async def delete_where(self, *, tenant: str | None = None, scope: str | None = None) -> int:
+    async def delete_where(self, *, partition: str | None = None, scope: str | None = None) -> int:
         return await self._call(
-            lambda: self.store.delete_where(tenant=tenant, scope=scope), admin=True
+            self.store.delete_where(partition=partition, scope=scope), admin=True
         )
 
     async def delete_similar(
-        self, *, vector: np.ndarray, min_similarity: float, tenant: str | None = None
+        self, *, vector: np.ndarray, min_similarity: float, partition: str | None = None
     ) -> int:
         return await self._call(
-            lambda: self.store.delete_similar(
-                vector=vector, min_similarity=min_similarity, tenant=tenant
+            self.store.delete_similar(
+                vector=vector, min_similarity=min_similarity, partition=partition
             ),
             admin=True,
         )
 
     async def flush(self) -> int:
-        return await self._call(self.store.flush, admin=True)
+        return await self._call(self.store.flush(), admin=True)
 
     async def list_entries(
-        self, *, offset: int, limit: int, tenant: str | None = None, now: float
+        self, *, offset: int, limit: int, partition: str | None = None, now: float
     ) -> list[Entry]:
         return await self._call(
-            lambda: self.store.list_entries(offset=offset, limit=limit, tenant=tenant, now=now),
+            self.store.list_entries(offset=offset, limit=limit, partition=partition, now=now),
             admin=True,
         )
 
     async def stats(self) -> StoreStats:
-        return await self._call(self.store.stats, admin=True)
+        return await self._call(self.store.stats(), admin=True)
 
     async def aclose(self) -> None:
         await self.store.aclose()
 
-    async def _call(self, operation: Callable[[], Awaitable[T]], *, admin: bool = False) -> T:
+    async def _call(self, call: Coroutine[Any, Any, T], *, admin: bool = False) -> T:
+        """Await ``call`` (a store method's coroutine, not started) under the timeout and the
+        breaker; when the breaker refuses, ``call`` is closed unstarted."""
         ticket = self.breaker.admit()
         if ticket is None:
+            call.close()
             raise StoreUnavailable(f"the {self.breaker.name} circuit breaker is open")
         timeout_s = ADMIN_TIMEOUT_S if admin else self.timeout_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         try:
             async with asyncio.timeout(timeout_s):
-                result = await operation()
+                result = await call
         except TimeoutError as exc:
             # A timer that fires long after its deadline means this process's own event loop
             # was behind (saturated by other work), and the store's answer may be sitting

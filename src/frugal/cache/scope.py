@@ -2,7 +2,7 @@
 
 Only the text that carries the question is embedded: the last user message of a chat, the
 prompt of a completion. Everything else in the request that can change the answer forms the
-*scope* and is compared exactly (as a hash): the tenant, the endpoint, the model, the system
+*scope* and is compared exactly (as a hash): the partition, the endpoint, the model, the system
 prompt, every earlier turn, tools, sampling parameters, response format, and any field frugal
 does not know (an unknown field might change the answer, so it counts). Only fields that cannot
 change the answer are left out: ``stream``, ``stream_options`` and, when configured as a label,
@@ -31,9 +31,13 @@ _SPACES = re.compile(r"\s+")
 
 @dataclass(frozen=True)
 class CacheKey:
-    """Where a request's answer may be looked up and stored."""
+    """Where a request's answer may be looked up and stored.
 
-    tenant: str
+    ``partition`` is whose answers it may share: the tenant's own name, or the namespace it
+    shares with others.
+    """
+
+    partition: str
     scope: str  # sha256 hex of everything but the question
     prompt: str  # the question text, as embedded
     prompt_hash: str  # sha256 hex of the normalised question: the exact tier's key
@@ -49,7 +53,7 @@ def normalise(text: str) -> str:
 
 
 def cache_key(
-    endpoint: Endpoint, body: dict[str, Any], *, tenant: str, user_is_label: bool = True
+    endpoint: Endpoint, body: dict[str, Any], *, partition: str, user_is_label: bool = True
 ) -> CacheKey | None:
     """The cache key of a validated request body, or ``None`` when it is not cacheable."""
     split = _split_question(endpoint, body)
@@ -58,10 +62,16 @@ def cache_key(
     question, rest = split
     ignored = DELIVERY_FIELDS | ({"user"} if user_is_label else set())
     scope_fields = {name: value for name, value in rest.items() if name not in ignored}
-    scope = _digest({"tenant": tenant, "endpoint": endpoint.value, "request": scope_fields})
-    labels = {"tenant": tenant, "endpoint": endpoint.value, "model": str(body.get("model", ""))}
+    # The hashed form keeps the key "tenant": renaming it would change every scope hash and
+    # strand every entry stored before.
+    scope = _digest({"tenant": partition, "endpoint": endpoint.value, "request": scope_fields})
+    labels = {
+        "partition": partition,
+        "endpoint": endpoint.value,
+        "model": str(body.get("model", "")),
+    }
     return CacheKey(
-        tenant=tenant,
+        partition=partition,
         scope=scope,
         prompt=question,
         prompt_hash=_digest(normalise(question)),

@@ -122,7 +122,7 @@ class SemanticCache:
         minimum = self.threshold if threshold is None else threshold
         try:
             exact = await self.store.get_exact(
-                scope=key.scope, prompt_hash=key.prompt_hash, now=now, tenant=key.tenant
+                scope=key.scope, prompt_hash=key.prompt_hash, now=now, partition=key.partition
             )
         except StoreUnavailable as exc:
             self._failed("exact lookup", exc)
@@ -145,7 +145,7 @@ class SemanticCache:
                 k=1,
                 min_similarity=minimum,
                 now=now,
-                tenant=key.tenant,
+                partition=key.partition,
             )
         except Exception as exc:  # fail open, as above
             self._failed("search", exc)
@@ -178,7 +178,7 @@ class SemanticCache:
         now = self._clock()
         entry = Entry(
             id=uuid.uuid4().hex,
-            tenant=key.tenant,
+            partition=key.partition,
             scope=key.scope,
             prompt=key.prompt,
             prompt_hash=key.prompt_hash,

@@ -29,12 +29,14 @@ class CacheStoreError(Exception):
 class Entry:
     """One cached answer.
 
-    ``scope`` is the scope's hash (tenant included); ``labels`` is a short, human-readable
-    summary of it for listings (tenant, endpoint, model), never used for matching.
+    ``partition`` is whose answers it belongs to: a tenant's own name, or a namespace several
+    tenants share. ``scope`` is the scope's hash (partition included); ``labels`` is a short,
+    human-readable summary of it for listings (partition, endpoint, model), never used for
+    matching.
     """
 
     id: str
-    tenant: str
+    partition: str
     scope: str
     prompt: str
     prompt_hash: str
@@ -55,19 +57,27 @@ class Match:
 
 @dataclass(frozen=True)
 class StoreStats:
+    """Counts since the store opened, except ``entries`` and ``unsaved`` (held now).
+
+    ``write_failures`` counts failed attempts to persist changes and ``unsaved`` the changes
+    not persisted yet; a store that persists nothing of its own (Redis) reports 0 for both.
+    """
+
     entries: int
     evictions: int
     expirations: int
+    write_failures: int = 0
+    unsaved: int = 0
 
 
 class VectorStore(Protocol):
     """Where cache entries live. ``now`` is unix seconds, passed in so tests can move time."""
 
     async def get_exact(
-        self, *, scope: str, prompt_hash: str, now: float, tenant: str | None = None
+        self, *, scope: str, prompt_hash: str, now: float, partition: str | None = None
     ) -> Entry | None:
-        """The live entry with exactly this normalised prompt in this scope (and of ``tenant``,
-        when given: a second, independent partition besides the scope), if any."""
+        """The live entry with exactly this normalised prompt in this scope (and of
+        ``partition``, when given: a second, independent filter besides the scope), if any."""
         ...
 
     async def search(
@@ -78,9 +88,9 @@ class VectorStore(Protocol):
         k: int,
         min_similarity: float,
         now: float,
-        tenant: str | None = None,
+        partition: str | None = None,
     ) -> list[Match]:
-        """Up to ``k`` live entries of ``scope`` (and ``tenant``, when given) at or above
+        """Up to ``k`` live entries of ``scope`` (and ``partition``, when given) at or above
         ``min_similarity``, best first."""
         ...
 
@@ -96,14 +106,14 @@ class VectorStore(Protocol):
         """Remove entries by id; return how many existed."""
         ...
 
-    async def delete_where(self, *, tenant: str | None = None, scope: str | None = None) -> int:
-        """Remove every entry of a tenant, or of a scope (at least one must be given)."""
+    async def delete_where(self, *, partition: str | None = None, scope: str | None = None) -> int:
+        """Remove every entry of a partition, or of a scope (at least one must be given)."""
         ...
 
     async def delete_similar(
-        self, *, vector: np.ndarray, min_similarity: float, tenant: str | None = None
+        self, *, vector: np.ndarray, min_similarity: float, partition: str | None = None
     ) -> int:
-        """Remove every entry (of ``tenant``, if given) whose vector is within the threshold."""
+        """Remove every entry (of ``partition``, if given) whose vector is within the threshold."""
         ...
 
     async def flush(self) -> int:
@@ -111,9 +121,9 @@ class VectorStore(Protocol):
         ...
 
     async def list_entries(
-        self, *, offset: int, limit: int, tenant: str | None = None, now: float
+        self, *, offset: int, limit: int, partition: str | None = None, now: float
     ) -> list[Entry]:
-        """Live entries, newest first, for inspection."""
+        """Live entries (of ``partition``, if given), newest first, for inspection."""
         ...
 
     async def stats(self) -> StoreStats: ...

@@ -48,6 +48,8 @@ class Snapshot:
     entries: int | None = None
     evictions: int | None = None
     expirations: int | None = None
+    write_failures: int | None = None
+    unsaved: int | None = None
     store_errors: int = 0
     breaker: str | None = None
     embedder_calls: int = 0
@@ -78,6 +80,18 @@ class GatewayCollector(Collector):
         if s.expirations is not None:
             yield CounterMetricFamily(
                 "frugal_cache_expirations", "Entries removed when their TTL ran out.", s.expirations
+            )
+        if s.write_failures is not None:
+            yield CounterMetricFamily(
+                "frugal_store_write_failures",
+                "Failed attempts to write the cache file (retried; nothing is dropped).",
+                s.write_failures,
+            )
+        if s.unsaved is not None:
+            yield GaugeMetricFamily(
+                "frugal_store_unsaved_changes",
+                "Cache changes held in memory, not yet written to the cache file.",
+                s.unsaved,
             )
         yield CounterMetricFamily(
             "frugal_cache_store_errors",

@@ -1,0 +1,193 @@
+"""The embedded store's file: one SQLite database, read and written on a thread of its own.
+
+    file = await SqliteFile.open(data_dir / "cache.sqlite3", dimensions=384)
+    loaded = await file.load(now=time.time(), max_entries=100_000)
+    await file.write(wipe=False, changes={"id-1": (entry, used_seq), "id-2": None})
+    await file.aclose()
+
+Every SQLite call runs on the file's single worker thread, in order, so the event loop never
+waits on the disk and no two calls overlap. This is the one place `sqlite3` errors become
+`CacheStoreError`; anything else a call raises comes through unchanged.
+
+Layout: one table, ``entries``, one row per entry, with ``used_seq`` (the store's order of use,
+for its LRU). A file of an older frugal names the ``partition`` column ``tenant``; `open`
+renames it. WAL mode with ``synchronous=NORMAL``: a crash loses the last writes, never the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from frugal.cache.store import CacheStoreError, Entry
+
+T = TypeVar("T")
+
+# What one changed id becomes on disk: the entry and its place in the order of use, or None
+# when it was removed.
+Change = tuple[Entry, int] | None
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id TEXT PRIMARY KEY,
+    partition TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    prompt_hash TEXT NOT NULL,
+    response TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    labels TEXT NOT NULL,
+    hits INTEGER NOT NULL,
+    last_used_at REAL,
+    used_seq INTEGER NOT NULL
+)
+"""
+_COLUMNS = (
+    "id, partition, scope, prompt, prompt_hash, response, vector, created_at, expires_at, labels,"
+    " hits, last_used_at, used_seq"
+)
+_INSERT = f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What `SqliteFile.load` found: the live entries with their ``used_seq``, least recently
+    used first, and how many rows it dropped as expired or as past ``max_entries``."""
+
+    entries: list[tuple[Entry, int]]
+    expired: int
+    evicted: int
+
+
+class SqliteFile:
+    """The cache file at ``path``; build it with `open`, end it with `aclose`.
+
+    ``load_rows`` and ``write_rows`` are the worker thread's side, blocking; callers use the
+    coroutines.
+    """
+
+    def __init__(self, path: Path, *, dimensions: int) -> None:
+        self.path = Path(path)
+        self.dimensions = dimensions
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frugal-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    @classmethod
+    async def open(cls, path: Path, *, dimensions: int) -> SqliteFile:
+        """Open (creating if needed) the file, migrating an older layout; `CacheStoreError`
+        when it cannot be opened or is not a database."""
+        file = cls(path, dimensions=dimensions)
+        try:
+            await file._sql(file._connect)
+        except BaseException:
+            await file.aclose()
+            raise
+        return file
+
+    async def load(self, *, now: float, max_entries: int) -> Loaded:
+        """Drop rows expired by ``now`` (unix seconds) and the least recently used past
+        ``max_entries`` (the bound may have shrunk since the last run); return the rest.
+        `CacheStoreError` for a row that cannot be read (other dimensions, bad JSON)."""
+        return await self._sql(self.load_rows, now, max_entries)
+
+    async def write(self, *, wipe: bool, changes: dict[str, Change]) -> None:
+        """In one transaction: delete every row first when ``wipe``, then apply ``changes``."""
+        await self._sql(self.write_rows, wipe, changes)
+
+    async def aclose(self) -> None:
+        """Close the database and end the worker thread, after whatever it is doing."""
+        try:
+            await self._sql(self._close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    # ---- on the worker thread -------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")  # with WAL: a crash loses, never corrupts
+                with db:
+                    db.execute(_SCHEMA)
+                    columns = {row[1] for row in db.execute("PRAGMA table_info(entries)")}
+                    if "tenant" in columns and "partition" not in columns:
+                        db.execute("ALTER TABLE entries RENAME COLUMN tenant TO partition")
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    def load_rows(self, now: float, max_entries: int) -> Loaded:
+        db = self._connect()
+        with db:
+            expired = db.execute("DELETE FROM entries WHERE expires_at <= ?", (now,)).rowcount
+            rows = db.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY used_seq").fetchall()
+            surplus = max(0, len(rows) - max_entries)
+            if surplus:
+                db.executemany(
+                    "DELETE FROM entries WHERE id = ?", [(r[0],) for r in rows[:surplus]]
+                )
+                rows = rows[surplus:]
+        entries = [(_entry_from_row(row, self.dimensions), row[12]) for row in rows]
+        return Loaded(entries=entries, expired=expired, evicted=surplus)
+
+    def write_rows(self, wipe: bool, changes: dict[str, Change]) -> None:
+        db = self._connect()
+        with db:
+            if wipe:
+                db.execute("DELETE FROM entries")
+            gone = [(entry_id,) for entry_id, change in changes.items() if change is None]
+            db.executemany("DELETE FROM entries WHERE id = ?", gone)
+            db.executemany(_INSERT, _rows(changes))
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def _sql(self, work: Callable[..., T], *args: Any) -> T:
+        """Run ``work(*args)`` on the worker thread; the one place sqlite3 errors are mapped."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+        except sqlite3.Error as exc:
+            raise CacheStoreError(f"cache file {self.path}: {exc}") from exc
+
+
+def _rows(changes: dict[str, Change]) -> Iterator[tuple[Any, ...]]:
+    for change in changes.values():
+        if change is not None:
+            e, used_seq = change
+            yield (
+                e.id, e.partition, e.scope, e.prompt, e.prompt_hash, json.dumps(e.response),
+                e.vector.tobytes(), e.created_at, e.expires_at, json.dumps(e.labels), e.hits,
+                e.last_used_at, used_seq,
+            )  # fmt: skip
+
+
+def _entry_from_row(row: tuple[Any, ...], dimensions: int) -> Entry:
+    """Decode a stored row; a row this store cannot read raises `CacheStoreError`."""
+    try:
+        vector = np.frombuffer(row[6], dtype=np.float32)
+        if vector.shape != (dimensions,):
+            raise ValueError(f"a vector of {vector.shape[0]} dimensions, not {dimensions}")
+        return Entry(
+            id=row[0], partition=row[1], scope=row[2], prompt=row[3], prompt_hash=row[4],
+            response=json.loads(row[5]), vector=vector, created_at=row[7], expires_at=row[8],
+            labels=json.loads(row[9]), hits=row[10], last_used_at=row[11],
+        )  # fmt: skip
+    except (ValueError, TypeError) as exc:
+        raise CacheStoreError(f"unreadable cache entry {row[0]!r}: {exc}") from exc
