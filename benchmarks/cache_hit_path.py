@@ -181,7 +181,7 @@ def main() -> None:
                 client_cpu = (after.ru_utime - client_before.ru_utime) + (
                     after.ru_stime - client_before.ru_stime
                 )
-                model_s = model_after["model_seconds"] - model_before["model_seconds"]
+                model_s = model_after["seconds"] - model_before["seconds"]
                 texts = model_after["texts"] - model_before["texts"]
                 calls = model_after["calls"] - model_before["calls"]
                 rounds.append(

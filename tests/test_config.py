@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from frugal.config import Settings, SettingsError, load_settings
+from frugal.config import Settings, load_settings
+from frugal.errors import SettingsError
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,9 @@ import pytest
 
 from frugal.batching.coalescer import Coalescer
 from frugal.cache.shadow import ShadowLog
-from frugal.endpoints import Endpoint
-from frugal.pipeline import CacheOutcome, Pipeline, RequestContext
+from frugal.outcome import Outcome
+from frugal.pipeline import Pipeline, RequestContext
+from frugal.provider import Endpoint
 from tests.cache.test_semantic import ANSWER, ListStore, make, unit
 
 
@@ -55,13 +56,13 @@ async def test_a_miss_says_so_before_its_call_and_a_hit_never_does(coalescing: b
     miss = await pipeline.answer(
         Endpoint.CHAT, chat("What is the capital of France?"), context(events)
     )
-    assert miss.cache is CacheOutcome.MISS
+    assert miss.outcome is Outcome.MISS
     assert events == ["on_upstream", "post"]
 
     events.clear()
     for text in ("What is the capital of France?", "What's the capital of France?"):
         hit = await pipeline.answer(Endpoint.CHAT, chat(text), context(events))
-        assert hit.cache is CacheOutcome.HIT
+        assert hit.outcome.is_hit
     assert events == []
 
 
@@ -82,7 +83,7 @@ async def test_a_request_that_waits_for_an_equal_one_in_flight_says_so() -> None
         await asyncio.sleep(0)
     gate.set()
     answers = await asyncio.gather(leader, follower)
-    assert [a.cache for a in answers] == [CacheOutcome.MISS, CacheOutcome.COALESCED]
+    assert [a.outcome for a in answers] == [Outcome.MISS, Outcome.COALESCED]
     assert events == ["on_upstream", "post", "on_upstream"]
 
 
@@ -90,7 +91,7 @@ async def test_an_uncacheable_request_says_so_too() -> None:
     events: list[str] = []
     pipeline = Pipeline(upstream=RecordingUpstream(events))  # no cache: everything is a bypass
     answer = await pipeline.answer(Endpoint.CHAT, chat("hello"), context(events))
-    assert answer.cache is CacheOutcome.BYPASS
+    assert answer.outcome is Outcome.BYPASS
     assert events == ["on_upstream", "post"]
 
 
@@ -104,5 +105,5 @@ async def test_shadow_mode_says_so_before_every_call() -> None:
         answer = await pipeline.answer(
             Endpoint.CHAT, chat("What is the capital of France?"), context(events)
         )
-        assert answer.cache is CacheOutcome.SHADOW
+        assert answer.outcome is Outcome.SHADOW
     assert events == ["on_upstream", "post"] * 2

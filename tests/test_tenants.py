@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from frugal import tenants
-from frugal.tenants import Keys, KeysFileError, Tenant, add_key
+from frugal.errors import KeysFileError
+from frugal.tenants import Keys, Tenant, add_key
 
 
 def test_a_new_key_finds_its_tenant_and_is_stored_nowhere(tmp_path: Path) -> None:

@@ -20,13 +20,12 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from frugal.errors import SettingsError
 from frugal.observability.prices import ModelPrice
 
 ENV_PREFIX = "FRUGAL_"
-
-
-class SettingsError(ValueError):
-    """A setting has a bad value; the message names the setting and the value."""
+# The write-up's similarity threshold: the default wherever a threshold is not given.
+DEFAULT_THRESHOLD = 0.9
 
 
 class Settings(BaseSettings):
@@ -45,7 +44,7 @@ class Settings(BaseSettings):
     upstream_max_concurrency: int = Field(64, ge=1)
 
     cache_mode: Literal["on", "off", "shadow"] = "on"  # shadow: answer upstream, record
-    cache_threshold: float = Field(0.9, ge=-1.0, le=1.0)  # cosine similarity, not distance
+    cache_threshold: float = Field(DEFAULT_THRESHOLD, ge=-1.0, le=1.0)  # cosine, not distance
     cache_ttl_s: float = Field(3600.0, gt=0)
     cache_max_entries: int = Field(100_000, ge=1)
     cache_store_length_finish: bool = False  # also store answers cut by max_tokens

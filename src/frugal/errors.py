@@ -1,23 +1,37 @@
-"""frugal's exception tree, and the OpenAI-shaped error body every failure is reported with.
+"""frugal's exception tree: every error frugal raises on purpose is one of these.
 
     FrugalError
-    ├── RequestError                 the client's request cannot be served as sent (4xx)
-    │   ├── InvalidRequestError      400: malformed JSON, schema violation, bad header value
-    │   ├── AuthenticationError      401: missing or wrong key
-    │   ├── NotFoundError            404: unknown route or entry
-    │   ├── RequestTimeoutError      408: the body came slower than FRUGAL_CLIENT_BODY_TIMEOUT_S
-    │   ├── PayloadTooLargeError     413: body over FRUGAL_MAX_BODY_BYTES
-    │   ├── OverloadedError          429: frugal's own queues are full (carries retry_after_s)
-    │   └── ClientDisconnectedError  499: the client left before its answer was ready
-    └── UpstreamError                the provider could not give an answer
-        ├── UpstreamStatusError      the provider answered with an error status (its body kept);
-        │                            4xx pass through as they are, 429 keeps Retry-After,
-        │                            5xx become 502 once retries are spent
-        ├── UpstreamTimeoutError     504: no answer in time
-        └── UpstreamConnectionError  502: connection refused, reset or dropped
+    ├── RequestError                 the client's request cannot be served as sent
+    │   ├── InvalidRequestError      malformed JSON, schema violation, bad header value
+    │   ├── AuthenticationError      missing or wrong key
+    │   ├── NotFoundError            unknown route or entry
+    │   ├── RequestTimeoutError      the body came slower than FRUGAL_CLIENT_BODY_TIMEOUT_S
+    │   ├── PayloadTooLargeError     the body is over FRUGAL_MAX_BODY_BYTES
+    │   └── ClientDisconnectedError  the client left before its answer was ready
+    ├── OverloadedError              frugal's own queues are full (carries retry_after_s)
+    ├── ShuttingDownError            the gateway is closing and takes no new work
+    ├── UpstreamError                the provider could not give an answer
+    │   ├── UpstreamStatusError      the provider answered with an error status (its body kept)
+    │   ├── UpstreamTimeoutError     no answer in time
+    │   │   └── QueueTimeoutError    waited in frugal's queue past its deadline, never sent
+    │   ├── UpstreamConnectionError  connection refused, reset or dropped
+    │   └── UpstreamAnswerError      an answer without the shape that was asked for
+    ├── CacheError                   the cache could not help; the request path takes a miss
+    │   ├── CacheStoreError          a store failed (I/O, corruption, a server gone, a timeout)
+    │   │   └── StoreUnavailable     the store's circuit breaker is open: it was not called
+    │   └── EmbedderError            the embedder failed
+    │       ├── EmbedderUnavailable  the model cannot be loaded (the message says what to run)
+    │       └── EmbedderClosed       the embedder closed before the text was embedded
+    ├── LeaderGone                   a coalesced request's leader ended without an answer
+    └── ConfigurationError           frugal cannot start as configured
+        ├── SettingsError            a setting has a bad value (the message names it)
+        ├── KeysFileError            the client keys file cannot be read or is malformed
+        └── RedisStoreConfigError    the Redis server or index cannot hold this cache
 
-Foreign exceptions (httpx) are mapped onto this tree in one place, `frugal.upstream.client`;
-the tree is mapped onto HTTP responses in one place, `frugal.api.errors`.
+Errors carry what happened, never how to say it over HTTP: `frugal.api.errors` maps this tree
+onto OpenAI-shaped responses in one table. Foreign exceptions are mapped onto the tree where
+they arise: httpx's in `frugal.upstream.client`, sqlite3's in the embedded store, redis-py's in
+the Redis store.
 """
 
 from __future__ import annotations
@@ -33,75 +47,60 @@ def error_body(
 
 
 class FrugalError(Exception):
-    """Base of every error frugal raises on purpose."""
-
-    status_code: int = 500
-    error_type: str = "server_error"
-    code: str | None = None
+    """Base of every error frugal raises on purpose. ``param`` names the offending field."""
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
 
-    def body(self) -> dict[str, Any]:
-        return error_body(self.message, type=self.error_type, param=self.param, code=self.code)
-
 
 class RequestError(FrugalError):
-    status_code = 400
-    error_type = "invalid_request_error"
+    """The client's request cannot be served as sent."""
 
 
 class InvalidRequestError(RequestError):
-    code = "invalid_request"
+    pass
 
 
 class AuthenticationError(RequestError):
-    status_code = 401
-    error_type = "authentication_error"
-    code = "invalid_api_key"
+    pass
 
 
 class NotFoundError(RequestError):
-    status_code = 404
-    code = "not_found"
+    pass
 
 
 class RequestTimeoutError(RequestError):
-    status_code = 408
-    code = "request_timeout"
+    pass
 
 
 class PayloadTooLargeError(RequestError):
-    status_code = 413
-    code = "payload_too_large"
+    pass
 
 
-class OverloadedError(RequestError):
-    status_code = 429
-    error_type = "rate_limit_error"
-    code = "gateway_overloaded"
+class ClientDisconnectedError(RequestError):
+    """Nobody is left to answer; only the access log and the records see it."""
+
+
+class OverloadedError(FrugalError):
+    """Too much is waiting already; ``retry_after_s`` says when trying again is worth it."""
 
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
 
-class ClientDisconnectedError(RequestError):
-    """Nobody is left to answer; the status (nginx's 499) only reaches the access log."""
-
-    status_code = 499
-    code = "client_closed_request"
+class ShuttingDownError(FrugalError):
+    pass
 
 
 class UpstreamError(FrugalError):
-    status_code = 502
-    error_type = "upstream_error"
+    """The provider could not give an answer."""
 
 
 class UpstreamStatusError(UpstreamError):
-    """The provider answered with an error status; its body and Retry-After are kept."""
+    """The provider answered ``upstream_status``; its body and ``Retry-After`` are kept."""
 
     def __init__(
         self,
@@ -115,38 +114,63 @@ class UpstreamStatusError(UpstreamError):
         self.upstream_status = upstream_status
         self.upstream_body = upstream_body
         self.retry_after_s = retry_after_s
-        if upstream_status == 429:
-            self.status_code = 429
-            self.error_type = "rate_limit_error"
-        elif upstream_status < 500:
-            self.status_code = upstream_status
-            self.error_type = "invalid_request_error"
-        self.code = f"upstream_{upstream_status}"
-
-    def body(self) -> dict[str, Any]:
-        # A provider's own 4xx body says best what was wrong with the request: pass it through.
-        if self.upstream_status < 500 and _is_openai_error(self.upstream_body):
-            return self.upstream_body  # type: ignore[return-value]
-        return super().body()
 
 
 class UpstreamTimeoutError(UpstreamError):
-    status_code = 504
-    code = "upstream_timeout"
+    pass
+
+
+class QueueTimeoutError(UpstreamTimeoutError):
+    """An item waited in frugal's queue past its deadline and was never sent."""
 
 
 class UpstreamConnectionError(UpstreamError):
-    code = "upstream_unreachable"
+    pass
 
 
-def _is_openai_error(body: object) -> bool:
-    """``{"error": {"message": str, "type": str, ...}}``: anything less is replaced by frugal's
-    own body, so that every error a client sees has OpenAI's shape."""
-    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
-        return False
-    error = body["error"]
-    return (
-        isinstance(error.get("message"), str)
-        and isinstance(error.get("type"), str)
-        and all(isinstance(error.get(key), str | None) for key in ("param", "code"))
-    )
+class UpstreamAnswerError(UpstreamError):
+    """The provider answered 200 with a body that lacks what the request needs from it."""
+
+
+class CacheError(FrugalError):
+    """The cache could not do what was asked; on the request path that is a miss."""
+
+
+class CacheStoreError(CacheError):
+    """The store could not do what was asked (I/O, corruption, a server gone, a timeout)."""
+
+
+class StoreUnavailable(CacheStoreError):
+    """The store's circuit breaker is open: the store was not called."""
+
+
+class EmbedderError(CacheError):
+    """Base of the embedder's errors."""
+
+
+class EmbedderUnavailable(EmbedderError):
+    """The model cannot be loaded; the message says what to run or install."""
+
+
+class EmbedderClosed(EmbedderError):
+    """The embedder was closed before the text was embedded."""
+
+
+class LeaderGone(FrugalError):
+    """The request a coalesced follower waited for ended without an answer (its client left)."""
+
+
+class ConfigurationError(FrugalError):
+    """frugal cannot start as configured; the message says what to change."""
+
+
+class SettingsError(ConfigurationError, ValueError):
+    """A setting has a bad value; the message names the setting and the value."""
+
+
+class KeysFileError(ConfigurationError, ValueError):
+    """The keys file cannot be read or is malformed; the message says where."""
+
+
+class RedisStoreConfigError(ConfigurationError):
+    """The server or its index cannot hold this cache (no query engine, another schema)."""

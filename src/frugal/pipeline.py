@@ -14,32 +14,31 @@ event by event as it arrives and stored once it has reached its end. The API lay
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from frugal.batching.coalescer import Coalescer, LeaderGone
-from frugal.cache.control import CacheControl
-from frugal.cache.scope import CacheKey, cache_key
-from frugal.cache.semantic import Hit, Lookup, SemanticCache, storable
-from frugal.cache.shadow import FLOOR as SHADOW_FLOOR
-from frugal.cache.shadow import ShadowLog
-from frugal.endpoints import Endpoint
+from frugal.batching import Coalescer
+from frugal.cache import CacheKey, Hit, Lookup, SemanticCache, ShadowLog, cache_key, storable
+from frugal.errors import LeaderGone
 from frugal.ids import random_hex
+from frugal.outcome import Outcome
+from frugal.provider import Endpoint, Upstream
 from frugal.streaming import EventKind, EventSplitter, StreamAssembler, replay
-from frugal.upstream.protocol import Upstream
 
 
-class CacheOutcome(enum.StrEnum):
-    """What the cache did for a request; sent back as ``x-frugal-cache``."""
+@dataclass(frozen=True)
+class CacheControl:
+    """What a request asks of the cache (the API reads it from ``x-frugal-cache-control``).
 
-    HIT = "hit"  # answered from the cache
-    COALESCED = "coalesced"  # answered by an equal request's upstream call, in flight at once
-    MISS = "miss"  # looked up, not found, answered upstream
-    BYPASS = "bypass"  # the cache was not read: off, not cacheable, or no-cache
-    SHADOW = "shadow"  # shadow mode: answered upstream, what the cache would have done recorded
+    ``ttl_s=0`` and ``threshold=0.0`` are real values; ``None`` means "the configured one".
+    """
+
+    no_cache: bool = False  # do not read the cache
+    no_store: bool = False  # do not write it
+    ttl_s: float | None = None
+    threshold: float | None = None  # cosine similarity in [-1, 1]
 
 
 def _nothing_to_do() -> None:
@@ -80,7 +79,7 @@ class Answer:
     (``None`` when the request was not cacheable)."""
 
     body: dict[str, Any]
-    cache: CacheOutcome
+    outcome: Outcome
     similarity: float | None = None
     hit: Hit | None = None
     question: str | None = None
@@ -95,7 +94,7 @@ class StreamedAnswer:
     """An answer delivered as Server-Sent Events; ``aclose`` releases what feeds it."""
 
     events: AsyncIterator[bytes]
-    cache: CacheOutcome
+    outcome: Outcome
     similarity: float | None = None
     close: Callable[[], Awaitable[None]] = _nothing
     hit: Hit | None = None
@@ -132,20 +131,22 @@ class Pipeline:
     async def answer(self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext) -> Answer:
         key = self._key(endpoint, body, ctx)
         question = key.prompt if key is not None else None
-        if self._shadow is not None and key is not None and not ctx.control.no_cache:
+        if self._shadowing(key, ctx):
+            assert key is not None
             return await self._shadowed(endpoint, body, ctx, key)
         lookup = await self._lookup(key, ctx)
         if (hit := lookup.hit) is not None:
-            return Answer(fresh(hit.response), CacheOutcome.HIT, hit.similarity, hit, question)
+            return Answer(fresh(hit.response), _hit_outcome(hit), hit.similarity, hit, question)
         ctx.on_upstream()
         if key is None or self._coalescer is None or ctx.control.no_cache:
-            payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
+            payload = await self._upstream.post(endpoint, body, request_id=ctx.request_id)
             await self._save(key, payload, lookup, ctx)
             return Answer(payload, self._outcome(key, ctx), question=question)
-        threshold = ctx.control.threshold  # 0.0 is a real threshold; only None means "unset"
-        if threshold is None:
-            threshold = self._cache.threshold if self._cache is not None else 1.0
-        joined = self._coalescer.find(key, lookup.vector, threshold=threshold)
+        assert self._cache is not None  # a key is only made with a cache
+        threshold = self._cache.threshold_for(ctx.control.threshold)
+        joined = self._coalescer.find(
+            key.scope, key.prompt_hash, lookup.vector, threshold=threshold
+        )
         if joined is not None:
             try:
                 shared = await self._coalescer.follow(joined)
@@ -153,26 +154,26 @@ class Pipeline:
                 pass  # the leader's client left: go upstream ourselves
             else:
                 return Answer(
-                    fresh(shared), CacheOutcome.COALESCED, joined.similarity, question=question
+                    fresh(shared), Outcome.COALESCED, joined.similarity, question=question
                 )
-        with self._coalescer.lead(key, lookup.vector) as flight:
-            payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
+        with self._coalescer.lead(key.scope, key.prompt_hash, lookup.vector) as flight:
+            payload = await self._upstream.post(endpoint, body, request_id=ctx.request_id)
             flight.succeed(payload)
         await self._save(key, payload, lookup, ctx)
-        return Answer(payload, CacheOutcome.MISS, question=question)
+        return Answer(payload, Outcome.MISS, question=question)
 
     async def _shadowed(
         self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext, key: CacheKey
     ) -> Answer:
         """Shadow mode: the upstream answers; the cache is only asked what it would have done."""
         assert self._cache is not None and self._shadow is not None
-        lookup = await self._cache.lookup(key, threshold=SHADOW_FLOOR, peek=True)
+        lookup = await self._cache.lookup(key, threshold=self._shadow.floor, peek=True)
         ctx.on_upstream()
-        payload = await self._upstream.post(endpoint.value, body, request_id=ctx.request_id)
+        payload = await self._upstream.post(endpoint, body, request_id=ctx.request_id)
         await self._save(key, payload, lookup, ctx)
         self._shadow.observe(lookup.hit, payload)
         similarity = lookup.hit.similarity if lookup.hit is not None else None
-        return Answer(payload, CacheOutcome.SHADOW, similarity, question=key.prompt)
+        return Answer(payload, Outcome.SHADOW, similarity, question=key.prompt)
 
     async def answer_stream(
         self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext
@@ -181,19 +182,19 @@ class Pipeline:
         key = self._key(endpoint, body, ctx)
         question = key.prompt if key is not None else None
         # Shadow mode relays and stores streams, but neither serves nor compares them.
-        shadowing = self._shadow is not None and key is not None
+        shadowing = self._shadowing(key, ctx)
         lookup = Lookup(hit=None) if shadowing else await self._lookup(key, ctx)
         if (hit := lookup.hit) is not None:
             events = replay(fresh(hit.response), include_usage=wants_usage)
             return StreamedAnswer(
-                _iterate(events), CacheOutcome.HIT, hit.similarity, hit=hit, question=question
+                _iterate(events), _hit_outcome(hit), hit.similarity, hit=hit, question=question
             )
         storing = key is not None and not ctx.control.no_store
         if storing and not wants_usage:
             # A cached answer should carry its usage, so ask for it and keep it from the client.
             options = {**(body.get("stream_options") or {}), "include_usage": True}
             body = {**body, "stream_options": options}
-        stream = await self._upstream.stream(endpoint.value, body, request_id=ctx.request_id)
+        stream = await self._upstream.stream(endpoint, body, request_id=ctx.request_id)
 
         async def relay() -> AsyncIterator[bytes]:
             splitter, assembler = EventSplitter(), StreamAssembler()
@@ -211,8 +212,13 @@ class Pipeline:
             if splitter.rest().strip():
                 yield splitter.rest()
 
-        outcome = CacheOutcome.SHADOW if shadowing else self._outcome(key, ctx)
+        outcome = Outcome.SHADOW if shadowing else self._outcome(key, ctx)
         return StreamedAnswer(relay(), outcome, close=stream.aclose, question=question)
+
+    def _shadowing(self, key: CacheKey | None, ctx: RequestContext) -> bool:
+        """Shadow mode looks at what the cache would have done; ``no-cache`` is a bypass in
+        shadow mode too, streamed or not."""
+        return self._shadow is not None and key is not None and not ctx.control.no_cache
 
     def _key(
         self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext
@@ -243,10 +249,14 @@ class Pipeline:
         ):
             await self._cache.save(key, response, vector=lookup.vector, ttl_s=ctx.control.ttl_s)
 
-    def _outcome(self, key: CacheKey | None, ctx: RequestContext) -> CacheOutcome:
+    def _outcome(self, key: CacheKey | None, ctx: RequestContext) -> Outcome:
         if key is None or ctx.control.no_cache:
-            return CacheOutcome.BYPASS
-        return CacheOutcome.MISS
+            return Outcome.BYPASS
+        return Outcome.MISS
+
+
+def _hit_outcome(hit: Hit) -> Outcome:
+    return Outcome.HIT_EXACT if hit.exact else Outcome.HIT_SEMANTIC
 
 
 def fresh(response: dict[str, Any]) -> dict[str, Any]:

@@ -29,12 +29,10 @@ from typing import Any
 
 import yaml
 
+from frugal.errors import KeysFileError
+
 PREFIX = "fk"
 OPEN_TENANT = "default"
-
-
-class KeysFileError(ValueError):
-    """The keys file cannot be read or is malformed; the message says where."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,13 @@ class Keys:
         return Tenant(name=name, namespace=self.namespace_of(name))
 
     def namespace_of(self, tenant: str) -> str:
+        """The cache partition of ``tenant``: its namespace, or its own name."""
         return self._namespaces.get(tenant, tenant)
+
+    def tenants_in(self, partition: str) -> set[str]:
+        """Every tenant the file knows (by a key or by a namespace) whose partition it is."""
+        known = {entry["tenant"] for entry in self._entries.values()} | set(self._namespaces)
+        return {tenant for tenant in known if self.namespace_of(tenant) == partition}
 
 
 def add_key(path: Path, tenant: str) -> str:

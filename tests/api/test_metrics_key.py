@@ -13,7 +13,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from frugal.config import SettingsError, load_settings
+from frugal.config import load_settings
+from frugal.errors import SettingsError
 from tests.conftest import ADMIN_KEY, ROOT, Stack, StackFactory
 
 METRICS_KEY = "metrics-test-key-8c3a71f0"

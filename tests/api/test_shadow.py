@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.api.test_observability import request_lines
 from tests.conftest import ADMIN_KEY, Stack, StackFactory, run_frugal
 
 FRANCE = "What is the capital of France?"
@@ -65,3 +66,20 @@ def test_the_report_from_the_command_line(shadow: Stack) -> None:
 def test_without_shadow_mode_there_is_no_report(stack: Stack) -> None:
     with stack.admin() as admin:
         assert admin.get("/admin/shadow/report").status_code == 404
+
+
+def test_a_shadow_record_counts_its_call_and_no_cache_is_a_bypass_streamed_or_not(
+    shadow: Stack,
+) -> None:
+    ask(shadow, MONA_LISA)
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": FRANCE}]}
+    no_cache = {"x-frugal-cache-control": "no-cache"}
+    url = shadow.base_url + "/chat/completions"
+    plain = httpx.post(url, json=body, headers=no_cache, timeout=30)
+    streamed = httpx.post(url, json={**body, "stream": True}, headers=no_cache, timeout=30)
+    assert plain.headers["x-frugal-cache"] == streamed.headers["x-frugal-cache"] == "bypass"
+    lines = request_lines(shadow)
+    shadowed = [line for line in lines if line["outcome"] == "shadow"]
+    assert shadowed and {line["upstream_calls"] for line in shadowed} == {1}
+    assert [line["outcome"] for line in lines[-2:]] == ["bypass", "bypass"]
+    assert {line["upstream_calls"] for line in lines[-2:]} == {1}

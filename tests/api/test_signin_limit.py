@@ -120,7 +120,7 @@ async def app(clock: Clock) -> AsyncIterator[FastAPI]:
     )
     app = create_app(settings, transport=httpx.MockTransport(lambda _: httpx.Response(500)))
     async with app.router.lifespan_context(app):
-        app.state.signin_limiter = SigninLimiter(clock=clock)
+        app.state.gateway.signin_limiter = SigninLimiter(clock=clock)
         yield app
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 from scipy.stats import ks_2samp
 
 from frugal.tenants import add_key
-from tests.conftest import CANARY_KEY, Stack, StackFactory
+from tests.conftest import CANARY_KEY, Stack, StackFactory, redis_env
 
 FRANCE = "What is the capital of France?"
 FRANCE_PARAPHRASE = "What's the capital of France?"
@@ -121,3 +122,39 @@ def test_no_timing_side_channel_across_tenants(keyed: tuple[Stack, dict[str, str
             timed(stack, keys["acme"], text, **{"x-frugal-cache-control": "no-store"})
         )
     assert ks_2samp(own["cached"], own["fresh"]).pvalue < 0.01
+
+
+@pytest.mark.parametrize("store", ["embedded", "redis"])
+def test_invalidating_a_tenant_in_a_shared_namespace_names_the_namespace(
+    store: str,
+    make_stack: StackFactory,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """acme's answers live in "faq", which initech shares: removing "acme's answers" would
+    remove initech's, so the request is refused with the namespace's name, and the namespace
+    is the selector that removes them. A tenant of its own is invalidated by its name."""
+    path = tmp_path / "keys.yaml"
+    keys = {tenant: add_key(path, tenant) for tenant in ("acme", "globex", "initech")}
+    path.write_text(
+        path.read_text() + "tenants:\n  acme: {namespace: faq}\n  initech: {namespace: faq}\n"
+    )
+    env = {"FRUGAL_API_KEYS_FILE": str(path)}
+    if store == "redis":
+        env |= redis_env(request.getfixturevalue("redis_server").url)
+    stack = make_stack(env=env)
+    assert ask(stack, keys["acme"], FRANCE).headers["x-frugal-cache"] == "miss"
+    assert ask(stack, keys["globex"], FRANCE).headers["x-frugal-cache"] == "miss"
+    with stack.admin() as admin:
+        listed = admin.get("/admin/cache/entries", params={"tenant": "acme"}).json()["data"]
+        assert [(e["prompt"], e["partition"]) for e in listed] == [(FRANCE, "faq")]
+        refused = admin.post("/admin/cache/invalidate", json={"tenant": "acme"})
+        assert refused.status_code == 400
+        assert "faq" in refused.json()["error"]["message"]
+        assert refused.json()["error"]["param"] == "tenant"
+        own = admin.post("/admin/cache/invalidate", json={"tenant": "globex"})
+        assert own.json() == {"invalidated": 1}
+        shared = admin.post("/admin/cache/invalidate", json={"namespace": "faq"})
+        assert shared.json() == {"invalidated": 1}
+        assert admin.get("/admin/cache/entries").json()["data"] == []
+    assert ask(stack, keys["initech"], FRANCE).headers["x-frugal-cache"] == "miss"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import openai
 import pytest
 
+from frugal.api.app import create_app
+from frugal.config import load_settings
 from tests.conftest import Stack
 from tests.conftest import StackFactory as _AnyStack
 
@@ -122,3 +126,31 @@ async def test_an_unreachable_provider_is_502(make_stack: StackFactory) -> None:
         response = await http.post("/v1/chat/completions", json=CHAT)
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_unreachable"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"id": "x", "object": "chat.completion"},  # no choices
+        {"choices": []},
+        {"choices": [{"index": 0, "message": {"role": "assistant"}, "finish_reason": "stop"}]},
+        {"choices": [{"index": 0, "message": {"content": None}, "finish_reason": "stop"}]},
+    ],
+)
+async def test_process_prompt_reports_an_answer_without_text_as_a_502_error(
+    answer: dict[str, Any],
+) -> None:
+    """`/process_prompt` needs the first choice's text; a provider's 200 without it is the
+    provider's failure (502), recorded as an error, never a 500 or a request "answered"."""
+    settings = load_settings(upstream_base_url="http://provider.test/v1", cache_mode="off")
+    provider = httpx.MockTransport(lambda _: httpx.Response(200, json=answer))
+    app = create_app(settings, transport=provider)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://frugal.test") as http:
+            response = await http.post("/process_prompt", json={"text": "hello"})
+        summary = app.state.gateway.observer.summary.report()["since_start"]
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("upstream_error", "upstream_bad_answer")
+    assert summary["outcomes"]["error"] == 1 and summary["requests"] == 1

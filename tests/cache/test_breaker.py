@@ -16,7 +16,8 @@ from frugal.cache.breaker import (
     GuardedStore,
     StoreUnavailable,
 )
-from frugal.cache.store import CacheStoreError, StoreStats
+from frugal.cache.store import StoreStats
+from frugal.errors import CacheStoreError
 
 
 class Clock:

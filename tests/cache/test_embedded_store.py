@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from frugal.cache import write_behind
 from frugal.cache.embedded import EmbeddedStore
 from frugal.cache.index import IndexOptions
-from frugal.cache.store import CacheStoreError, Entry
+from frugal.cache.store import Entry
+from frugal.errors import CacheStoreError
 from tests.cache.entries import DIM, T0, make, near, unit
 
 TINY_INDEX = IndexOptions(approximate_above=20, max_dead_share=0.25)

@@ -16,14 +16,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is packaged; never rea
 
 from frugal.cache.embedder import (  # noqa: E402
     AsyncEmbedder,
-    EmbedderClosed,
-    EmbedderUnavailable,
     OnnxEmbedder,
     SentenceTransformerEmbedder,
     load_embedder,
 )
 from frugal.cache.export import ONNX_FILENAME, export_onnx, is_exported  # noqa: E402
 from frugal.config import load_settings  # noqa: E402
+from frugal.errors import CacheError, EmbedderClosed, EmbedderUnavailable  # noqa: E402
 
 LONG_180 = (
     "The semantic cache embeds only the text that carries the question, while everything else "
@@ -134,7 +133,7 @@ def test_load_embedder_picks_onnx_and_refuses_unknown(model_dir: Path) -> None:
 def test_missing_model_names_the_export_command(tmp_path: Path) -> None:
     with pytest.raises(EmbedderUnavailable, match="frugal model export") as caught:
         load_embedder(backend="onnx", model_dir=tmp_path)
-    assert isinstance(caught.value, RuntimeError)
+    assert isinstance(caught.value, CacheError)  # the cache's failure: a miss, not a crash
     assert ONNX_FILENAME in str(caught.value)
 
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from frugal.cache.scope import cache_key
 from frugal.cache.semantic import SemanticCache
 from frugal.cache.store import VectorStore
-from frugal.endpoints import Endpoint
+from frugal.provider import Endpoint
 from tests.cache.conftest import StoreFactory
 from tests.cache.entries import DIM, T0
 

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from frugal.cache.redis_layout import to_hash
-from frugal.cache.redis_store import RedisStore, RedisStoreConfigError, similarity_from_distance
-from frugal.cache.store import CacheStoreError
+from frugal.cache.redis_store import RedisStore, similarity_from_distance
+from frugal.errors import CacheStoreError, RedisStoreConfigError
 from frugal.local.redis_server import RedisServer
 from tests.cache.entries import DIM, T0, make, unit
 

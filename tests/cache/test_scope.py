@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from frugal.cache.scope import cache_key, normalise
-from frugal.endpoints import Endpoint
+from frugal.provider import Endpoint
 
 BASE: dict[str, Any] = {
     "model": "gpt-4o-mini",

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from frugal.cache.breaker import StoreUnavailable
 from frugal.cache.scope import CacheKey
 from frugal.cache.semantic import SemanticCache, storable
-from frugal.cache.store import CacheStoreError, Entry, Match, StoreStats
+from frugal.cache.store import Entry, Match, StoreStats
+from frugal.errors import CacheStoreError, StoreUnavailable
 from frugal.pipeline import fresh
 
 ANSWER = {

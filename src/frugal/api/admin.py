@@ -7,7 +7,7 @@ answer 401. Keys are compared in constant time.
 from __future__ import annotations
 
 import hmac
-import time
+from dataclasses import asdict, fields
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -16,58 +16,68 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 from frugal.api.body import read_body
 from frugal.api.openapi import ADMIN_ERRORS, json_body
 from frugal.api.state import GatewayState, gateway
-from frugal.cache.embedder import AsyncEmbedder
-from frugal.cache.semantic import SemanticCache
-from frugal.cache.store import CacheStoreError, Entry, StoreStats
+from frugal.cache import Entry, SemanticCache, StoreStats
+from frugal.config import DEFAULT_THRESHOLD
 from frugal.errors import AuthenticationError, InvalidRequestError, NotFoundError
 
 router = APIRouter(prefix="/admin", responses=ADMIN_ERRORS)
 
 
-_SELECTORS = ("ids", "tenant", "scope", "prompt")
+_SELECTORS = ("ids", "tenant", "namespace", "scope", "prompt")
+_PARTITIONS = ("tenant", "namespace")  # whose entries; alone, or narrowing a prompt
 
 
 def _selector_schema(schema: dict[str, Any]) -> None:
-    """Publish the rule the validator enforces: one selector (``prompt`` may add ``tenant``),
-    and a selector that is given is never null."""
+    """Publish the rule the validator enforces: one selector (``prompt`` may add ``tenant`` or
+    ``namespace``), and a selector that is given is never null."""
     for name in _SELECTORS:
         field = schema["properties"][name]
         field.update(next(kind for kind in field.pop("anyOf") if kind.get("type") != "null"))
         field.pop("default", None)
 
-    def alone(name: str, *excluded: str) -> dict[str, Any]:
-        return {"required": [name], "not": {"anyOf": [{"required": [x]} for x in excluded]}}
+    def alone(name: str, *allowed: str) -> dict[str, Any]:
+        """``name`` is given, and no other selector but ``allowed`` (at most one of them)."""
+        refused = [{"required": [x]} for x in _SELECTORS if x != name and x not in allowed]
+        if allowed:
+            refused.append({"required": list(allowed)})
+        return {"required": [name], "not": {"anyOf": refused}}
 
     schema["anyOf"] = [
-        alone("ids", "tenant", "scope", "prompt"),
-        alone("scope", "ids", "tenant", "prompt"),
-        alone("tenant", "ids", "scope"),
-        alone("prompt", "ids", "scope"),
+        alone("ids"),
+        alone("scope"),
+        alone("tenant"),
+        alone("namespace"),
+        alone("prompt", *_PARTITIONS),
     ]
 
 
 class InvalidateRequest(BaseModel):
-    """Exactly one way to choose: ``ids``, ``tenant``, ``scope``, or ``prompt`` (+``threshold``)."""
+    """Exactly one way to choose: ``ids``, ``tenant``, ``namespace``, ``scope``, or ``prompt``
+    (with ``threshold``, and optionally ``tenant`` or ``namespace``)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_selector_schema)
     ids: list[StrictStr] | None = None
     tenant: StrictStr | None = None
+    namespace: StrictStr | None = None
     scope: StrictStr | None = None
     prompt: StrictStr | None = None
-    threshold: Annotated[float, Field(strict=True, ge=-1.0, le=1.0)] = 0.9
+    threshold: Annotated[float, Field(strict=True, ge=-1.0, le=1.0)] = DEFAULT_THRESHOLD
 
     @model_validator(mode="after")
     def _one_selector(self) -> InvalidateRequest:
         nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
         if nulls:
             raise ValueError(f"{nulls[0]} must not be null")
-        chosen = [name for name in ("ids", "scope", "prompt") if getattr(self, name) is not None]
-        if len(chosen) > 1 or (not chosen and self.tenant is None):
+        chosen = [name for name in _SELECTORS if getattr(self, name) is not None]
+        partitions = [name for name in chosen if name in _PARTITIONS]
+        others = [name for name in chosen if name not in _PARTITIONS]
+        if len(others) > 1 or len(partitions) > 1 or not chosen:
             raise ValueError(
-                "give exactly one of ids, tenant, scope or prompt (prompt may add tenant)"
+                "give exactly one of ids, tenant, namespace, scope or prompt "
+                "(prompt may add tenant or namespace)"
             )
-        if chosen and chosen[0] != "prompt" and self.tenant is not None:
-            raise ValueError("tenant combines only with prompt")
+        if others and partitions and others[0] != "prompt":
+            raise ValueError(f"{partitions[0]} combines only with prompt")
         return self
 
 
@@ -98,62 +108,56 @@ def _cache(state: GatewayState) -> SemanticCache:
     return state.cache
 
 
+def _partition(state: GatewayState, *, tenant: str | None, namespace: str | None) -> str | None:
+    """The cache partition a selector names: a namespace as it is, a tenant's own partition
+    (its namespace, when configuration put it in one), or ``None`` for every partition."""
+    if namespace is not None:
+        return namespace
+    if tenant is None:
+        return None
+    return state.keys.namespace_of(tenant) if state.keys is not None else tenant
+
+
 @router.get("/stats")
 async def stats(request: Request) -> dict[str, Any]:
     return await gateway_stats(admin(request))
 
 
 async def gateway_stats(state: GatewayState) -> dict[str, Any]:
-    """Everything `/admin/stats` (and the dashboard) shows."""
+    """Everything `/admin/stats` (and the dashboard) shows, under the names the parts use."""
     summary: dict[str, Any] = {
         "cache": {"mode": state.settings.cache_mode},
         "upstream": {"calls": state.batching.calls, "retries": state.upstream.retries},
         "batching": _batching(state),
-        "store": _store(state),
+        "store": {"kind": state.settings.store, "health": "off"},
         "summary": state.observer.summary.report(),
     }
-    if state.cache is not None:
-        counters = state.cache.counters
-        try:
-            held: StoreStats | None = await state.cache.store.stats()
-        except CacheStoreError:  # the rest of the summary is still worth having
-            held = None
-        hits = counters.hits_exact + counters.hits_semantic
-        looked_up = hits + counters.misses
-        summary["cache"].update(
-            entries=held.entries if held else None,
-            evictions=held.evictions if held else None,
-            expirations=held.expirations if held else None,
-            write_failures=held.write_failures if held else None,
-            unsaved=held.unsaved if held else None,
-            hits_exact=counters.hits_exact,
-            hits_semantic=counters.hits_semantic,
-            misses=counters.misses,
-            stored=counters.stored,
-            errors=counters.errors,
-            hit_rate=hits / looked_up if looked_up else 0.0,
-            threshold=state.cache.threshold,
+    if state.cache is None:
+        return summary
+    held = await state.cache.stats()
+    counters = held.counters
+    summary["cache"].update(
+        **asdict(held.store) if held.store is not None else dict.fromkeys(_STORE_COUNTS),
+        **asdict(counters),
+        hit_rate=counters.hit_rate,
+        threshold=held.threshold,
+    )
+    summary["store"]["health"] = held.health
+    if held.breaker is not None:
+        summary["store"].update(
+            breaker=held.breaker.state.value, opened=held.breaker.opened, closed=held.breaker.closed
         )
-        if isinstance(state.cache.embedder, AsyncEmbedder):
-            summary["embedder"] = _embedder(state.cache.embedder)
+    if (embedder := held.embedder) is not None:
+        summary["embedder"] = {
+            **asdict(embedder),
+            "seconds": round(embedder.seconds, 3),
+            "mean_batch": embedder.texts / embedder.calls if embedder.calls else 0.0,
+            "batch_sizes": {str(size): n for size, n in sorted(embedder.batch_sizes.items())},
+        }
     return summary
 
 
-def _store(state: GatewayState) -> dict[str, Any]:
-    summary: dict[str, Any] = {"kind": state.settings.store, "health": state.cache_health}
-    if (breaker := state.breaker) is not None:
-        summary.update(breaker=breaker.state.value, opened=breaker.opened, closed=breaker.closed)
-    return summary
-
-
-def _embedder(embedder: AsyncEmbedder) -> dict[str, Any]:
-    return {
-        "calls": embedder.calls,
-        "texts": embedder.texts,
-        "mean_batch": embedder.texts / embedder.calls if embedder.calls else 0.0,
-        "model_seconds": round(embedder.seconds, 3),
-        "batch_sizes": {str(size): count for size, count in sorted(embedder.batch_sizes.items())},
-    }
+_STORE_COUNTS = [field.name for field in fields(StoreStats)]
 
 
 @router.get("/shadow/report")
@@ -172,16 +176,21 @@ async def entries(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     tenant: str | None = None,
+    namespace: str | None = None,
 ) -> dict[str, Any]:
-    cache = _cache(admin(request))
-    found = await cache.store.list_entries(
-        offset=offset, limit=limit, partition=tenant, now=time.time()
-    )
+    """Live entries, newest first; ``tenant`` lists what that tenant can be answered from
+    (its namespace's entries, when it shares one)."""
+    state = admin(request)
+    partition = _partition(state, tenant=tenant, namespace=namespace)
+    found = await _cache(state).entries(offset=offset, limit=limit, partition=partition)
     return {"data": [_describe(entry) for entry in found], "offset": offset, "limit": limit}
 
 
 @router.post("/cache/invalidate", openapi_extra=json_body(InvalidateRequest))
 async def invalidate(request: Request) -> dict[str, int]:
+    """Remove entries. A tenant that shares its namespace with other tenants cannot be
+    invalidated alone (its answers are theirs too): that is a 400 naming the namespace,
+    which is then the selector to use."""
     state = admin(request)
     cache = _cache(state)
     body, _ = await read_body(
@@ -190,41 +199,49 @@ async def invalidate(request: Request) -> dict[str, int]:
         max_bytes=state.settings.max_body_bytes,
         timeout_s=state.settings.client_body_timeout_s,
     )
-    if body.ids is not None:
-        removed = await cache.store.delete(body.ids)
-    elif body.scope is not None:
-        removed = await cache.store.delete_where(scope=body.scope)
-    elif body.prompt is not None:
-        vector = await cache.embed(body.prompt)
-        if vector is None:
-            raise InvalidRequestError("The prompt could not be embedded.", param="prompt")
-        removed = await cache.store.delete_similar(
-            vector=vector, min_similarity=body.threshold, partition=body.tenant
+    partition = _partition(state, tenant=body.tenant, namespace=body.namespace)
+    if body.prompt is not None:
+        removed = await cache.invalidate_similar(
+            body.prompt, min_similarity=body.threshold, partition=partition
         )
+    elif body.tenant is not None:
+        assert partition is not None
+        _refuse_shared(state, body.tenant, partition)
+        removed = await cache.invalidate(partition=partition)
     else:
-        removed = await cache.store.delete_where(partition=body.tenant)
+        removed = await cache.invalidate(ids=body.ids, partition=partition, scope=body.scope)
     return {"invalidated": removed}
+
+
+def _refuse_shared(state: GatewayState, tenant: str, partition: str) -> None:
+    others = sorted(state.keys.tenants_in(partition) - {tenant}) if state.keys else []
+    if others:
+        raise InvalidRequestError(
+            f"Tenant {tenant!r} shares the namespace {partition!r} with {', '.join(others)}: "
+            f"its cached answers are theirs too. To remove them for every tenant of it, "
+            f'invalidate {{"namespace": "{partition}"}}.',
+            param="tenant",
+        )
 
 
 @router.delete("/cache")
 async def flush(request: Request) -> dict[str, int]:
-    cache = _cache(admin(request))
-    return {"flushed": await cache.store.flush()}
+    return {"flushed": await _cache(admin(request)).flush()}
 
 
 def _batching(state: GatewayState) -> dict[str, Any]:
     stats = state.batching.stats
     return {
         "batches": stats.batches,
-        "requests": stats.items,
-        "items": stats.units,
-        "mean_batch_items": stats.units / stats.batches if stats.batches else 0.0,
+        "items": stats.items,
+        "units": stats.units,
+        "mean_batch_units": stats.units / stats.batches if stats.batches else 0.0,
         "mean_queue_wait_ms": 1000 * _mean(stats.queue_wait_s),
         "dropped_cancelled": stats.dropped_cancelled,
         "expired": stats.expired,
         "rejected_full": stats.rejected_full,
         "coalesced": state.coalescer.coalesced if state.coalescer is not None else 0,
-        "batch_sizes": {str(size): stats.sizes[size] for size in sorted(stats.sizes)},
+        "batch_sizes": {str(size): n for size, n in sorted(stats.batch_sizes.items())},
     }
 
 

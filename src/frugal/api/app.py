@@ -15,22 +15,24 @@ from frugal.api.errors import install_error_handlers
 from frugal.api.openapi import install_openapi
 from frugal.api.request_id import RequestIdMiddleware
 from frugal.api.state import GatewayState
-from frugal.batching.coalescer import Coalescer
-from frugal.batching.upstream import BatchingUpstream, BatchSettings
-from frugal.cache.breaker import CircuitBreaker, GuardedStore
-from frugal.cache.embedded import EmbeddedStore
-from frugal.cache.embedder import AsyncEmbedder, load_embedder
-from frugal.cache.redis_store import RedisStore
-from frugal.cache.semantic import SemanticCache
-from frugal.cache.shadow import ShadowLog
-from frugal.cache.store import VectorStore
+from frugal.batching import BatchingUpstream, BatchSettings, Coalescer
+from frugal.cache import (
+    AsyncEmbedder,
+    CircuitBreaker,
+    EmbeddedStore,
+    GuardedStore,
+    RedisStore,
+    SemanticCache,
+    ShadowLog,
+    VectorStore,
+    load_embedder,
+)
 from frugal.config import Settings
 from frugal.observability.observer import Observer
 from frugal.observability.prices import PriceTable
 from frugal.pipeline import CachePolicy, Pipeline
 from frugal.tenants import Keys
-from frugal.upstream.client import OpenAIUpstream, RetryPolicy
-from frugal.upstream.pool import provider_transport
+from frugal.upstream import OpenAIUpstream, RetryPolicy, provider_transport
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from frugal.api.admin import bearer_is_admin, gateway_stats
-from frugal.api.signin_limit import SigninLimiter
 from frugal.api.state import GatewayState, gateway
 from frugal.errors import AuthenticationError
 
@@ -76,15 +75,6 @@ def _login_page(
     return HTMLResponse(_LOGIN.format(message=shown), status_code=status, headers=headers)
 
 
-def _limiter(request: Request) -> SigninLimiter:
-    """The app's sign-in limiter: one per app, made at its first sign-in (a test may put its
-    own, with its own clock, at ``app.state.signin_limiter`` first)."""
-    limiter: SigninLimiter | None = getattr(request.app.state, "signin_limiter", None)
-    if limiter is None:
-        limiter = request.app.state.signin_limiter = SigninLimiter()
-    return limiter
-
-
 @router.get("/dashboard", include_in_schema=False)
 async def dashboard(request: Request) -> Response:
     if not _allowed(request, gateway(request)):
@@ -100,7 +90,7 @@ async def login(request: Request) -> Response:
     body = await request.body()
     # From here to the answer nothing awaits: a burst of attempts cannot all pass the check
     # before the first of them is counted.
-    limiter = _limiter(request)
+    limiter = state.signin_limiter
     address = request.client.host if request.client is not None else "unknown"
     wait_s = limiter.retry_after_s(address)
     if wait_s is not None:

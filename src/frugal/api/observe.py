@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from frugal.api.state import GatewayState
-from frugal.cache.embedder import AsyncEmbedder
-from frugal.cache.store import CacheStoreError
-from frugal.endpoints import Endpoint
 from frugal.observability.record import RequestRecord
-from frugal.pipeline import Answer, CacheOutcome, RequestContext, StreamedAnswer
-
-
-def outcome_of(answer: Answer | StreamedAnswer) -> str:
-    if answer.cache is CacheOutcome.HIT:
-        return "hit_exact" if answer.hit is not None and answer.hit.exact else "hit_semantic"
-    return answer.cache.value
+from frugal.outcome import Outcome
+from frugal.pipeline import Answer, RequestContext, StreamedAnswer
+from frugal.provider import Endpoint
 
 
 def record_answer(
@@ -33,7 +27,7 @@ def record_answer(
     (a replayed or non-streamed answer), for its token counts."""
     observer = state.observer
     model = observer.model_label(body.get("model"))
-    outcome = outcome_of(answer)
+    outcome = answer.outcome
     usage = (response or {}).get("usage")
     prompt_tokens, completion_tokens, cost = observer.cost(model, usage)
     hit = answer.hit
@@ -41,7 +35,7 @@ def record_answer(
         RequestRecord(
             request_id=ctx.request_id,
             tenant=ctx.tenant,
-            endpoint=endpoint.value,
+            endpoint=endpoint,
             model=model,
             outcome=outcome,
             status=200,
@@ -50,7 +44,7 @@ def record_answer(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             cost_usd=cost,
-            upstream_calls=1 if outcome in ("miss", "bypass") else 0,
+            upstream_calls=1 if outcome.called_upstream else 0,
             prompt=answer.question,
             cached_prompt=hit.prompt if hit is not None else None,
             entry_id=hit.entry_id if hit is not None else None,
@@ -73,9 +67,9 @@ def record_error(
         RequestRecord(
             request_id=request_id,
             tenant=tenant,
-            endpoint=endpoint.value,
+            endpoint=endpoint,
             model=state.observer.model_label((body or {}).get("model")),
-            outcome="error",
+            outcome=Outcome.ERROR,
             status=status,
             latency_s=time.perf_counter() - started,
         )
@@ -86,25 +80,19 @@ async def refresh_metrics(state: GatewayState) -> None:
     """Copy what other parts count into the metrics' snapshot, just before a scrape."""
     snapshot = state.observer.metrics.collector.snapshot
     snapshot.upstream_retries = state.upstream.retries
-    cache = state.cache
-    if cache is None:
+    if state.cache is None:
         return
-    try:
-        held = await cache.store.stats()
-    except CacheStoreError:
-        pass  # the last known counts stay
-    else:
-        snapshot.entries = held.entries
-        snapshot.evictions = held.evictions
-        snapshot.expirations = held.expirations
-        snapshot.write_failures = held.write_failures
-        snapshot.unsaved = held.unsaved
-    snapshot.store_errors = cache.counters.errors
-    breaker = state.breaker
-    snapshot.breaker = breaker.state.value if breaker is not None else None
-    embedder = cache.embedder
-    if isinstance(embedder, AsyncEmbedder):
+    held = await state.cache.stats()
+    if (store := held.store) is not None:  # else the last known counts stay
+        snapshot.entries = store.entries
+        snapshot.evictions = store.evictions
+        snapshot.expirations = store.expirations
+        snapshot.write_failures = store.write_failures
+        snapshot.unsaved = store.unsaved
+    snapshot.store_errors = held.counters.errors
+    snapshot.breaker = held.breaker.state.value if held.breaker is not None else None
+    if (embedder := held.embedder) is not None:
         snapshot.embedder_calls = embedder.calls
         snapshot.embedder_texts = embedder.texts
         snapshot.embedder_seconds = embedder.seconds
-        snapshot.embedder_batch_sizes = embedder.batch_sizes.copy()
+        snapshot.embedder_batch_sizes = Counter(embedder.batch_sizes)

@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from frugal.api.cache_control import HEADER as CONTROL_HEADER
+from frugal.api.cache_control import PATTERN as CONTROL_PATTERN
 from frugal.api.schemas import ErrorBody
-from frugal.cache.control import HEADER as CONTROL_HEADER
-from frugal.cache.control import PATTERN as CONTROL_PATTERN
 
 _DEFS = "#/$defs/"
 _COMPONENTS = "#/components/schemas/"
@@ -99,6 +99,7 @@ def install_openapi(app: FastAPI) -> None:
             app.openapi_schema = document
         return app.openapi_schema
 
+    # FastAPI's documented way to publish a document of one's own is to replace this method.
     app.openapi = openapi  # type: ignore[method-assign]
 
 

@@ -16,6 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from frugal.api.body import read_body
+from frugal.api.cache_control import HEADER as CONTROL_HEADER
+from frugal.api.cache_control import parse_cache_control
+from frugal.api.errors import error_json, status_of
 from frugal.api.observe import record_answer, record_error, refresh_metrics
 from frugal.api.openapi import errors, openai_route
 from frugal.api.schemas import (
@@ -25,11 +28,15 @@ from frugal.api.schemas import (
     ProcessPromptRequest,
 )
 from frugal.api.state import GatewayState, gateway
-from frugal.cache.control import HEADER as CONTROL_HEADER
-from frugal.cache.control import parse_cache_control
-from frugal.endpoints import Endpoint
-from frugal.errors import AuthenticationError, ClientDisconnectedError, FrugalError, UpstreamError
-from frugal.pipeline import Answer, CacheOutcome, RequestContext, StreamedAnswer
+from frugal.errors import (
+    AuthenticationError,
+    ClientDisconnectedError,
+    UpstreamAnswerError,
+    UpstreamError,
+)
+from frugal.outcome import Outcome
+from frugal.pipeline import Answer, RequestContext, StreamedAnswer
+from frugal.provider import Endpoint
 from frugal.tenants import OPEN_TENANT, Tenant
 
 logger = logging.getLogger(__name__)
@@ -75,12 +82,25 @@ async def process_prompt(request: Request) -> Response:
         messages = [{"role": "user", "content": parsed.text}]
         body = {"model": state.settings.default_model, "messages": messages}
         answer, ctx = await _answer(request, state, tenant, Endpoint.CHAT, body)
+        text = _reply_text(answer.body)
     except Exception as exc:
         _record_failure(request, state, Endpoint.CHAT, body, exc, started)
         raise
     record_answer(state, ctx, Endpoint.CHAT, body, answer, started=started, response=answer.body)
-    text = answer.body["choices"][0]["message"]["content"]
-    return JSONResponse({"response": text}, headers=_cache_headers(answer.cache, answer.similarity))
+    return JSONResponse(
+        {"response": text}, headers=_cache_headers(answer.outcome, answer.similarity)
+    )
+
+
+def _reply_text(answer: dict[str, Any]) -> str:
+    """The text of a chat answer's first choice; `UpstreamAnswerError` (502) without one."""
+    try:
+        text = answer["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        text = None
+    if not isinstance(text, str):
+        raise UpstreamAnswerError("The provider's answer has no message text in its first choice.")
+    return text
 
 
 @router.get(
@@ -135,7 +155,7 @@ async def _serve(request: Request, endpoint: Endpoint, schema: type[BaseModel]) 
             ctx = _context(request, tenant)
             streamed = await state.pipeline.answer_stream(endpoint, body, ctx)
             headers = {
-                **_cache_headers(streamed.cache, streamed.similarity),
+                **_cache_headers(streamed.outcome, streamed.similarity),
                 "cache-control": "no-cache",
             }
             relayed = _relay(streamed, ctx, state, endpoint, body, started)
@@ -145,7 +165,7 @@ async def _serve(request: Request, endpoint: Endpoint, schema: type[BaseModel]) 
         _record_failure(request, state, endpoint, body, exc, started)
         raise
     record_answer(state, ctx, endpoint, body, answer, started=started, response=answer.body)
-    return JSONResponse(answer.body, headers=_cache_headers(answer.cache, answer.similarity))
+    return JSONResponse(answer.body, headers=_cache_headers(answer.outcome, answer.similarity))
 
 
 def _record_failure(
@@ -162,7 +182,7 @@ def _record_failure(
         tenant=str(request.scope["state"].get("tenant", OPEN_TENANT)),
         endpoint=endpoint,
         body=body,
-        status=exc.status_code if isinstance(exc, FrugalError) else 500,
+        status=status_of(exc),
         started=started,
     )
 
@@ -252,8 +272,8 @@ def _context(
     )
 
 
-def _cache_headers(outcome: CacheOutcome, similarity: float | None) -> dict[str, str]:
-    headers = {CACHE_HEADER: outcome.value}
+def _cache_headers(outcome: Outcome, similarity: float | None) -> dict[str, str]:
+    headers = {CACHE_HEADER: outcome.header}
     if similarity is not None:
         headers[SIMILARITY_HEADER] = f"{similarity:.4f}"
     return headers
@@ -275,11 +295,11 @@ async def _relay(
         async for event in streamed:
             yield event
     except UpstreamError as exc:
-        failed_with = exc.status_code
+        failed_with = status_of(exc)
         logger.warning("stream %s broke off: %s", ctx.request_id, exc.message)
-        yield _sse(exc.body())
+        yield _sse(error_json(exc))
     except (asyncio.CancelledError, GeneratorExit):
-        failed_with = ClientDisconnectedError.status_code  # the client left mid-stream
+        failed_with = status_of(ClientDisconnectedError("the client left mid-stream"))
         raise
     finally:
         await streamed.aclose()

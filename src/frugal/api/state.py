@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from frugal.batching.coalescer import Coalescer
-from frugal.batching.upstream import BatchingUpstream
-from frugal.cache.breaker import BreakerState, CircuitBreaker, GuardedStore
-from frugal.cache.semantic import SemanticCache
-from frugal.cache.shadow import ShadowLog
+from frugal.api.signin_limit import SigninLimiter
+from frugal.batching import BatchingUpstream, Coalescer
+from frugal.cache import SemanticCache, ShadowLog
 from frugal.config import Settings
 from frugal.observability.observer import Observer
 from frugal.pipeline import Pipeline
 from frugal.tenants import Keys
-from frugal.upstream.client import OpenAIUpstream
+from frugal.upstream import OpenAIUpstream
 
 
 @dataclass
@@ -29,22 +27,14 @@ class GatewayState:
     observer: Observer
     shadow: ShadowLog | None = None
     keys: Keys | None = None  # None: the gateway is open, one tenant
+    signin_limiter: SigninLimiter = field(default_factory=SigninLimiter)  # dashboard sign-ins
     ready: bool = False
 
     @property
-    def breaker(self) -> CircuitBreaker | None:
-        """The shared store's circuit breaker (the Redis store has one)."""
-        store = self.cache.store if self.cache is not None else None
-        return store.breaker if isinstance(store, GuardedStore) else None
-
-    @property
     def cache_health(self) -> str:
-        """``off``; ``degraded`` while the store's breaker is not closed (requests then go
-        upstream); else ``ok``."""
-        if self.cache is None:
-            return "off"
-        breaker = self.breaker
-        return "degraded" if breaker and breaker.state is not BreakerState.CLOSED else "ok"
+        """``off``, or the cache's own health (``ok``, or ``degraded`` while its store is
+        skipped)."""
+        return self.cache.health if self.cache is not None else "off"
 
 
 def gateway(request: Request) -> GatewayState:

@@ -30,24 +30,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from frugal.errors import FrugalError, OverloadedError, UpstreamTimeoutError
+from frugal.errors import OverloadedError, QueueTimeoutError, ShuttingDownError
+from frugal.futures import settle_error, settle_result
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class QueueTimeoutError(UpstreamTimeoutError):
-    """An item waited in the queue past its deadline and was never sent."""
-
-    code = "queue_timeout"
-
-
-class BatcherClosedError(FrugalError):
-    status_code = 503
-    error_type = "server_error"
-    code = "shutting_down"
 
 
 @dataclass(eq=False)
@@ -59,21 +48,10 @@ class _Item(Generic[T, R]):
     deadline: float | None
 
 
-def _settle(
-    future: asyncio.Future[R], *, result: R | None = None, error: BaseException | None = None
-) -> None:
-    """Set a future's outcome unless it already has one (a cancelled caller, say)."""
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)  # type: ignore[arg-type]
-
-
 @dataclass
 class BatchStats:
-    """What the batcher did, for metrics."""
+    """What the batcher did, for metrics: ``items`` submitted (a gateway request each) and
+    ``units`` they carried (its prompts or inputs: what a batch's size counts)."""
 
     batches: int = 0
     items: int = 0
@@ -81,8 +59,7 @@ class BatchStats:
     dropped_cancelled: int = 0
     expired: int = 0
     rejected_full: int = 0
-    batch_units: list[int] = field(default_factory=list)  # sizes of the last 1,000 batches
-    sizes: Counter[int] = field(default_factory=Counter)  # batch size (units) -> batches, ever
+    batch_sizes: Counter[int] = field(default_factory=Counter)  # size (units) -> batches, ever
     queue_wait_s: list[float] = field(default_factory=list)  # waits of the last 1,000 items
 
 
@@ -125,17 +102,13 @@ class Batcher(Generic[T, R]):
         self.stats = stats if stats is not None else BatchStats()  # shareable among batchers
 
     @property
-    def queued_units(self) -> int:
-        return self._queued_units
-
-    @property
     def idle(self) -> bool:
         return not self._queue and not self._tasks and self._timer is None
 
     async def submit(self, value: T, *, units: int = 1) -> R:
         """Queue ``value`` and wait for its own result."""
         if self._closed:
-            raise BatcherClosedError("The gateway is shutting down.")
+            raise ShuttingDownError("The gateway is shutting down.")
         if self._queued_units + units > self._max_queue and self._queue:
             self.stats.rejected_full += 1
             raise OverloadedError(
@@ -194,9 +167,9 @@ class Batcher(Generic[T, R]):
             if head.deadline is not None and now > head.deadline:
                 self._pop()
                 self.stats.expired += 1
-                _settle(
+                settle_error(
                     head.future,
-                    error=QueueTimeoutError("The request waited too long to be sent upstream."),
+                    QueueTimeoutError("The request waited too long to be sent upstream."),
                 )
                 continue
             if batch and (units + head.units > self._max_size or self._window_s == 0):
@@ -228,14 +201,12 @@ class Batcher(Generic[T, R]):
         self.stats.items += len(batch)
         units = sum(item.units for item in batch)
         self.stats.units += units
-        self.stats.batch_units.append(units)
-        del self.stats.batch_units[:-1000]
-        self.stats.sizes[units] += 1
+        self.stats.batch_sizes[units] += 1
         try:
             results = await self._handler([item.value for item in batch])
         except BaseException as exc:  # the handler failed: every caller of this batch learns why
             for item in batch:
-                _settle(item.future, error=exc)
+                settle_error(item.future, exc)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -245,13 +216,13 @@ class Batcher(Generic[T, R]):
             )
             logger.error("%s", error)
             for item in batch:
-                _settle(item.future, error=error)
+                settle_error(item.future, error)
             return
         for item, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
-                _settle(item.future, error=result)
+                settle_error(item.future, result)
             else:
-                _settle(item.future, result=result)
+                settle_result(item.future, result)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -275,9 +246,7 @@ class Batcher(Generic[T, R]):
                     self._spawn(self._send(batch))
         else:
             while self._queue:
-                _settle(
-                    self._pop().future, error=BatcherClosedError("The gateway is shutting down.")
-                )
+                settle_error(self._pop().future, ShuttingDownError("The gateway is shutting down."))
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

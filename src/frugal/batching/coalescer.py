@@ -1,10 +1,11 @@
 """Single flight: while a miss is on its way upstream, equal or near-equal misses wait for it.
 
-A *flight* is one miss in progress, registered under its scope with its question's hash and
-vector. A later miss of the same scope joins it when the question is the same (after
-normalisation) or its cosine similarity to the flight's is at or above the threshold; it then
-gets the leader's answer, or the leader's error, without a call of its own. When the leader's
-caller goes away, its followers are told so (`LeaderGone`) and go upstream themselves.
+A *flight* is one miss in progress, registered under its scope (an opaque string: requests of
+different scopes never share an answer) with its question's hash and vector. A later miss of
+the same scope joins it when the question is the same (after normalisation) or its cosine
+similarity to the flight's is at or above the threshold; it then gets the leader's answer, or
+the leader's error, without a call of its own. When the leader's caller goes away, its
+followers are told so (`LeaderGone`) and go upstream themselves.
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from frugal.cache.scope import CacheKey
+from frugal.errors import LeaderGone
+from frugal.futures import settle_error, settle_result
 
-
-class LeaderGone(Exception):
-    """The request a follower waited for was cancelled before it had an answer."""
+__all__ = ["Coalescer", "Flight", "Joined", "LeaderGone"]
 
 
 @dataclass(eq=False)
 class Flight:
-    key: CacheKey
+    scope: str
+    prompt_hash: str
     vector: np.ndarray | None
     future: asyncio.Future[dict[str, Any]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -34,12 +35,10 @@ class Flight:
     followers: int = 0
 
     def succeed(self, answer: dict[str, Any]) -> None:
-        if not self.future.done():
-            self.future.set_result(answer)
+        settle_result(self.future, answer)
 
     def fail(self, error: BaseException) -> None:
-        if not self.future.done():
-            self.future.set_exception(error)
+        if settle_error(self.future, error):
             if not self.followers:
                 self.future.exception()  # nobody will read it: keep asyncio from warning
 
@@ -55,11 +54,13 @@ class Coalescer:
         self._flights: dict[str, list[Flight]] = {}
         self.coalesced = 0  # requests answered by another request's call
 
-    def find(self, key: CacheKey, vector: np.ndarray | None, *, threshold: float) -> Joined | None:
+    def find(
+        self, scope: str, prompt_hash: str, vector: np.ndarray | None, *, threshold: float
+    ) -> Joined | None:
         """The in-flight miss this one may wait for, if any: exact first, then the nearest."""
         best: Joined | None = None
-        for flight in self._flights.get(key.scope, ()):
-            if flight.key.prompt_hash == key.prompt_hash:
+        for flight in self._flights.get(scope, ()):
+            if flight.prompt_hash == prompt_hash:
                 return Joined(flight, 1.0)
             if vector is None or flight.vector is None:
                 continue
@@ -76,10 +77,10 @@ class Coalescer:
         return answer
 
     @contextmanager
-    def lead(self, key: CacheKey, vector: np.ndarray | None) -> Iterator[Flight]:
+    def lead(self, scope: str, prompt_hash: str, vector: np.ndarray | None) -> Iterator[Flight]:
         """Register a flight for the duration of the leader's upstream call."""
-        flight = Flight(key, vector)
-        flights = self._flights.setdefault(key.scope, [])
+        flight = Flight(scope, prompt_hash, vector)
+        flights = self._flights.setdefault(scope, [])
         flights.append(flight)
         try:
             yield flight
@@ -92,5 +93,5 @@ class Coalescer:
         finally:
             flights.remove(flight)
             if not flights:
-                del self._flights[key.scope]
+                del self._flights[scope]
             flight.fail(LeaderGone("the request this one waited for ended without an answer"))

@@ -23,9 +23,8 @@ from functools import partial
 from typing import Any, Protocol
 
 from frugal.batching.batcher import Batcher, BatchStats
-from frugal.endpoints import Endpoint
 from frugal.errors import UpstreamStatusError
-from frugal.upstream.protocol import OpenStream, Upstream
+from frugal.provider import Endpoint, OpenStream, Upstream
 
 EMBEDDING_INPUTS_PER_CALL = 2048
 
@@ -51,9 +50,9 @@ class _Request:
 class UpstreamWatcher(Protocol):
     """Told of every upstream call and every batch, for metrics."""
 
-    def upstream_call(self, path: str, items: int) -> None: ...
+    def upstream_call(self, endpoint: Endpoint, items: int) -> None: ...
 
-    def batch_sent(self, path: str, units: int, waits_s: list[float]) -> None: ...
+    def batch_sent(self, endpoint: Endpoint, units: int, waits_s: list[float]) -> None: ...
 
 
 class BatchingUpstream:
@@ -76,21 +75,23 @@ class BatchingUpstream:
     def batchers(self) -> dict[str, Batcher[_Request, dict[str, Any]]]:
         return self._batchers
 
-    async def post(self, path: str, body: dict[str, Any], *, request_id: str) -> dict[str, Any]:
-        items = _items(path, body)
+    async def post(
+        self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str
+    ) -> dict[str, Any]:
+        items = _items(endpoint, body)
         if items is None:  # nothing to pack (token prompts, say): one call of its own
-            return await self._call(path, body, request_id)
+            return await self._call(endpoint, body, request_id)
         queue_key = json.dumps(
             {
-                "path": path,
+                "endpoint": endpoint,
                 "params": {k: v for k, v in body.items() if k not in ("prompt", "input")},
             },
             sort_keys=True,
         )
         batcher = self._batchers.get(queue_key)
         if batcher is None:
-            batcher = self._batchers[queue_key] = self._new_batcher(path, queue_key)
-        units = 1 if path == Endpoint.CHAT.value else len(items)
+            batcher = self._batchers[queue_key] = self._new_batcher(endpoint, queue_key)
+        units = 1 if endpoint == Endpoint.CHAT else len(items)
         try:
             return await batcher.submit(_Request(body, items, request_id), units=units)
         finally:
@@ -101,11 +102,13 @@ class BatchingUpstream:
         if batcher is not None and batcher.idle:
             del self._batchers[queue_key]
 
-    async def stream(self, path: str, body: dict[str, Any], *, request_id: str) -> OpenStream:
+    async def stream(
+        self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str
+    ) -> OpenStream:
         await self._slots.acquire()
         try:
-            self._count_call(path, body)
-            opened = await self._upstream.stream(path, body, request_id=request_id)
+            self._count_call(endpoint, body)
+            opened = await self._upstream.stream(endpoint, body, request_id=request_id)
         except BaseException:
             self._slots.release()
             raise
@@ -115,12 +118,12 @@ class BatchingUpstream:
         """Send what is queued and wait for batches in flight."""
         await asyncio.gather(*(batcher.aclose() for batcher in self._batchers.values()))
 
-    def _new_batcher(self, path: str, queue_key: str) -> Batcher[_Request, dict[str, Any]]:
+    def _new_batcher(self, endpoint: Endpoint, queue_key: str) -> Batcher[_Request, dict[str, Any]]:
         settings = self._settings
         max_size = settings.max_size
-        if path == Endpoint.EMBEDDINGS.value:
+        if endpoint == Endpoint.EMBEDDINGS:
             max_size = min(max_size, EMBEDDING_INPUTS_PER_CALL)
-        handler = self._chat_batch if path == Endpoint.CHAT.value else self._list_batch(path)
+        handler = self._chat_batch if endpoint == Endpoint.CHAT else self._list_batch(endpoint)
         return Batcher(
             handler,
             window_s=settings.window_s,
@@ -128,24 +131,26 @@ class BatchingUpstream:
             max_queue=settings.max_queue,
             timeout_s=settings.timeout_s,
             max_in_flight=settings.max_concurrency,
-            name=f"batcher {path}",
+            name=f"batcher {endpoint}",
             on_batch=(
-                partial(self._watcher.batch_sent, path) if self._watcher is not None else None
+                partial(self._watcher.batch_sent, endpoint) if self._watcher is not None else None
             ),
             stats=self.stats,
             on_idle=partial(self._retire_if_idle, queue_key),
         )
 
-    async def _call(self, path: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
+    async def _call(
+        self, endpoint: Endpoint, body: dict[str, Any], request_id: str
+    ) -> dict[str, Any]:
         async with self._slots:
-            self._count_call(path, body)
-            return await self._upstream.post(path, body, request_id=request_id)
+            self._count_call(endpoint, body)
+            return await self._upstream.post(endpoint, body, request_id=request_id)
 
-    def _count_call(self, path: str, body: dict[str, Any]) -> None:
+    def _count_call(self, endpoint: Endpoint, body: dict[str, Any]) -> None:
         self.calls += 1
         if self._watcher is not None:
-            items = _items(path, body)
-            self._watcher.upstream_call(path, len(items) if items is not None else 1)
+            items = _items(endpoint, body)
+            self._watcher.upstream_call(endpoint, len(items) if items is not None else 1)
 
     async def _chat_batch(self, batch: list[_Request]) -> list[Result]:
         """One call per distinct request, concurrently; equal requests share the answer."""
@@ -153,36 +158,40 @@ class BatchingUpstream:
         for request in batch:
             distinct.setdefault(_canonical(request.body), request)
         answers = await asyncio.gather(
-            *(self._call(Endpoint.CHAT.value, r.body, r.request_id) for r in distinct.values()),
+            *(self._call(Endpoint.CHAT, r.body, r.request_id) for r in distinct.values()),
             return_exceptions=True,
         )
         by_body = dict(zip(distinct, answers, strict=True))
         return [by_body[_canonical(request.body)] for request in batch]
 
-    def _list_batch(self, path: str) -> Callable[[list[_Request]], Awaitable[list[Result]]]:
-        field = "prompt" if path == Endpoint.COMPLETIONS.value else "input"
+    def _list_batch(
+        self, endpoint: Endpoint
+    ) -> Callable[[list[_Request]], Awaitable[list[Result]]]:
+        field = "prompt" if endpoint == Endpoint.COMPLETIONS else "input"
 
         async def send(batch: list[_Request]) -> list[Result]:
             if len(batch) == 1:
-                return [await self._call(path, batch[0].body, batch[0].request_id)]
+                return [await self._call(endpoint, batch[0].body, batch[0].request_id)]
             merged = {**batch[0].body, field: [item for r in batch for item in r.items]}
             request_ids = ",".join(r.request_id for r in batch)
             try:
-                answer = await self._call(path, merged, request_ids)
+                answer = await self._call(endpoint, merged, request_ids)
             except UpstreamStatusError as exc:
                 if exc.upstream_status >= 500 or exc.upstream_status == 429:
                     raise
                 # The provider rejected the whole list: find out whose item it was.
-                alone = [self._call(path, r.body, r.request_id) for r in batch]
+                alone = [self._call(endpoint, r.body, r.request_id) for r in batch]
                 return list(await asyncio.gather(*alone, return_exceptions=True))
-            return split_answer(path, answer, batch)
+            return split_answer(endpoint, answer, batch)
 
         return send
 
 
-def split_answer(path: str, answer: dict[str, Any], batch: Sequence[_Request]) -> list[Result]:
+def split_answer(
+    endpoint: Endpoint, answer: dict[str, Any], batch: Sequence[_Request]
+) -> list[Result]:
     """Give each request of a list call its own part of the answer, re-indexed from 0."""
-    entries_key = "choices" if path == Endpoint.COMPLETIONS.value else "data"
+    entries_key = "choices" if endpoint == Endpoint.COMPLETIONS else "data"
     entries = answer.get(entries_key) or []
     total_items = sum(len(r.items) for r in batch)
     per_item = len(entries) // total_items if total_items else 0  # `n` choices per prompt
@@ -248,11 +257,11 @@ def _split(total: int, weights: list[int]) -> list[int]:
     return parts
 
 
-def _items(path: str, body: dict[str, Any]) -> list[Any] | None:
+def _items(endpoint: Endpoint, body: dict[str, Any]) -> list[Any] | None:
     """What a request contributes to a list call, or ``None`` when it cannot share one."""
-    if path == Endpoint.CHAT.value:
+    if endpoint == Endpoint.CHAT:
         return [body]
-    value = body.get("prompt" if path == Endpoint.COMPLETIONS.value else "input")
+    value = body.get("prompt" if endpoint == Endpoint.COMPLETIONS else "input")
     if isinstance(value, str):
         return [value]
     if isinstance(value, list) and value and all(isinstance(item, str) for item in value):

@@ -1,1 +1,49 @@
-"""The semantic cache: embedder, scopes, the cache itself, and its stores."""
+"""The semantic cache: embedder, scopes, the cache itself, and its stores.
+
+The public face is below; the modules behind it are private rooms. The API and the pipeline
+use `SemanticCache` (lookups, saves, and the operator's face: `stats`, `entries`,
+`invalidate`, `flush`); the app factory builds the stores and the embedder.
+"""
+
+from frugal.cache.breaker import BreakerState, CircuitBreaker, GuardedStore
+from frugal.cache.embedded import EmbeddedStore
+from frugal.cache.embedder import AsyncEmbedder, Embedder, EmbedderStats, load_embedder
+from frugal.cache.redis_store import RedisStore
+from frugal.cache.scope import CacheKey, cache_key
+from frugal.cache.semantic import (
+    BreakerStats,
+    CacheCounters,
+    CacheStats,
+    Hit,
+    Lookup,
+    SemanticCache,
+    storable,
+)
+from frugal.cache.shadow import ShadowLog
+from frugal.cache.store import Entry, Match, StoreStats, VectorStore
+
+__all__ = [
+    "AsyncEmbedder",
+    "BreakerState",
+    "BreakerStats",
+    "CacheCounters",
+    "CacheKey",
+    "CacheStats",
+    "CircuitBreaker",
+    "EmbeddedStore",
+    "Embedder",
+    "EmbedderStats",
+    "Entry",
+    "GuardedStore",
+    "Hit",
+    "Lookup",
+    "Match",
+    "RedisStore",
+    "SemanticCache",
+    "ShadowLog",
+    "StoreStats",
+    "VectorStore",
+    "cache_key",
+    "load_embedder",
+    "storable",
+]

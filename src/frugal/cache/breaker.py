@@ -29,7 +29,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from frugal.cache.store import CacheStoreError, Entry, Match, StoreStats, VectorStore
+from frugal.cache.store import Entry, Match, StoreStats, VectorStore
+from frugal.errors import CacheStoreError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ T = TypeVar("T")
 
 # Admin calls (sweeps, flush, listings) may take longer than a lookup; they still end.
 ADMIN_TIMEOUT_S = 30.0
-
-
-class StoreUnavailable(CacheStoreError):
-    """The breaker is open: the store was not called."""
 
 
 class BreakerState(StrEnum):

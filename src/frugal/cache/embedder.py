@@ -3,14 +3,13 @@
 `Embedder` is the blocking seam: ONNX Runtime by default (`OnnxEmbedder`, no torch at run
 time) or sentence-transformers on torch (`SentenceTransformerEmbedder`); pick one with
 `load_embedder`. Both give the same vectors to within 1e-5. `AsyncEmbedder` is what the event
-loop talks to: it gathers concurrent requests for a few milliseconds and embeds them in one
-model call on a single worker thread.
+loop talks to: one worker thread runs the model; an idle model embeds a text at once, and the
+texts that arrive while it is busy go together in its next call (up to ``max_batch``), so the
+model never waits for company and batches grow with the load.
 
-Errors::
-
-    EmbedderError (RuntimeError)
-    ├── EmbedderUnavailable   the model cannot be loaded (not exported, backend not installed)
-    └── EmbedderClosed        the AsyncEmbedder was closed before the text was embedded
+Errors (`frugal.errors`): `EmbedderUnavailable` when the model cannot be loaded (not exported,
+backend not installed), `EmbedderClosed` when the embedder closed before a text was embedded,
+`EmbedderError` for a model call that went wrong.
 """
 
 from __future__ import annotations
@@ -22,28 +21,29 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import onnxruntime
 from tokenizers import Tokenizer
 
 from frugal.cache.export import EXPORT_COMMAND, ONNX_FILENAME, TOKENIZER_FILENAME
+from frugal.errors import EmbedderClosed, EmbedderError, EmbedderUnavailable
+from frugal.futures import settle_error, settle_result
 
 DIMENSIONS = 384
 MAX_SEQ_LENGTH = 256  # tokens, special ones included; sentence-transformers' limit for the model
 
 
-class EmbedderError(RuntimeError):
-    """Base of the embedder's errors."""
+@dataclass(frozen=True)
+class EmbedderStats:
+    """What an `AsyncEmbedder` did: model ``calls`` (failed ones included), ``texts`` sent,
+    ``seconds`` spent in model calls, and ``batch_sizes`` (size -> calls of that size)."""
 
-
-class EmbedderUnavailable(EmbedderError):
-    """The model cannot be loaded; the message says what to run or install."""
-
-
-class EmbedderClosed(EmbedderError):
-    """The `AsyncEmbedder` was closed before the text was embedded."""
+    calls: int
+    texts: int
+    seconds: float
+    batch_sizes: dict[int, int]
 
 
 class Embedder(Protocol):
@@ -204,6 +204,10 @@ class AsyncEmbedder:
         self._closed = False
         self._worker: threading.Thread | None = None
 
+    def stats(self) -> EmbedderStats:
+        """A snapshot of the counters (read on the loop)."""
+        return EmbedderStats(self.calls, self.texts, self.seconds, dict(self.batch_sizes))
+
     async def embed(self, text: str) -> np.ndarray:
         """The vector of one text, float32 ``(dimensions,)``. Raises what the model call raised,
         or `EmbedderClosed`."""
@@ -232,7 +236,7 @@ class AsyncEmbedder:
             self._changed.notify_all()
         error = EmbedderClosed("the embedder was closed")
         for request in stranded:
-            _set_exception(request.future, error)
+            settle_error(request.future, error)
 
     def _enqueue(self, texts: Sequence[str]) -> list[_Request]:
         loop = asyncio.get_running_loop()
@@ -257,12 +261,14 @@ class AsyncEmbedder:
                 continue
             texts = [request.text for request in batch]
             started = time.perf_counter()
+            outcome: np.ndarray | Exception
             try:
-                outcome: np.ndarray | Exception = self._embedder.embed(texts)
-                if outcome.shape != (len(texts), self.dimensions):
+                vectors = self._embedder.embed(texts)
+                if vectors.shape != (len(texts), self.dimensions):
                     raise EmbedderError(
-                        f"the model returned {outcome.shape} for {len(texts)} texts"
+                        f"the model returned {vectors.shape} for {len(texts)} texts"
                     )
+                outcome = vectors
             except Exception as exc:
                 outcome = exc
             took = time.perf_counter() - started
@@ -297,18 +303,8 @@ class AsyncEmbedder:
         self.batch_sizes[len(batch)] += 1
         if isinstance(outcome, Exception):
             for request in batch:
-                _set_exception(request.future, outcome)
+                settle_error(request.future, outcome)
             return
         for request, vector in zip(batch, outcome, strict=True):
             # A copy, so a vector kept by a cache entry does not pin the whole batch.
-            _set_result(request.future, vector.copy())
-
-
-def _set_result(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
+            settle_result(request.future, vector.copy())

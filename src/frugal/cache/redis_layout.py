@@ -26,7 +26,8 @@ import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from frugal.cache.store import CacheStoreError, Entry
+from frugal.cache.store import Entry
+from frugal.errors import CacheStoreError
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,8 @@ from redis.exceptions import RedisError, ResponseError
 from frugal.cache import redis_layout as layout
 from frugal.cache import redis_scripts as scripts
 from frugal.cache.redis_layout import command, number, tag
-from frugal.cache.store import CacheStoreError, Entry, Match, StoreStats
+from frugal.cache.store import Entry, Match, StoreStats
+from frugal.errors import CacheStoreError, RedisStoreConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +45,6 @@ T = TypeVar("T")
 
 # Pages of ids for the sweeps (delete by partition/scope/similarity, flush).
 _PAGE = 1000
-
-
-class RedisStoreConfigError(RuntimeError):
-    """The server or its index cannot hold this cache (no query engine, another schema)."""
 
 
 def similarity_from_distance(distance: float) -> float:

@@ -22,7 +22,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from frugal.endpoints import Endpoint
+from frugal.provider import Endpoint
 
 # Fields that change how an answer is delivered, never what it says.
 DELIVERY_FIELDS = frozenset({"stream", "stream_options"})

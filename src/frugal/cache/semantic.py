@@ -19,14 +19,16 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
 
-from frugal.cache.breaker import StoreUnavailable
+from frugal.cache.breaker import BreakerState, CircuitBreaker, GuardedStore
+from frugal.cache.embedder import AsyncEmbedder, EmbedderStats
 from frugal.cache.scope import CacheKey
-from frugal.cache.store import Entry, VectorStore
+from frugal.cache.store import Entry, StoreStats, VectorStore
+from frugal.errors import CacheStoreError, EmbedderError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +62,40 @@ class Lookup:
 
 @dataclass
 class CacheCounters:
+    """Lookups by result, answers stored, and failures taken as misses (``errors``)."""
+
     hits_exact: int = 0
     hits_semantic: int = 0
     misses: int = 0
     stored: int = 0
     errors: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        hits = self.hits_exact + self.hits_semantic
+        return hits / (hits + self.misses) if hits + self.misses else 0.0
+
+
+@dataclass(frozen=True)
+class BreakerStats:
+    """The shared store's circuit breaker: its state and how often it ``opened`` and ``closed``."""
+
+    state: BreakerState
+    opened: int
+    closed: int
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Everything the cache counts, under its parts' own names. ``store`` is ``None`` when the
+    store did not answer; ``breaker`` and ``embedder`` when the cache has none of them."""
+
+    counters: CacheCounters
+    threshold: float
+    health: str
+    store: StoreStats | None
+    breaker: BreakerStats | None
+    embedder: EmbedderStats | None
 
 
 def storable(response: dict[str, Any], *, admit_length: bool, admit_tool_calls: bool) -> bool:
@@ -102,6 +133,11 @@ class SemanticCache:
         self.counters = CacheCounters()
         self._clock = clock
 
+    def threshold_for(self, requested: float | None) -> float:
+        """The similarity a hit needs: ``requested`` (0.0 is a real threshold), or the
+        configured one when it is ``None``."""
+        return self.threshold if requested is None else requested
+
     async def embed(self, text: str) -> np.ndarray | None:
         """The vector of ``text``, or ``None`` when the embedder fails (logged, counted)."""
         try:
@@ -119,7 +155,7 @@ class SemanticCache:
         a miss, and without touching the entry's hits or its place in the LRU order.
         """
         now = self._clock()
-        minimum = self.threshold if threshold is None else threshold
+        minimum = self.threshold_for(threshold)
         try:
             exact = await self.store.get_exact(
                 scope=key.scope, prompt_hash=key.prompt_hash, now=now, partition=key.partition
@@ -195,6 +231,77 @@ class SemanticCache:
             return False
         self.counters.stored += 1
         return True
+
+    # ---- the operator's face: what the admin routes and metrics ask of the cache -----------
+
+    @property
+    def health(self) -> str:
+        """``degraded`` while the store's circuit breaker is not closed (requests then go
+        upstream), else ``ok``."""
+        breaker = self._breaker()
+        return "degraded" if breaker and breaker.state is not BreakerState.CLOSED else "ok"
+
+    async def stats(self) -> CacheStats:
+        """The counters of the cache, its store, breaker and embedder; never raises."""
+        try:
+            held: StoreStats | None = await self.store.stats()
+        except CacheStoreError:  # the rest is still worth having
+            held = None
+        breaker = self._breaker()
+        embedder = self.embedder
+        return CacheStats(
+            counters=replace(self.counters),
+            threshold=self.threshold,
+            health=self.health,
+            store=held,
+            breaker=(
+                BreakerStats(breaker.state, breaker.opened, breaker.closed) if breaker else None
+            ),
+            embedder=embedder.stats() if isinstance(embedder, AsyncEmbedder) else None,
+        )
+
+    async def entries(
+        self, *, offset: int, limit: int, partition: str | None = None
+    ) -> list[Entry]:
+        """Live entries (of ``partition``, if given), newest first."""
+        return await self.store.list_entries(
+            offset=offset, limit=limit, partition=partition, now=self._clock()
+        )
+
+    async def invalidate(
+        self,
+        *,
+        ids: list[str] | None = None,
+        partition: str | None = None,
+        scope: str | None = None,
+    ) -> int:
+        """Remove entries by id, or every entry of a partition or a scope; how many went.
+        Raises `CacheStoreError`."""
+        if ids is not None:
+            return await self.store.delete(ids)
+        return await self.store.delete_where(partition=partition, scope=scope)
+
+    async def invalidate_similar(
+        self, prompt: str, *, min_similarity: float, partition: str | None = None
+    ) -> int:
+        """Remove every entry (of ``partition``, if given) whose prompt is at least
+        ``min_similarity`` like ``prompt``. Raises `EmbedderError` or `CacheStoreError`."""
+        try:
+            vector = await self.embedder.embed(prompt)
+        except EmbedderError:
+            raise
+        except Exception as exc:
+            raise EmbedderError(f"the prompt could not be embedded: {exc}") from exc
+        return await self.store.delete_similar(
+            vector=vector, min_similarity=min_similarity, partition=partition
+        )
+
+    async def flush(self) -> int:
+        """Remove every entry; how many there were. Raises `CacheStoreError`."""
+        return await self.store.flush()
+
+    def _breaker(self) -> CircuitBreaker | None:
+        return self.store.breaker if isinstance(self.store, GuardedStore) else None
 
     async def _hit(
         self, entry: Entry, *, similarity: float, exact: bool, now: float, peek: bool = False

@@ -54,7 +54,12 @@ def answer_text(response: dict[str, Any]) -> str | None:
 
 
 class ShadowLog:
-    """Counts shadowed requests and compares would-be hits in the background."""
+    """Counts shadowed requests and compares would-be hits in the background.
+
+    ``floor`` is the lowest similarity the report covers: the lookup that feeds it asks for the
+    nearest entry at or above it."""
+
+    floor = FLOOR
 
     def __init__(
         self,

@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from frugal.cache.store import CacheStoreError, Entry
+from frugal.cache.store import Entry
+from frugal.errors import CacheStoreError
 
 T = TypeVar("T")
 

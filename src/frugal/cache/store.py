@@ -21,10 +21,6 @@ from typing import Any, Protocol
 import numpy as np
 
 
-class CacheStoreError(Exception):
-    """The store could not do what was asked (I/O, corruption, a server gone)."""
-
-
 @dataclass(frozen=True, kw_only=True)
 class Entry:
     """One cached answer.

@@ -24,7 +24,8 @@ import asyncio
 import logging
 
 from frugal.cache.sqlite_file import Change, SqliteFile
-from frugal.cache.store import CacheStoreError, Entry
+from frugal.cache.store import Entry
+from frugal.errors import CacheStoreError
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from frugal.admin_client import AdminClient
 from frugal.bench.report import share
-from frugal.cli._common import DEFAULT_THRESHOLD
+from frugal.config import DEFAULT_THRESHOLD
 
 T = TypeVar("T")
 

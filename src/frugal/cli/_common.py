@@ -16,9 +16,6 @@ ConfigOption = Annotated[
     Path | None, typer.Option(help="YAML settings file.", envvar="FRUGAL_CONFIG_FILE")
 ]
 
-# The gateway's similarity threshold unless configured (FRUGAL_CACHE_THRESHOLD's default).
-DEFAULT_THRESHOLD: float = Settings.model_fields["cache_threshold"].default
-
 
 def fail(message: object) -> NoReturn:
     """End the command: ``frugal: MESSAGE`` on stderr, exit code 2 (bad input or set-up)."""

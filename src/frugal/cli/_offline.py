@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from frugal.bench.report import share
-from frugal.cli._common import DEFAULT_THRESHOLD, ConfigOption, fail, settings
+from frugal.cli._common import ConfigOption, fail, settings
+from frugal.config import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
     from frugal.cache.embedder import Embedder

@@ -10,7 +10,7 @@ store errors, the breaker, the embedder) is read when scraped, by `GatewayCollec
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,6 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
-    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import (
@@ -30,6 +29,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from frugal.observability.record import RequestRecord
+from frugal.outcome import Outcome
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 SIMILARITY_BUCKETS = (0.8, 0.85, 0.9, 0.92, 0.94, 0.96, 0.98, 0.99, 1.0)
@@ -37,7 +37,9 @@ BATCH_BUCKETS = (1, 2, 3, 4, 5, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30)
 BREAKER_STATES = ("closed", "open", "half-open")
 
-disable_created_metrics()  # no `_created` series: they double the output and say little
+# No `_created` series: they double the output and say little. They are left out of this
+# registry's exposition rather than turned off for the whole process (a library-wide switch).
+_CREATED = "_created"
 
 
 @dataclass
@@ -198,12 +200,12 @@ class Metrics:
         )
 
     def request(self, record: RequestRecord) -> None:
-        who = (record.endpoint, record.model)
+        who: tuple[str, ...] = (record.endpoint, record.model)
         if self._tenant_label:
             who = (record.tenant, *who)
         self._child(self.requests, *who, record.outcome).inc()
         self._child(self.latency, record.endpoint, record.outcome).observe(record.latency_s)
-        if record.outcome == "hit_semantic" and record.similarity is not None:
+        if record.outcome is Outcome.HIT_SEMANTIC and record.similarity is not None:
             self._child(self.similarity, record.endpoint).observe(record.similarity)
         if record.saved:
             self._child(self.tokens_saved, *who, "prompt").inc(record.prompt_tokens)
@@ -233,4 +235,16 @@ class Metrics:
         return child
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(_WithoutCreated(self.registry))
+
+
+class _WithoutCreated(Collector):
+    """A registry's metrics without their ``_created`` samples."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self._registry.collect():
+            metric.samples = [s for s in metric.samples if not s.name.endswith(_CREATED)]
+            yield metric

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# What happened to a request: the cache's outcome, with hits split by tier, or an error.
-OUTCOMES = ("hit_exact", "hit_semantic", "coalesced", "miss", "bypass", "shadow", "error")
-# Outcomes answered without an upstream call of their own.
-SAVED = ("hit_exact", "hit_semantic", "coalesced")
+from frugal.outcome import Outcome
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,7 +17,7 @@ class RequestRecord:
     tenant: str
     endpoint: str
     model: str
-    outcome: str
+    outcome: Outcome
     status: int
     latency_s: float
     similarity: float | None = None
@@ -35,4 +32,4 @@ class RequestRecord:
 
     @property
     def saved(self) -> bool:
-        return self.outcome in SAVED
+        return self.outcome.saved

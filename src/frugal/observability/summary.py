@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from frugal.observability.record import OUTCOMES, SAVED, RequestRecord
+from frugal.observability.record import RequestRecord
+from frugal.outcome import Outcome
 from frugal.percentiles import percentile
 
 WINDOW_S = 300
@@ -21,20 +22,10 @@ BUCKET_S = 10
 TOP_PROMPTS = 10
 RECENT_MISSES = 20
 
-# Latency classes: hits by either tier, misses, coalesced misses, bypasses and errors.
-_CLASS = {
-    "hit_exact": "hit",
-    "hit_semantic": "hit",
-    "miss": "miss",
-    "coalesced": "coalesced",
-    "bypass": "bypass",
-    "shadow": "shadow",
-    "error": "error",
-}
-
 
 def _latencies(limit: int) -> dict[str, deque[float]]:
-    return {name: deque(maxlen=limit) for name in set(_CLASS.values())}
+    """One bounded list per latency class (`Outcome.header`: hits of both tiers together)."""
+    return {name: deque(maxlen=limit) for name in {outcome.header for outcome in Outcome}}
 
 
 @dataclass
@@ -43,7 +34,7 @@ class Totals:
 
     latency_limit: int = 50_000
     requests: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
     prompt_tokens_saved: int = 0
     completion_tokens_saved: int = 0
     usd_saved: float = 0.0
@@ -56,7 +47,7 @@ class Totals:
     def add(self, record: RequestRecord) -> None:
         self.requests += 1
         self.outcomes[record.outcome] += 1
-        self.latency_s[_CLASS[record.outcome]].append(record.latency_s)
+        self.latency_s[record.outcome.header].append(record.latency_s)
         if record.saved:
             self.prompt_tokens_saved += record.prompt_tokens
             self.completion_tokens_saved += record.completion_tokens
@@ -78,18 +69,18 @@ class Totals:
     @property
     def hit_rate(self) -> float:
         """Hits among the requests the cache was asked about (bypasses and errors aside)."""
-        hits = self.outcomes["hit_exact"] + self.outcomes["hit_semantic"]
-        looked_up = hits + self.outcomes["miss"] + self.outcomes["coalesced"]
+        hits = sum(n for outcome, n in self.outcomes.items() if outcome.is_hit)
+        looked_up = sum(n for outcome, n in self.outcomes.items() if outcome.looked_up)
         return hits / looked_up if looked_up else 0.0
 
     @property
     def calls_saved(self) -> int:
-        return sum(self.outcomes[name] for name in SAVED)
+        return sum(n for outcome, n in self.outcomes.items() if outcome.saved)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
-            "outcomes": {name: self.outcomes[name] for name in OUTCOMES},
+            "outcomes": {outcome.value: self.outcomes[outcome] for outcome in Outcome},
             "hit_rate": self.hit_rate,
             "calls_saved": self.calls_saved,
             "tokens_saved": {
@@ -136,14 +127,14 @@ class Summary:
             self._buckets.append((start, Totals(latency_limit=2_000)))
             self._prune(now)
         self._buckets[-1][1].add(record)
-        if record.entry_id is not None and record.outcome in ("hit_exact", "hit_semantic"):
+        if record.entry_id is not None and record.outcome.is_hit:
             self._hits_by_entry[record.entry_id] += 1
             self._cached_prompts[record.entry_id] = record.cached_prompt or ""
             if len(self._hits_by_entry) > 10_000:  # keep the leaders, forget the long tail
                 kept = dict(self._hits_by_entry.most_common(1_000))
                 self._hits_by_entry = Counter(kept)
                 self._cached_prompts = {key: self._cached_prompts[key] for key in kept}
-        if record.outcome == "miss":
+        if record.outcome is Outcome.MISS:
             self._misses.appendleft(
                 {
                     "at": now,

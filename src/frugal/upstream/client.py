@@ -34,6 +34,7 @@ from frugal.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
+from frugal.provider import Endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -126,13 +127,15 @@ class OpenAIUpstream:
         self._retry = retry or RetryPolicy()
         self.retries = 0  # tries beyond the first, since start
 
-    async def post(self, path: str, body: dict[str, Any], *, request_id: str) -> dict[str, Any]:
-        """POST ``body`` to ``path`` and return the JSON answer of a 200; else raise."""
+    async def post(
+        self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str
+    ) -> dict[str, Any]:
+        """POST ``body`` to ``endpoint`` and return the JSON answer of a 200; else raise."""
 
         async def attempt() -> dict[str, Any]:
             try:
                 response = await self._http.post(
-                    self._base_url + path, json=body, headers=self._headers(request_id)
+                    self._base_url + endpoint, json=body, headers=self._headers(request_id)
                 )
             except httpx.TransportError as exc:
                 raise self._classify_transport(exc) from None
@@ -146,14 +149,16 @@ class OpenAIUpstream:
                 raise UpstreamConnectionError("the upstream answered with a non-object JSON body")
             return payload
 
-        return await self._with_retries(attempt, path=path)
+        return await self._with_retries(attempt, endpoint=endpoint)
 
-    async def stream(self, path: str, body: dict[str, Any], *, request_id: str) -> UpstreamStream:
+    async def stream(
+        self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str
+    ) -> UpstreamStream:
         """Open a streamed POST and wait for its first chunk (retrying until then)."""
 
         async def attempt() -> UpstreamStream:
             request = self._http.build_request(
-                "POST", self._base_url + path, json=body, headers=self._headers(request_id)
+                "POST", self._base_url + endpoint, json=body, headers=self._headers(request_id)
             )
             try:
                 response = await self._http.send(request, stream=True)
@@ -173,7 +178,7 @@ class OpenAIUpstream:
                 raise
             return UpstreamStream(response=response, first_chunk=first, _rest=chunks)
 
-        return await self._with_retries(attempt, path=path)
+        return await self._with_retries(attempt, endpoint=endpoint)
 
     def _headers(self, request_id: str) -> dict[str, str]:
         return {**self._auth, "x-request-id": request_id}
@@ -200,7 +205,7 @@ class OpenAIUpstream:
             return _Retry(error, retry_after)
         return error
 
-    async def _with_retries(self, attempt: Callable[[], Awaitable[T]], *, path: str) -> T:
+    async def _with_retries(self, attempt: Callable[[], Awaitable[T]], *, endpoint: Endpoint) -> T:
         policy = self._retry
         for number in range(policy.max_retries + 1):
             try:
@@ -215,7 +220,7 @@ class OpenAIUpstream:
                     wait_s = max(wait_s, retry.retry_after_s)
                 logger.info(
                     "upstream %s failed (%s); retry %d of %d in %.2f s",
-                    path,
+                    endpoint,
                     retry.error.message,
                     number + 1,
                     policy.max_retries,

@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from frugal.cache.control import PATTERN, CacheControl, parse_cache_control
+from frugal.api.cache_control import PATTERN, parse_cache_control
+from frugal.api.errors import status_of
 from frugal.errors import InvalidRequestError
+from frugal.pipeline import CacheControl
 
 
 @pytest.mark.parametrize(
@@ -57,7 +59,7 @@ def test_zero_is_a_value_not_unset() -> None:
 def test_bad_directives_are_400(header: str) -> None:
     with pytest.raises(InvalidRequestError) as caught:
         parse_cache_control(header)
-    assert caught.value.status_code == 400
+    assert status_of(caught.value) == 400
     assert caught.value.param == "x-frugal-cache-control"
 
 

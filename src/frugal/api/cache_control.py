@@ -13,9 +13,9 @@ from the parser. Numbers are plain decimals (``60``, ``0.95``); names are case-i
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from frugal.errors import InvalidRequestError
+from frugal.pipeline import CacheControl
 
 HEADER = "x-frugal-cache-control"
 
@@ -44,14 +44,6 @@ _ONE = re.compile(_directive(named=True))
 # The whole header: blank, or directives separated by commas.
 _D = _directive(named=False)
 PATTERN = f"^{_SPACE}(?:{_D}(?:{_SPACE},{_SPACE}{_D})*)?{_SPACE}$"
-
-
-@dataclass(frozen=True)
-class CacheControl:
-    no_cache: bool = False
-    no_store: bool = False
-    ttl_s: float | None = None  # None: the configured TTL
-    threshold: float | None = None  # None: the configured threshold
 
 
 def parse_cache_control(header: str | None) -> CacheControl:
