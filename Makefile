@@ -11,7 +11,9 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 demo: install
 	$(BIN)/frugal demo
 
+# Types first (mypy --strict on src/, configured in pyproject.toml), then the suite.
 test: install-test
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 
 # A long fuzz of the OpenAPI document (schemathesis.toml); the suite runs a short one.

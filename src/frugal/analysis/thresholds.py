@@ -71,7 +71,8 @@ def similarities(embedder: Embedder, pairs: Sequence[Pair]) -> np.ndarray:
     vectors = embed_all(embedder, texts, label="embedding the pairs")
     a = vectors[[index[pair.a] for pair in pairs]]
     b = vectors[[index[pair.b] for pair in pairs]]
-    return np.einsum("ij,ij->i", a, b)
+    similarities: np.ndarray = np.einsum("ij,ij->i", a, b)
+    return similarities
 
 
 def evaluate(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def load_workload(path: Path) -> Workload:
     raise ValueError(f"{path}: expected {{text, intent}} or {{a, b, label}} lines")
 
 
-def _from_intents(name: str, lines: list[dict]) -> Workload:
+def _from_intents(name: str, lines: list[dict[str, Any]]) -> Workload:
     texts: list[str] = []
     by_intent: dict[str, list[int]] = {}
     groups: list[list[int]] = []
@@ -77,7 +78,7 @@ def _from_intents(name: str, lines: list[dict]) -> Workload:
     return Workload(name, texts, [*by_intent.values(), *groups])
 
 
-def _from_pairs(name: str, lines: list[dict]) -> Workload:
+def _from_pairs(name: str, lines: list[dict[str, Any]]) -> Workload:
     index: dict[str, int] = {}
     for line in lines:
         for text in (line["a"], line["b"]):

@@ -28,9 +28,14 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import faiss
 import numpy as np
+
+# faiss ships stubs that leave out its SWIG helpers and search parameters: those go through
+# an untyped handle.
+_swig: Any = faiss
 
 # Catching up a background build with the changes made while it ran: up to this many vectors
 # are added on the loop (a few ms); more go back to the worker thread for another round.
@@ -112,7 +117,7 @@ class _Exact:
         # threads, which on a busy 2-core machine waits for a free core (8 ms instead of
         # 0.1 ms at 5,000 rows, measured). faiss's SIMD kernel stays on this thread.
         sims = np.empty(self._n, dtype=np.float32)
-        faiss.fvec_inner_products_ny(
+        _swig.fvec_inner_products_ny(
             faiss.swig_ptr(sims),
             faiss.swig_ptr(query),
             faiss.swig_ptr(self._matrix),
@@ -168,7 +173,7 @@ class _Hnsw:
         # Tombstones take places in faiss's answer: ask for enough to expect k live ones.
         want = min(total, math.ceil(k * total / max(1, len(self._pos))) + (8 if self.dead else 0))
         while True:
-            params = faiss.SearchParametersHNSW()
+            params = _swig.SearchParametersHNSW()
             params.efSearch = max(ef_search or self._ef_search, want)
             sims, positions = self._index.search(query[np.newaxis, :], want, params=params)
             found = positions[0] >= 0
