@@ -12,8 +12,12 @@ same loaders. Either way the result is UTF-8 text split only at ``\\n``, ``\\r``
 from __future__ import annotations
 
 import gzip
+import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO, TypeVar
+
+T = TypeVar("T")
 
 
 def open_data(path: Path) -> TextIO:
@@ -25,3 +29,20 @@ def open_data(path: Path) -> TextIO:
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8")
     return path.open(encoding="utf-8")
+
+
+def read_records(path: Path, parse: Callable[[dict[str, Any]], T], *, expected: str) -> list[T]:
+    """``parse`` applied to each JSON object of the JSONL file at ``path`` (blank lines
+    skipped). A line that is not JSON, or that ``parse`` rejects (``ValueError``, ``KeyError``,
+    ``TypeError``), raises ``ValueError`` naming the file, the line and ``expected``, e.g.
+    ``pairs.jsonl:3: not a {a, b, label} pair (...)``."""
+    records = []
+    with open_data(path) as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(parse(json.loads(line)))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{number}: {expected} ({exc})") from None
+    return records

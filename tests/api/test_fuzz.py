@@ -20,29 +20,25 @@ from tests.conftest import ADMIN_KEY, ROOT, StackFactory
 SEED = "20261126"
 
 
+def schemathesis(gateway_url: str, *options: str, timeout_s: float) -> tuple[int, str]:
+    """Run schemathesis (`schemathesis.toml`, with the admin key) on the gateway's document;
+    its exit code and its whole report."""
+    command = [
+        *(sys.executable, "-m", "schemathesis.cli", "--config-file"),
+        *(str(ROOT / "schemathesis.toml"), "--no-color", "run"),
+        *(gateway_url + "/openapi.json", *options),
+    ]
+    env = {**os.environ, "FRUGAL_ADMIN_KEY": ADMIN_KEY}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
+    return result.returncode, result.stdout + result.stderr
+
+
 def test_fuzzing_the_openapi_document_finds_nothing(make_stack: StackFactory) -> None:
     stack = make_stack()
     examples = os.environ.get("FRUGAL_FUZZ_EXAMPLES")
-    command = [
-        sys.executable,
-        "-m",
-        "schemathesis.cli",
-        "--config-file",
-        str(ROOT / "schemathesis.toml"),
-        "--no-color",
-        "run",
-        stack.gateway.url + "/openapi.json",
-        *(["--max-examples", examples] if examples else ["--seed", SEED]),
-    ]
-    result = subprocess.run(
-        command,
-        env={**os.environ, "FRUGAL_ADMIN_KEY": ADMIN_KEY},
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    report = result.stdout + result.stderr
-    assert result.returncode == 0, report[-8000:]
+    seeding = ["--max-examples", examples] if examples else ["--seed", SEED]
+    returncode, report = schemathesis(stack.gateway.url, *seeding, timeout_s=1200)
+    assert returncode == 0, report[-8000:]
     # Every operation was reached, whole: a run that tested nothing cannot pass.
     operations = re.search(r"Selected: (\d+)/(\d+)\s+Tested: (\d+)", report)
     assert operations is not None and len(set(operations.groups())) == 1, report[-3000:]

@@ -4,9 +4,6 @@ appears nowhere in the log."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -15,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from frugal.config import load_settings
 from frugal.errors import SettingsError
-from tests.conftest import ADMIN_KEY, ROOT, Stack, StackFactory
+from tests.api.test_fuzz import SEED, schemathesis
+from tests.conftest import Stack, StackFactory
 
 METRICS_KEY = "metrics-test-key-8c3a71f0"
 
@@ -101,28 +99,10 @@ def test_the_document_says_metrics_may_answer_401(stack: Stack) -> None:
 def test_the_401_is_what_the_document_says(keyed: Stack) -> None:
     """schemathesis, every check, on /metrics alone: it sends the admin key (`schemathesis.toml`),
     which is not the metrics key, so every answer is the 401 and must match the document."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "schemathesis.cli",
-            "--config-file",
-            str(ROOT / "schemathesis.toml"),
-            "--no-color",
-            "run",
-            keyed.gateway.url + "/openapi.json",
-            "--include-path",
-            "/metrics",
-            "--seed",
-            "20261126",
-        ],
-        env={**os.environ, "FRUGAL_ADMIN_KEY": ADMIN_KEY},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    returncode, report = schemathesis(
+        keyed.gateway.url, "--include-path", "/metrics", "--seed", SEED, timeout_s=300
     )
-    report = result.stdout + result.stderr
-    assert result.returncode == 0, report[-6000:]
+    assert returncode == 0, report[-6000:]
     assert "Selected: 1/" in report and "Tested: 1" in report, report[-3000:]
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from frugal.analysis.outputs import write_json_and_png
 from frugal.cache.scope import normalise
-from frugal.datafiles import open_data
+from frugal.datafiles import read_records
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -67,22 +67,16 @@ class Replay:
         }
 
 
+def _with_text(record: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(record["text"], str):
+        raise TypeError("text must be a string")
+    return record
+
+
 def load_prompts(path: Path, *, shuffle_seed: int | None = None) -> list[Prompt]:
     """The log in replay order: by ``timestamp`` when every line has one, else as written (or
     shuffled with ``shuffle_seed``). ``path`` may be gzip-compressed (``.gz``)."""
-    records = []
-    with open_data(path) as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                text = record["text"]
-                if not isinstance(text, str):
-                    raise TypeError("text must be a string")
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f'{path}:{number}: needs at least {{"text"}} ({exc})') from None
-            records.append(record)
+    records = read_records(path, _with_text, expected='needs at least {"text"}')
     if not records:
         raise ValueError(f"{path} holds no prompts")
     if shuffle_seed is not None:

@@ -9,18 +9,17 @@ recommendation is the lowest threshold whose wrong-hit rate is at or below the t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from frugal.analysis.embedding import embed_all
 from frugal.analysis.outputs import write_json_and_png
 from frugal.cache.embedder import Embedder
-from frugal.datafiles import open_data
+from frugal.datafiles import read_records
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -49,19 +48,14 @@ class Row:
 def load_pairs(path: Path) -> list[Pair]:
     """The pairs of a JSONL file, plain or gzip-compressed (``.gz``); a bad line raises
     ``ValueError`` naming it."""
-    pairs = []
-    with open_data(path) as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                pairs.append(Pair(str(record["a"]), str(record["b"]), int(record["label"]) == 1))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{number}: not a {{a, b, label}} pair ({exc})") from None
+    pairs = read_records(path, _pair, expected="not a {a, b, label} pair")
     if not pairs:
         raise ValueError(f"{path} holds no pairs")
     return pairs
+
+
+def _pair(record: dict[str, Any]) -> Pair:
+    return Pair(str(record["a"]), str(record["b"]), int(record["label"]) == 1)
 
 
 def similarities(embedder: Embedder, pairs: Sequence[Pair]) -> np.ndarray:
