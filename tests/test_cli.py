@@ -31,6 +31,7 @@ SURFACE = {
         "--token-latency-ms", "--out", "--config",
     ],
     "model export": ["--config", "--out"],
+    "model list": ["--config"],
     "keys add": ["TENANT", "--file"],
     "cache stats": ["--admin-key", "--url"],
     "cache list": ["--admin-key", "--url", "--offset", "--limit", "--tenant"],
@@ -38,6 +39,7 @@ SURFACE = {
         "--admin-key", "--url", "--id", "--tenant", "--scope", "--prompt", "--threshold",
     ],
     "cache flush": ["--admin-key", "--url", "--yes"],
+    "cache reembed": ["--admin-key", "--url"],
 }  # fmt: skip
 DEFAULT_THRESHOLD = Settings.model_fields["cache_threshold"].default
 

@@ -18,7 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from frugal.cache.export import ONNX_FILENAME
 from frugal.local.processes import free_port, start_frugal
+from tests.cache.tuned import model_id, tuned_copy
 from tests.conftest import FAST_SIM, MODEL_DIR, ROOT
 
 NOWHERE = "http://127.0.0.1:9/v1"  # never called: these gateways stop before serving
@@ -147,3 +149,24 @@ def test_a_model_that_cannot_be_loaded_ends_start_up_in_one_line(tmp_path: Path)
     # The model is loaded during start-up proper: the log lines before it are JSON.
     assert lines[-1].startswith("frugal: ") and "frugal model export" in lines[-1]
     assert all(line.startswith("{") for line in lines[:-1]), lines
+
+
+def test_a_model_choice_that_names_nothing_is_a_settings_error(tmp_path: Path) -> None:
+    line = one_line(serve_fails(tmp_path, env={"FRUGAL_EMBEDDER_MODEL": "no-such-model"}))
+    assert "FRUGAL_EMBEDDER_MODEL" in line and "'no-such-model'" in line
+    assert "frugal model tune" in line
+
+
+def test_a_tuned_model_directory_that_is_not_finished_is_named(tmp_path: Path) -> None:
+    unfinished = tmp_path / "faq-model"
+    unfinished.mkdir()
+    line = one_line(serve_fails(tmp_path, env={"FRUGAL_EMBEDDER_MODEL": str(unfinished)}))
+    assert str(unfinished) in line and "model.json" in line and "FRUGAL_EMBEDDER_MODEL" in line
+
+
+def test_a_tuned_model_without_its_graph_says_what_to_do(tmp_path: Path) -> None:
+    tuned = tuned_copy(MODEL_DIR, tmp_path / "faq-model")
+    (tuned / ONNX_FILENAME).unlink()
+    line = one_line(serve_fails(tmp_path, env={"FRUGAL_EMBEDDER_MODEL": str(tuned)}))
+    assert model_id(tuned) in line and ONNX_FILENAME in line
+    assert f"frugal model tune --out {tuned}" in line

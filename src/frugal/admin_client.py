@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -40,6 +42,17 @@ class AdminClient:
 
     def flush(self) -> int:
         return int(self._call("DELETE", "/admin/cache")["flushed"])
+
+    def reembed(self) -> Iterator[dict[str, Any]]:
+        """Re-embed the entries of other embedding models: each progress line as it arrives
+        (``done``, ``total``, ``reembedded``, ``model``; or ``error``, last, when it failed)."""
+        with self._http.stream("POST", "/admin/cache/reembed") as response:
+            if response.is_error:
+                response.read()  # the error body, for the message
+                response.raise_for_status()
+            for line in response.iter_lines():
+                if line.strip():
+                    yield json.loads(line)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._http.request(method, path, **kwargs)

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".frugal")
     model_dir: Path | None = None  # the exported embedder; default: default_model_dir()
     embedder_backend: Literal["onnx", "sentence-transformers"] = "onnx"
+    # base (the export in model_dir), a shipped model's name, or a `frugal model tune` dir.
+    embedder_model: str = Field("base", min_length=1)
     # Texts that arrive during a model call share the next one, up to this many.
     embedder_max_batch: int = Field(32, ge=1)
     admin_key: SecretStr | None = None

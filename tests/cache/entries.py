@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from pathlib import Path
 
 import numpy as np
 
-from frugal.cache.store import Entry
+from frugal.cache.models import ModelSpec
+from frugal.cache.store import BASE_MODEL_ID, Entry
 
 DIM = 32
 T0 = 1_000_000.0
+TUNED = "tuned@0123456789ab"  # another embedding model's id
+# The models of those ids, for a `SemanticCache` (nothing is loaded from their directories).
+BASE_SPEC = ModelSpec(choice="base", id=BASE_MODEL_ID, origin="exported", directory=Path("base"))
+TUNED_SPEC = ModelSpec(choice="./tuned", id=TUNED, origin="directory", directory=Path("tuned"))
 _ids = itertools.count()
 
 
@@ -33,6 +39,7 @@ def make(
     now: float = T0,
     ttl_s: float = 3600.0,
     entry_id: str | None = None,
+    model: str = BASE_MODEL_ID,
 ) -> Entry:
     return Entry(
         id=entry_id or f"id-{next(_ids)}",
@@ -45,6 +52,7 @@ def make(
         created_at=now,
         expires_at=now + ttl_s,
         labels={"partition": partition, "model": "sim-small"},
+        model=model,
     )
 
 

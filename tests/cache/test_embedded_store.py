@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from frugal.cache import write_behind
 from frugal.cache.embedded import EmbeddedStore
 from frugal.cache.index import IndexOptions
-from frugal.cache.store import Entry
+from frugal.cache.store import BASE_MODEL_ID, Entry
 from frugal.errors import CacheStoreError
-from tests.cache.entries import DIM, T0, make, near, unit
+from tests.cache.entries import DIM, T0, TUNED, make, near, unit
 
 TINY_INDEX = IndexOptions(approximate_above=20, max_dead_share=0.25)
 
@@ -258,6 +258,7 @@ async def test_a_file_of_the_older_layout_is_migrated_on_open(
             scope="scope-a", prompt_hash="hash-p", now=T0, partition="acme"
         )
         assert found is not None and (found.id, found.partition, found.hits) == ("old", "acme", 3)
+        assert found.model == BASE_MODEL_ID
         newer = make("new", unit(rng), partition="globex")
         await store.put(newer)
     finally:
@@ -270,6 +271,46 @@ async def test_a_file_of_the_older_layout_is_migrated_on_open(
         db.close()
     assert "partition" in columns and "tenant" not in columns
     assert held == {("old", "acme"), (newer.id, "globex")}
+
+
+async def test_a_file_written_before_entries_named_their_model_is_the_base_models(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """Every entry of such a file was embedded by the base model: an upgrade keeps them as its
+    entries (hits for the base model, never for another), and the file gains the column."""
+    path = tmp_path / "cache.sqlite3"
+    vector = unit(rng)
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(OLDER_SCHEMA.replace("tenant TEXT", "partition TEXT"))
+        db.execute(
+            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ("old", "acme", "scope-a", "p", "hash-p", '{"answer": 42}', vector.tobytes(),
+             T0, T0 + 100, '{"partition": "acme"}', 3, None, 1),
+        )  # fmt: skip
+    db.close()
+    store = await open_store(path)
+    try:
+        for model, found in ((BASE_MODEL_ID, ["old"]), (TUNED, [])):
+            lookup = {"scope": "scope-a", "now": T0, "model": model}
+            exact = await store.get_exact(prompt_hash="hash-p", **lookup)
+            assert ([exact.id] if exact else []) == found
+            similar = await store.search(vector=vector, k=1, min_similarity=0.99, **lookup)
+            assert [match.entry.id for match in similar] == found
+        tuned = make("new", unit(rng), model=TUNED)
+        await store.put(tuned)
+    finally:
+        await store.aclose()
+    reopened = await open_store(path)
+    try:
+        held = await reopened.list_entries(offset=0, limit=10, now=T0)
+        assert {entry.id: entry.model for entry in held} == {"old": BASE_MODEL_ID, tuned.id: TUNED}
+        (match,) = await reopened.search(
+            scope="scope-a", vector=tuned.vector, k=1, min_similarity=0.99, now=T0, model=TUNED
+        )
+        assert match.entry.id == tuned.id
+    finally:
+        await reopened.aclose()
 
 
 OLDER_SCHEMA = """

@@ -21,6 +21,7 @@ from frugal.cache.embedder import (  # noqa: E402
     load_embedder,
 )
 from frugal.cache.export import ONNX_FILENAME, export_onnx, is_exported  # noqa: E402
+from frugal.cache.models import resolve_model  # noqa: E402
 from frugal.config import load_settings  # noqa: E402
 from frugal.errors import CacheError, EmbedderClosed, EmbedderUnavailable  # noqa: E402
 
@@ -118,21 +119,23 @@ def test_similar_questions_are_close_and_different_ones_far(vectors: np.ndarray)
 
 
 def test_sentence_transformers_backend_agrees(onnx: OnnxEmbedder, model_dir: Path) -> None:
-    backend = load_embedder(backend="sentence-transformers", model_dir=model_dir)
+    base = resolve_model("base", model_dir=model_dir)
+    backend = load_embedder(backend="sentence-transformers", model=base)
     assert isinstance(backend, SentenceTransformerEmbedder)
     assert np.abs(backend.embed(SENTENCES[:6]) - onnx.embed(SENTENCES[:6])).max() <= 1e-5
     assert backend.embed([]).shape == (0, 384)
 
 
 def test_load_embedder_picks_onnx_and_refuses_unknown(model_dir: Path) -> None:
-    assert isinstance(load_embedder(backend="onnx", model_dir=model_dir), OnnxEmbedder)
+    base = resolve_model("base", model_dir=model_dir)
+    assert isinstance(load_embedder(backend="onnx", model=base), OnnxEmbedder)
     with pytest.raises(ValueError, match="unknown embedder backend"):
-        load_embedder(backend="word2vec", model_dir=model_dir)
+        load_embedder(backend="word2vec", model=base)
 
 
 def test_missing_model_names_the_export_command(tmp_path: Path) -> None:
     with pytest.raises(EmbedderUnavailable, match="frugal model export") as caught:
-        load_embedder(backend="onnx", model_dir=tmp_path)
+        load_embedder(backend="onnx", model=resolve_model("base", model_dir=tmp_path))
     assert isinstance(caught.value, CacheError)  # the cache's failure: a miss, not a crash
     assert ONNX_FILENAME in str(caught.value)
 

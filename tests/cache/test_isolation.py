@@ -26,7 +26,7 @@ from frugal.cache.semantic import SemanticCache
 from frugal.cache.store import VectorStore
 from frugal.provider import Endpoint
 from tests.cache.conftest import StoreFactory
-from tests.cache.entries import DIM, T0
+from tests.cache.entries import BASE_SPEC, DIM, T0
 
 TENANTS = ["acme", "globex", "initech"]
 QUESTIONS = ["What is our refund policy?", "Who is the CEO?", "Summarise the Q3 report."]
@@ -73,7 +73,12 @@ async def test_a_lookup_only_ever_finds_its_own_tenants_answers(
     store: VectorStore, traffic: list[tuple[str, str, str | None, str]]
 ) -> None:
     cache = SemanticCache(
-        store=store, embedder=SameVectorForEveryone(), threshold=-1.0, ttl_s=3600, clock=lambda: T0
+        store=store,
+        embedder=SameVectorForEveryone(),
+        model=BASE_SPEC,
+        threshold=-1.0,
+        ttl_s=3600,
+        clock=lambda: T0,
     )
     run = next(_runs)
     saved: dict[tuple[str, str], set[str]] = {}  # (tenant, scope) -> answers saved there

@@ -16,14 +16,22 @@ from hypothesis import strategies as st
 
 from frugal.cache.redis_layout import to_hash
 from frugal.cache.redis_store import RedisStore, similarity_from_distance
+from frugal.cache.store import BASE_MODEL_ID
 from frugal.errors import CacheStoreError, RedisStoreConfigError
 from frugal.local.redis_server import RedisServer
-from tests.cache.entries import DIM, T0, make, unit
+from tests.cache.entries import DIM, T0, TUNED, make, unit
 
 
 def names() -> tuple[str, str]:
     name = f"test-{uuid.uuid4().hex[:12]}"
     return f"{name}:", name
+
+
+async def indexed(client: redis.Redis, index: str) -> None:
+    """Wait until ``index`` has read the hashes that were there before it (Redis does that in
+    the background after ``FT.CREATE``)."""
+    while float(client.ft(index).info()["percent_indexed"]) < 1.0:
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -80,7 +88,7 @@ async def test_an_older_frugals_index_is_left_beside_this_layouts(
     redis_server: RedisServer, rng: np.random.Generator, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An older frugal named the partition ``tenant``, in an index under the bare name. This
-    layout's index is another (``:v2``): the old entry is never found by a lookup (a miss, not
+    layout's index is another (``:v3``): the old entry is never found by a lookup (a miss, not
     another partition's answer), listings still read it, and the old index is named to drop."""
     prefix, name = names()
     client = redis.Redis.from_url(redis_server.url)
@@ -99,7 +107,8 @@ async def test_an_older_frugals_index_is_left_beside_this_layouts(
         redis_server.url, prefix=prefix, index=name, max_entries=10, dimensions=DIM
     )
     try:
-        assert store.reachable and store.index == f"{name}:v2"
+        assert store.reachable and store.index == f"{name}:v3"
+        await indexed(client, store.index)
         assert f"{name!r} of an older frugal" in caplog.text
         assert f"FT.DROPINDEX {name}" in caplog.text
         for partition in ("acme", "globex"):
@@ -107,7 +116,7 @@ async def test_an_older_frugals_index_is_left_beside_this_layouts(
             assert await store.get_exact(prompt_hash=older.prompt_hash, **lookup) is None
             assert not await store.search(vector=older.vector, k=5, min_similarity=-1, **lookup)
         (listed,) = await store.list_entries(offset=0, limit=10, now=T0)
-        assert (listed.id, listed.partition) == (older.id, "acme")
+        assert (listed.id, listed.partition, listed.model) == (older.id, "acme", BASE_MODEL_ID)
         newer = make("asked after it", unit(rng), partition="acme")
         await store.put(newer)
         found = await store.get_exact(
@@ -120,6 +129,54 @@ async def test_an_older_frugals_index_is_left_beside_this_layouts(
         await store.drop_index()
         await store.aclose()
         client.execute_command("FT.DROPINDEX", name)
+        client.close()
+
+
+async def test_a_hash_written_before_entries_named_their_model_is_the_base_models(
+    redis_server: RedisServer, rng: np.random.Generator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Layout 2 had no model: every hash of it was embedded by the base model. This layout's
+    index takes those hashes as the base model's (hits for it, never for another), reembeds
+    them, and names layout 2's index to drop."""
+    prefix, name = names()
+    client = redis.Redis.from_url(redis_server.url)
+    older = make("asked before the upgrade", unit(rng), partition="acme")
+    fields = to_hash(older, older.vector)
+    del fields["model"], fields["model_tag"]
+    vector_args = ["TYPE", "FLOAT32", "DIM", DIM, "DISTANCE_METRIC", "COSINE"]
+    client.execute_command(
+        "FT.CREATE", f"{name}:v2", "ON", "HASH", "PREFIX", 1, f"{prefix}entry:", "SCHEMA",
+        "partition_tag", "TAG", "scope_tag", "TAG", "prompt_tag", "TAG",
+        "created_at", "NUMERIC", "SORTABLE", "expires_at", "NUMERIC",
+        "vector", "VECTOR", "HNSW", len(vector_args), *vector_args,
+    )  # fmt: skip
+    client.hset(f"{prefix}entry:{older.id}", mapping=fields)
+    store = await RedisStore.open(
+        redis_server.url, prefix=prefix, index=name, max_entries=10, dimensions=DIM
+    )
+    try:
+        assert f"FT.DROPINDEX {name}:v2" in caplog.text
+        await indexed(client, store.index)
+        for model, found in ((BASE_MODEL_ID, [older.id]), (TUNED, [])):
+            lookup = {"scope": older.scope, "now": T0, "partition": "acme", "model": model}
+            exact = await store.get_exact(prompt_hash=older.prompt_hash, **lookup)
+            assert ([exact.id] if exact else []) == found
+            similar = await store.search(vector=older.vector, k=5, min_similarity=0.99, **lookup)
+            assert [match.entry.id for match in similar] == found
+        (listed,), total = await store.other_models(model=TUNED, limit=10, now=T0)
+        assert (listed.id, listed.model, total) == (older.id, BASE_MODEL_ID, 1)
+        assert await store.other_models(model=BASE_MODEL_ID, limit=10, now=T0) == ([], 0)
+        assert await store.reembed([(listed, listed.vector)], model=TUNED) == 1
+        lookup = {"scope": older.scope, "prompt_hash": older.prompt_hash, "now": T0}
+        assert await store.get_exact(**lookup) is None
+        moved = await store.get_exact(model=TUNED, **lookup)
+        assert moved is not None and (moved.id, moved.hits) == (older.id, older.hits)
+        assert client.hget(f"{prefix}entry:{older.id}", "model") == TUNED.encode()
+    finally:
+        await store.flush()
+        await store.drop_index()
+        await store.aclose()
+        client.execute_command("FT.DROPINDEX", f"{name}:v2")
         client.close()
 
 

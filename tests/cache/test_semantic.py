@@ -8,11 +8,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+from frugal.cache.models import ModelSpec
 from frugal.cache.scope import CacheKey
-from frugal.cache.semantic import SemanticCache, storable
-from frugal.cache.store import Entry, Match, StoreStats
-from frugal.errors import CacheStoreError, StoreUnavailable
+from frugal.cache.semantic import ReembedProgress, SemanticCache, storable
+from frugal.cache.store import BASE_MODEL_ID, Entry, Match, StoreStats
+from frugal.errors import CacheStoreError, EmbedderError, StoreUnavailable
 from frugal.pipeline import fresh
+from tests.cache.conftest import StoreFactory
+from tests.cache.entries import BASE_SPEC, T0, TUNED_SPEC, near
+from tests.cache.entries import unit as random_unit
 
 ANSWER = {
     "id": "chatcmpl-abc",
@@ -50,7 +54,13 @@ class ListStore:
         self.entries: dict[str, Entry] = {}
 
     async def get_exact(
-        self, *, scope: str, prompt_hash: str, now: float, partition: str | None = None
+        self,
+        *,
+        scope: str,
+        prompt_hash: str,
+        now: float,
+        partition: str | None = None,
+        model: str = BASE_MODEL_ID,
     ) -> Entry | None:
         return next(
             (
@@ -60,6 +70,7 @@ class ListStore:
                 and e.prompt_hash == prompt_hash
                 and e.expires_at > now
                 and partition in (None, e.partition)
+                and e.model == model
             ),
             None,
         )
@@ -73,11 +84,15 @@ class ListStore:
         min_similarity: float,
         now: float,
         partition: str | None = None,
+        model: str = BASE_MODEL_ID,
     ):
         found = [
             Match(e, float(e.vector @ vector))
             for e in self.entries.values()
-            if e.scope == scope and e.expires_at > now and partition in (None, e.partition)
+            if e.scope == scope
+            and e.expires_at > now
+            and partition in (None, e.partition)
+            and e.model == model
         ]
         found = [m for m in found if m.similarity >= min_similarity]
         return sorted(found, key=lambda m: -m.similarity)[:k]
@@ -107,10 +122,20 @@ def key(prompt: str, scope: str = "s") -> CacheKey:
     return CacheKey(partition="t", scope=scope, prompt=prompt, prompt_hash=f"h:{prompt}")
 
 
-def make(store: Any, table: dict[str, np.ndarray], now: list[float] | None = None) -> SemanticCache:
+def make(
+    store: Any,
+    table: dict[str, np.ndarray],
+    now: list[float] | None = None,
+    model: ModelSpec = BASE_SPEC,
+) -> SemanticCache:
     clock = now or [1000.0]
     return SemanticCache(
-        store=store, embedder=TableEmbedder(table), threshold=0.9, ttl_s=60, clock=lambda: clock[0]
+        store=store,
+        embedder=TableEmbedder(table),
+        model=model,
+        threshold=0.9,
+        ttl_s=60,
+        clock=lambda: clock[0],
     )
 
 
@@ -185,7 +210,9 @@ async def test_an_open_breaker_costs_no_embedding() -> None:
             raise StoreUnavailable("open")
 
     embedder = TableEmbedder({"a": A})
-    cache = SemanticCache(store=Unavailable(), embedder=embedder, threshold=0.9, ttl_s=60)
+    cache = SemanticCache(
+        store=Unavailable(), embedder=embedder, model=BASE_SPEC, threshold=0.9, ttl_s=60
+    )
     found = await cache.lookup(key("a"))
     assert found.hit is None and found.store_unavailable and found.vector is None
     assert embedder.calls == 0 and cache.counters.misses == 1
@@ -198,7 +225,9 @@ async def test_a_broken_embedder_is_a_miss() -> None:
         async def embed(self, text: str) -> np.ndarray:
             raise RuntimeError("model gone")
 
-    cache = SemanticCache(store=ListStore(), embedder=Broken(), threshold=0.9, ttl_s=60)
+    cache = SemanticCache(
+        store=ListStore(), embedder=Broken(), model=BASE_SPEC, threshold=0.9, ttl_s=60
+    )
     assert (await cache.lookup(key("a"))).hit is None
     assert await cache.save(key("a"), ANSWER) is False
 
@@ -232,3 +261,51 @@ def test_a_served_hit_is_a_fresh_response() -> None:
     assert served["id"].startswith("chatcmpl-") and served["id"] != ANSWER["id"]
     assert served["created"] > ANSWER["created"]
     assert served["usage"] == ANSWER["usage"] and served["choices"] == ANSWER["choices"]
+
+
+async def test_a_cache_never_answers_from_another_models_entries(
+    open_store: StoreFactory, rng: np.random.Generator
+) -> None:
+    """Two caches on one store, of two models that give the same vectors: each answers only
+    from what its own model stored, exactly or by meaning; a reembed moves the answers over."""
+    store = await open_store()
+    question = random_unit(rng)
+    table = {"a": question, "paraphrase": near(question, rng, noise=0.01)}
+    base = make(store, table, [T0])
+    tuned = make(store, table, [T0], model=TUNED_SPEC)
+    assert await base.save(key("a"), ANSWER)
+    assert (await base.lookup(key("a"))).hit is not None
+    assert (await base.lookup(key("paraphrase"))).hit is not None
+    for prompt in ("a", "paraphrase"):
+        assert (await tuned.lookup(key(prompt))).hit is None
+    (entry,) = await store.list_entries(offset=0, limit=10, now=T0)
+    assert entry.model == BASE_MODEL_ID
+
+    progress = [step async for step in tuned.reembed(batch=1)]
+    assert progress == [ReembedProgress(0, 1, 0), ReembedProgress(1, 1, 1)]
+    exact, similar = [await tuned.lookup(key(prompt)) for prompt in ("a", "paraphrase")]
+    assert exact.hit is not None and exact.hit.entry_id == entry.id and exact.hit.exact
+    assert similar.hit is not None and similar.hit.response == ANSWER
+    for prompt in ("a", "paraphrase"):
+        assert (await base.lookup(key(prompt))).hit is None
+    assert [step async for step in tuned.reembed()] == [ReembedProgress(0, 0, 0)]
+    assert (await tuned.stats()).model == TUNED_SPEC.id
+
+
+async def test_reembedding_goes_in_batches_and_an_embedder_failure_stops_it(
+    open_store: StoreFactory, rng: np.random.Generator
+) -> None:
+    store = await open_store()
+    table = {f"q{i}": random_unit(rng) for i in range(5)}
+    base = make(store, table, [T0])
+    for prompt in table:
+        assert await base.save(key(prompt), ANSWER)
+    tuned = make(store, table, [T0], model=TUNED_SPEC)
+    steps = [(step.done, step.total) async for step in tuned.reembed(batch=2)]
+    assert steps == [(0, 5), (2, 5), (4, 5), (5, 5)]
+    del table["q0"]  # the base model can embed everything but q0
+    for prompt in table:
+        assert await base.save(key(prompt), ANSWER)  # answered anew by the base model
+    with pytest.raises(EmbedderError):
+        async for _ in base.reembed(batch=10):
+            pass

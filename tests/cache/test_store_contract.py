@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from frugal.cache.embedded import EmbeddedStore
-from frugal.cache.store import VectorStore
+from frugal.cache.store import BASE_MODEL_ID, VectorStore
 from tests.cache.conftest import KINDS, StoreFactory
-from tests.cache.entries import DIM, T0, make, near, phash, unit
+from tests.cache.entries import DIM, T0, TUNED, make, near, phash, unit
 
 
 @pytest.fixture
@@ -245,3 +245,105 @@ async def test_vectors_of_the_wrong_shape_are_refused(store: VectorStore) -> Non
         await store.put(make("p", np.ones(DIM + 1, dtype=np.float32)))
     with pytest.raises(ValueError, match="shape"):
         await store.search(scope="scope-a", vector=np.ones((1, DIM)), k=1, min_similarity=0, now=T0)
+
+
+async def test_a_lookup_finds_only_the_entries_of_its_model(
+    store: VectorStore, rng: np.random.Generator
+) -> None:
+    """Two models' vectors are not comparable: the same vector stored by each is found only by
+    a lookup of that model, exact or semantic; listings and sweeps see every model."""
+    vector = unit(rng)
+    base = make("What is the capital of France?", vector)
+    tuned = make("Who painted the Mona Lisa?", vector, model=TUNED)
+    await store.put(base)
+    await store.put(tuned)
+    for model, own, foreign in ((BASE_MODEL_ID, base, tuned), (TUNED, tuned, base)):
+        lookup = {"scope": "scope-a", "now": T0, "model": model}
+        assert await store.get_exact(prompt_hash=own.prompt_hash, **lookup) == own
+        assert await store.get_exact(prompt_hash=foreign.prompt_hash, **lookup) is None
+        found = await store.search(vector=vector, k=5, min_similarity=-1, **lookup)
+        assert [m.entry.id for m in found] == [own.id]
+    other = {"scope": "scope-a", "now": T0, "model": "other@ffffffffffff"}
+    assert await store.get_exact(prompt_hash=base.prompt_hash, **other) is None
+    assert not await store.search(vector=vector, k=5, min_similarity=-1, **other)
+    listed = await store.list_entries(offset=0, limit=10, now=T0)
+    assert {e.id: e.model for e in listed} == {base.id: BASE_MODEL_ID, tuned.id: TUNED}
+    assert await store.delete_similar(vector=vector, min_similarity=0.99, model=TUNED) == 1
+    assert [e.id for e in await store.list_entries(offset=0, limit=10, now=T0)] == [base.id]
+    await store.put(tuned)
+    assert await store.delete_where(scope="scope-a") == 2
+
+
+async def test_a_newer_answer_replaces_another_models_answer_to_the_same_prompt(
+    store: VectorStore, rng: np.random.Generator
+) -> None:
+    old = make("prompt", unit(rng))
+    new = make("prompt", unit(rng), model=TUNED)
+    await store.put(old)
+    await store.put(new)
+    assert [e.id for e in await store.list_entries(offset=0, limit=10, now=T0)] == [new.id]
+    lookup = {"scope": "scope-a", "prompt_hash": old.prompt_hash, "now": T0}
+    assert await store.get_exact(**lookup) is None
+    assert await store.get_exact(model=TUNED, **lookup) == new
+
+
+async def test_reembedding_moves_entries_to_the_new_model_in_place(
+    open_store: StoreFactory, rng: np.random.Generator
+) -> None:
+    store = await open_store(max_entries=3)
+    a, b, c = (make(prompt, unit(rng)) for prompt in "abc")
+    for entry in (a, b, c):
+        await store.put(entry)
+    await store.record_hit(a.id, now=T0 + 1)  # the order of use: b, c, a
+    first, total = await store.other_models(model=TUNED, limit=2, now=T0 + 1)
+    assert total == 3 and len(first) == 2
+    listed, _ = await store.other_models(model=TUNED, limit=10, now=T0 + 1)
+    assert {e.id for e in listed} == {a.id, b.id, c.id}
+    assert await store.other_models(model=BASE_MODEL_ID, limit=10, now=T0 + 1) == ([], 0)
+    vectors = {entry.id: unit(rng) for entry in listed}
+    assert await store.reembed([(e, vectors[e.id]) for e in listed], model=TUNED) == 3
+    await settle(store)
+    assert await store.other_models(model=TUNED, limit=10, now=T0 + 1) == ([], 0)
+
+    lookup = {"scope": "scope-a", "prompt_hash": a.prompt_hash, "now": T0 + 1}
+    assert await store.get_exact(**lookup) is None  # the base model's entry is gone
+    moved = await store.get_exact(model=TUNED, **lookup)
+    assert moved is not None and moved.model == TUNED
+    assert (moved.id, moved.response, moved.created_at, moved.expires_at, moved.hits) == (
+        a.id, a.response, a.created_at, a.expires_at, 1,
+    )  # fmt: skip
+    np.testing.assert_allclose(moved.vector, vectors[a.id], atol=1e-6)
+    search = {"scope": "scope-a", "k": 1, "min_similarity": 0.99, "now": T0 + 1}
+    (match,) = await store.search(vector=vectors[a.id], model=TUNED, **search)
+    assert match.entry.id == a.id and match.similarity == pytest.approx(1.0, abs=1e-5)
+    assert not await store.search(vector=a.vector, **search)
+    assert not await store.search(vector=a.vector, model=TUNED, **search)
+
+    d = make("d", unit(rng), model=TUNED, now=T0 + 2)
+    await store.put(d)  # past the bound: b goes, still the least recently used
+    held = {e.id for e in await store.list_entries(offset=0, limit=10, now=T0 + 2)}
+    assert held == {a.id, c.id, d.id}
+
+
+async def test_reembedding_leaves_what_changed_since_it_was_listed(
+    store: VectorStore, rng: np.random.Generator
+) -> None:
+    gone, replaced, kept = (make(prompt, unit(rng)) for prompt in ("gone", "replaced", "kept"))
+    expired = make("expired", unit(rng), ttl_s=5)
+    for entry in (gone, replaced, kept, expired):
+        await store.put(entry)
+    listed, total = await store.other_models(model=TUNED, limit=10, now=T0 + 5)
+    assert total == 3 and expired.id not in {entry.id for entry in listed}
+    await store.delete([gone.id])
+    newer = make("replaced", unit(rng))  # another answer to the same prompt, another id
+    await store.put(newer)
+    changes = [(entry, unit(rng)) for entry in listed]
+    assert await store.reembed(changes, model=TUNED) == 1  # only `kept` is as it was listed
+    assert await store.other_models(model=TUNED, limit=10, now=T0 + 5) == ([newer], 1)
+    for entry in (gone, replaced):
+        lookup = {"scope": "scope-a", "prompt_hash": entry.prompt_hash, "now": T0 + 5}
+        assert await store.get_exact(model=TUNED, **lookup) is None
+    lookup = {"scope": "scope-a", "prompt_hash": newer.prompt_hash, "now": T0 + 5}
+    assert await store.get_exact(**lookup) == newer
+    with pytest.raises(ValueError, match="shape"):
+        await store.reembed([(newer, np.ones(DIM + 1, dtype=np.float32))], model=TUNED)

@@ -140,6 +140,7 @@ async def gateway_stats(state: GatewayState) -> dict[str, Any]:
         **asdict(held.store) if held.store is not None else dict.fromkeys(_STORE_COUNTS),
         **asdict(counters),
         hit_rate=counters.hit_rate,
+        model=held.model,
         threshold=held.threshold,
     )
     summary["store"]["health"] = held.health
@@ -255,6 +256,7 @@ def _describe(entry: Entry) -> dict[str, Any]:
         "prompt": entry.prompt,
         "partition": entry.partition,
         "scope": entry.scope,
+        "model": entry.model,
         "labels": entry.labels,
         "created_at": entry.created_at,
         "expires_at": entry.expires_at,

@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from frugal.api import admin, dashboard, routes
+from frugal.api import admin, dashboard, reembed, routes
 from frugal.api.errors import install_error_handlers
 from frugal.api.openapi import install_openapi
 from frugal.api.request_id import RequestIdMiddleware
@@ -26,6 +26,7 @@ from frugal.cache import (
     ShadowLog,
     VectorStore,
     load_embedder,
+    resolve_model,
 )
 from frugal.config import Settings
 from frugal.observability.observer import Observer
@@ -128,9 +129,10 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
             else:
                 logger.info("%d client keys loaded", len(state.keys))
             logger.info(
-                "frugal gateway forwarding to %s; cache %s",
+                "frugal gateway forwarding to %s; cache %s%s",
                 settings.upstream_url,
                 settings.cache_mode,
+                f", embedder model {cache.model.id}" if cache else "",
             )
             state.ready = True
             try:
@@ -144,14 +146,16 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     install_openapi(app)
     app.include_router(routes.router)
     app.include_router(admin.router)
+    app.include_router(reembed.router)
     app.include_router(dashboard.router)
     return app
 
 
 async def _open_cache(settings: Settings, stack: AsyncExitStack) -> SemanticCache:
-    model = await asyncio.to_thread(
-        load_embedder, backend=settings.embedder_backend, model_dir=settings.models_path
-    )
+    """The cache, for the embedding model ``FRUGAL_EMBEDDER_MODEL`` names (its entries carry
+    the model's id). Raises `ConfigurationError` for a model that cannot be resolved."""
+    spec = resolve_model(settings.embedder_model, model_dir=settings.models_path)
+    model = await asyncio.to_thread(load_embedder, backend=settings.embedder_backend, model=spec)
     embedder = AsyncEmbedder(model, max_batch=settings.embedder_max_batch)
     stack.push_async_callback(embedder.aclose)
     store = await _open_store(settings, dimensions=model.dimensions)
@@ -159,6 +163,7 @@ async def _open_cache(settings: Settings, stack: AsyncExitStack) -> SemanticCach
     return SemanticCache(
         store=store,
         embedder=embedder,
+        model=spec,
         threshold=settings.cache_threshold,
         ttl_s=settings.cache_ttl_s,
     )

@@ -2,12 +2,14 @@
 
 The public face is below; the modules behind it are private rooms. The API and the pipeline
 use `SemanticCache` (lookups, saves, and the operator's face: `stats`, `entries`,
-`invalidate`, `flush`); the app factory builds the stores and the embedder.
+`invalidate`, `flush`, `reembed`); the app factory resolves the embedding model
+(`resolve_model`) and builds the stores and the embedder.
 """
 
 from frugal.cache.breaker import BreakerState, CircuitBreaker, GuardedStore
 from frugal.cache.embedded import EmbeddedStore
 from frugal.cache.embedder import AsyncEmbedder, Embedder, EmbedderStats, load_embedder
+from frugal.cache.models import ModelSpec, resolve_model
 from frugal.cache.redis_store import RedisStore
 from frugal.cache.scope import CacheKey, cache_key
 from frugal.cache.semantic import (
@@ -16,6 +18,7 @@ from frugal.cache.semantic import (
     CacheStats,
     Hit,
     Lookup,
+    ReembedProgress,
     SemanticCache,
     storable,
 )
@@ -38,12 +41,15 @@ __all__ = [
     "Hit",
     "Lookup",
     "Match",
+    "ModelSpec",
     "RedisStore",
+    "ReembedProgress",
     "SemanticCache",
     "ShadowLog",
     "StoreStats",
     "VectorStore",
     "cache_key",
     "load_embedder",
+    "resolve_model",
     "storable",
 ]

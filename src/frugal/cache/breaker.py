@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from frugal.cache.store import Entry, Match, StoreStats, VectorStore
+from frugal.cache.store import BASE_MODEL_ID, Entry, Match, StoreStats, VectorStore
 from frugal.errors import CacheStoreError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -138,10 +138,18 @@ class GuardedStore:
         self.breaker = breaker
 
     async def get_exact(
-        self, *, scope: str, prompt_hash: str, now: float, partition: str | None = None
+        self,
+        *,
+        scope: str,
+        prompt_hash: str,
+        now: float,
+        partition: str | None = None,
+        model: str = BASE_MODEL_ID,
     ) -> Entry | None:
         return await self._call(
-            self.store.get_exact(scope=scope, prompt_hash=prompt_hash, now=now, partition=partition)
+            self.store.get_exact(
+                scope=scope, prompt_hash=prompt_hash, now=now, partition=partition, model=model
+            )
         )
 
     async def search(
@@ -153,6 +161,7 @@ class GuardedStore:
         min_similarity: float,
         now: float,
         partition: str | None = None,
+        model: str = BASE_MODEL_ID,
     ) -> list[Match]:
         return await self._call(
             self.store.search(
@@ -162,6 +171,7 @@ class GuardedStore:
                 min_similarity=min_similarity,
                 now=now,
                 partition=partition,
+                model=model,
             )
         )
 
@@ -180,11 +190,16 @@ class GuardedStore:
         )
 
     async def delete_similar(
-        self, *, vector: np.ndarray, min_similarity: float, partition: str | None = None
+        self,
+        *,
+        vector: np.ndarray,
+        min_similarity: float,
+        partition: str | None = None,
+        model: str = BASE_MODEL_ID,
     ) -> int:
         return await self._call(
             self.store.delete_similar(
-                vector=vector, min_similarity=min_similarity, partition=partition
+                vector=vector, min_similarity=min_similarity, partition=partition, model=model
             ),
             admin=True,
         )
@@ -199,6 +214,14 @@ class GuardedStore:
             self.store.list_entries(offset=offset, limit=limit, partition=partition, now=now),
             admin=True,
         )
+
+    async def other_models(self, *, model: str, limit: int, now: float) -> tuple[list[Entry], int]:
+        return await self._call(
+            self.store.other_models(model=model, limit=limit, now=now), admin=True
+        )
+
+    async def reembed(self, changes: list[tuple[Entry, np.ndarray]], *, model: str) -> int:
+        return await self._call(self.store.reembed(changes, model=model), admin=True)
 
     async def stats(self) -> StoreStats:
         return await self._call(self.store.stats(), admin=True)

@@ -1,4 +1,4 @@
-"""The embedded store: entries in memory, one vector index per scope, a SQLite file for restarts.
+"""The embedded store: entries in memory, a vector index per model and scope, a SQLite file.
 
     store = await EmbeddedStore.open(data_dir / "cache.sqlite3", max_entries=100_000)
     try:
@@ -9,6 +9,11 @@
 
 Memory is the truth for every lookup. The SQLite file (`SqliteFile`) only lets entries survive
 a restart: `open` loads the live ones and rebuilds the indexes from them.
+
+Models: each (embedding model, scope) pair has an index of its own, so a semantic lookup only
+ever compares vectors of its model, and the exact tier checks the entry's model (one dict
+lookup and one comparison). Entries are also kept by model, so `other_models` finds what a
+`reembed` is to move without a scan.
 
 Durability: writes are behind (`WriteBehind`). Every change is applied in memory at once and
 written to the file within about ``write_delay_s`` (default 0.05 s), off the event loop; a
@@ -22,8 +27,8 @@ Expiry and eviction: an entry is live while ``now < expires_at``. Each call that
 in ``StoreStats.expirations``; `stats` counts entries held, which may include expired ones no
 call has swept yet. Past ``max_entries`` the least recently used entries go (a `put` and a
 `record_hit` are uses), counted in ``evictions``. Every removal leaves the entry map, the
-exact-tier map and the scope's index in agreement, and `search` re-checks each index answer
-against the entry map besides, recomputing the similarity from the entry's own vector.
+exact-tier map, the by-model map and the index in agreement, and `search` re-checks each index
+answer against the entry map besides, recomputing the similarity from the entry's own vector.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import numpy as np
 
 from frugal.cache.index import IndexOptions, ScopeIndex
 from frugal.cache.sqlite_file import Loaded, SqliteFile
-from frugal.cache.store import Entry, Match, StoreStats
+from frugal.cache.store import BASE_MODEL_ID, Entry, Match, StoreStats
 from frugal.cache.write_behind import WriteBehind
 
 logger = logging.getLogger(__name__)
@@ -79,7 +84,8 @@ class EmbeddedStore:
         self._lru: OrderedDict[str, int] = OrderedDict()  # id -> use number, least recent first
         self._use_seq = 0
         self._expiry: list[tuple[float, str]] = []  # heap; stale pairs are skipped when popped
-        self._indexes: dict[str, ScopeIndex] = {}
+        self._indexes: dict[tuple[str, str], ScopeIndex] = {}  # by (model, scope)
+        self._by_model: dict[str, dict[str, None]] = {}  # model -> its entry ids, put order
         self._touched: set[ScopeIndex] = set()  # indexes changed since the last `_changed`
         self._evictions = 0
         self._expirations = 0
@@ -125,12 +131,20 @@ class EmbeddedStore:
     # ---- the VectorStore protocol -------------------------------------------------------
 
     async def get_exact(
-        self, *, scope: str, prompt_hash: str, now: float, partition: str | None = None
+        self,
+        *,
+        scope: str,
+        prompt_hash: str,
+        now: float,
+        partition: str | None = None,
+        model: str = BASE_MODEL_ID,
     ) -> Entry | None:
         self._sweep(now)
         entry_id = self._by_prompt.get((scope, prompt_hash))
         entry = None if entry_id is None else self._entries[entry_id]
-        return entry if entry is not None and partition in (None, entry.partition) else None
+        if entry is None or entry.model != model or partition not in (None, entry.partition):
+            return None
+        return entry
 
     async def search(
         self,
@@ -141,18 +155,20 @@ class EmbeddedStore:
         min_similarity: float,
         now: float,
         partition: str | None = None,
+        model: str = BASE_MODEL_ID,
     ) -> list[Match]:
-        """Best first. Each index answer is re-checked against the entries (live, this scope)
-        and its similarity recomputed from the entry's own vector; ValueError for a bad shape."""
+        """Best first. Each index answer is re-checked against the entries (live, this scope
+        and model) and its similarity recomputed from the entry's own vector; ValueError for a
+        bad shape."""
         query = self._check_vector(vector)
         self._sweep(now)
-        index = self._indexes.get(scope)
+        index = self._indexes.get((model, scope))
         if index is None or k < 1:
             return []
         matches = []
         for entry_id, _ in index.search(query, k):
             entry = self._entries.get(entry_id)
-            if entry is None or entry.scope != scope:
+            if entry is None or entry.scope != scope or entry.model != model:
                 logger.error("scope index returned a foreign or removed entry %s", entry_id)
                 continue
             if partition is not None and entry.partition != partition:
@@ -209,11 +225,20 @@ class EmbeddedStore:
         return await self.delete(doomed)
 
     async def delete_similar(
-        self, *, vector: np.ndarray, min_similarity: float, partition: str | None = None
+        self,
+        *,
+        vector: np.ndarray,
+        min_similarity: float,
+        partition: str | None = None,
+        model: str = BASE_MODEL_ID,
     ) -> int:
         """Exhaustive on purpose: an invalidation must not miss what an approximate index would."""
         query = self._check_vector(vector)
-        candidates = [e for e in self._entries.values() if partition in (None, e.partition)]
+        candidates = [
+            e
+            for e in self._entries.values()
+            if e.model == model and partition in (None, e.partition)
+        ]
         doomed: list[Entry] = []
         for start in range(0, len(candidates), _SIMILAR_CHUNK):
             chunk = candidates[start : start + _SIMILAR_CHUNK]
@@ -232,6 +257,7 @@ class EmbeddedStore:
         count = len(self._entries)
         for collection in (self._entries, self._by_prompt, self._lru, self._indexes):
             collection.clear()
+        self._by_model.clear()
         self._expiry.clear()
         self._disk.wiped()
         self._changed()
@@ -249,6 +275,37 @@ class EmbeddedStore:
         selected = (e for e in reversed(self._entries.values()) if partition in (None, e.partition))
         newest = heapq.nlargest(offset + limit, selected, key=lambda entry: entry.created_at)
         return newest[offset:]
+
+    async def other_models(self, *, model: str, limit: int, now: float) -> tuple[list[Entry], int]:
+        """The oldest-stored first, model by model."""
+        self._sweep(now)
+        found: list[Entry] = []
+        total = 0
+        for other, ids in self._by_model.items():
+            if other == model:
+                continue
+            total += len(ids)
+            for entry_id in ids:
+                if len(found) >= limit:
+                    break
+                found.append(self._entries[entry_id])
+        return found, total
+
+    async def reembed(self, changes: list[tuple[Entry, np.ndarray]], *, model: str) -> int:
+        checked = [(listed, self._check_vector(vector)) for listed, vector in changes]
+        changed = 0
+        for listed, vector in checked:
+            held = self._entries.get(listed.id)
+            if held is None or held.model != listed.model or held.model == model:
+                continue  # removed, replaced or moved since it was listed
+            self._unindex(held)
+            moved = replace(held, vector=vector, model=model)
+            self._entries[moved.id] = moved  # the same key: its place in put order stays
+            self._index(moved)
+            self._disk.changed(moved, used_seq=self._lru[moved.id])  # its use stays as it was
+            changed += 1
+        self._changed()
+        return changed
 
     async def stats(self) -> StoreStats:
         return StoreStats(
@@ -279,9 +336,10 @@ class EmbeddedStore:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._disk.flush_pending()
 
-    def index_of(self, scope: str) -> ScopeIndex | None:
-        """The scope's index, for inspection (tests, benchmarks); do not change it."""
-        return self._indexes.get(scope)
+    def index_of(self, scope: str, *, model: str = BASE_MODEL_ID) -> ScopeIndex | None:
+        """The index of ``model``'s entries in ``scope``, for inspection (tests, benchmarks);
+        do not change it."""
+        return self._indexes.get((model, scope))
 
     # ---- the in-memory state --------------------------------------------------------------
 
@@ -289,13 +347,7 @@ class EmbeddedStore:
         self._entries[entry.id] = entry
         self._by_prompt[(entry.scope, entry.prompt_hash)] = entry.id
         heapq.heappush(self._expiry, (entry.expires_at, entry.id))
-        index = self._indexes.get(entry.scope)
-        if index is None:
-            index = self._indexes[entry.scope] = ScopeIndex(
-                dimensions=self.dimensions, options=self._index_options
-            )
-        index.add(entry.id, entry.vector)
-        self._touched.add(index)
+        self._index(entry)
 
     def _remove(self, entry_id: str) -> bool:
         entry = self._entries.pop(entry_id, None)
@@ -305,13 +357,33 @@ class EmbeddedStore:
         if self._by_prompt.get(key) == entry_id:
             del self._by_prompt[key]
         self._lru.pop(entry_id, None)
-        index = self._indexes[entry.scope]
-        index.remove(entry_id)
-        self._touched.add(index)
-        if not len(index):
-            del self._indexes[entry.scope]
+        self._unindex(entry)
         self._disk.removed(entry_id)
         return True
+
+    def _index(self, entry: Entry) -> None:
+        """Add ``entry`` to its model's index of its scope, and to its model's ids."""
+        key = (entry.model, entry.scope)
+        index = self._indexes.get(key)
+        if index is None:
+            index = self._indexes[key] = ScopeIndex(
+                dimensions=self.dimensions, options=self._index_options
+            )
+        index.add(entry.id, entry.vector)
+        self._touched.add(index)
+        self._by_model.setdefault(entry.model, {})[entry.id] = None
+
+    def _unindex(self, entry: Entry) -> None:
+        key = (entry.model, entry.scope)
+        index = self._indexes[key]
+        index.remove(entry.id)
+        self._touched.add(index)
+        if not len(index):
+            del self._indexes[key]
+        ids = self._by_model[entry.model]
+        del ids[entry.id]
+        if not ids:
+            del self._by_model[entry.model]
 
     def _touch(self, entry_id: str) -> int:
         """Make the entry the most recently used; its new use number."""

@@ -1,8 +1,9 @@
 """Prompt embedders (all-MiniLM-L6-v2, 384 dims, unit length) and their async micro-batcher.
 
 `Embedder` is the blocking seam: ONNX Runtime by default (`OnnxEmbedder`, no torch at run
-time) or sentence-transformers on torch (`SentenceTransformerEmbedder`); pick one with
-`load_embedder`. Both give the same vectors to within 1e-5. `AsyncEmbedder` is what the event
+time) or sentence-transformers on torch (`SentenceTransformerEmbedder`, the base model only);
+`load_embedder` builds the one a backend names for the model chosen (`frugal.cache.models`).
+Both give the same vectors to within 1e-5. `AsyncEmbedder` is what the event
 loop talks to: one worker thread runs the model; an idle model embeds a text at once, and the
 texts that arrive while it is busy go together in its next call (up to ``max_batch``), so the
 model never waits for company and batches grow with the load.
@@ -28,6 +29,8 @@ import onnxruntime
 from tokenizers import Tokenizer
 
 from frugal.cache.export import EXPORT_COMMAND, ONNX_FILENAME, TOKENIZER_FILENAME
+from frugal.cache.models import SETTING, ModelSpec
+from frugal.cache.store import BASE_MODEL_ID
 from frugal.errors import EmbedderClosed, EmbedderError, EmbedderUnavailable
 from frugal.futures import settle_error, settle_result
 
@@ -63,13 +66,17 @@ class OnnxEmbedder:
     at 256 tokens (the shipped ``tokenizer.json`` says 128 for both, which is not what the
     model was trained and is served with). Pooling and normalisation are inside the graph.
     ``threads`` caps ONNX Runtime's intra-op threads (``None``: one per physical core).
+    ``graph`` names the ONNX file in ``model_dir`` (a tuned model's int8 variant, say: its
+    ``model.json`` names the files).
 
     Raises `EmbedderUnavailable` when the export is missing or unreadable.
     Example: ``OnnxEmbedder(Path(".frugal/models")).embed(["hi"]).shape == (1, 384)``.
     """
 
-    def __init__(self, model_dir: Path, *, threads: int | None = None) -> None:
-        model_path = Path(model_dir) / ONNX_FILENAME
+    def __init__(
+        self, model_dir: Path, *, threads: int | None = None, graph: str = ONNX_FILENAME
+    ) -> None:
+        model_path = Path(model_dir) / graph
         tokenizer_path = Path(model_dir) / TOKENIZER_FILENAME
         for path in (model_path, tokenizer_path):
             if not path.is_file():
@@ -147,15 +154,31 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def load_embedder(*, backend: str, model_dir: Path) -> Embedder:
+def load_embedder(*, backend: str, model: ModelSpec) -> Embedder:
     """Build the embedder named by the ``embedder_backend`` setting (``onnx`` or
-    ``sentence-transformers``); ``model_dir`` is where `frugal model export` wrote the model.
+    ``sentence-transformers``) for ``model`` (`frugal.cache.models.resolve_model`). A tuned
+    model's files are checked against its manifest first (`ModelSpec.verify`).
 
-    Raises `EmbedderUnavailable` as the backends do, `ValueError` for an unknown backend.
+    Raises `EmbedderUnavailable` as the backends do, and for a tuned model whose files differ
+    from its manifest or that the backend cannot run; `ValueError` for an unknown backend.
     """
     if backend == "onnx":
-        return OnnxEmbedder(model_dir)
+        model.verify()
+        try:
+            return OnnxEmbedder(model.directory, graph=model.graph)
+        except EmbedderUnavailable as exc:
+            if model.manifest is None:
+                raise
+            raise EmbedderUnavailable(
+                f"cannot load the model {model.id} ({SETTING}={model.choice}) from "
+                f"{model.directory} ({exc.__cause__ or exc}): {model.remedy()}"
+            ) from exc
     if backend == "sentence-transformers":
+        if model.id != BASE_MODEL_ID:
+            raise EmbedderUnavailable(
+                f"the sentence-transformers backend runs only the base model, not "
+                f"{SETTING}={model.choice}: use FRUGAL_EMBEDDER_BACKEND=onnx"
+            )
         return SentenceTransformerEmbedder()
     raise ValueError(f"unknown embedder backend {backend!r} (onnx or sentence-transformers)")
 

@@ -1,17 +1,21 @@
 """How the Redis store lays its entries out: one hash per entry, and the index over them.
 
 Each entry is a hash under ``{prefix}entry:{id}``: prompt, answer (JSON), vector (FLOAT32
-bytes), partition and scope, created/expires, hits. Beside the real values, ``partition_tag``,
-``scope_tag`` and ``prompt_tag`` hold their hex digests, which the index's TAG fields filter
-on: no partition name can inject query syntax.
+bytes), partition and scope, the embedding model's id, created/expires, hits. Beside the real
+values, ``partition_tag``, ``scope_tag``, ``prompt_tag`` and ``model_tag`` hold their hex
+digests, which the index's TAG fields filter on: no partition name can inject query syntax.
 
-The index is named after the layout: ``{name}:v2`` for the name given (``FRUGAL_REDIS_INDEX``).
-Layout 2 calls the partition ``partition``; an older frugal called it ``tenant``, in an index
-under the bare name. The two indexes can live side by side over the same prefix while replicas
-of both versions run: each version's lookups filter on its own TAG field, so neither ever
-finds the other's entries (a miss, never a wrong answer), and `from_hash` reads both layouts
-for the listings and sweeps that do not filter. `RedisIndex` creates and checks this layout's
-index, and names an older one that is left for the operator to drop.
+The index is named after the layout: ``{name}:v3`` for the name given (``FRUGAL_REDIS_INDEX``).
+Layout 3 adds the model; layout 2 (``{name}:v2``) had none, and layout 1 (the bare name) called
+the partition ``tenant``. An older index can live beside this one over the same prefix while
+replicas of its version run. This layout reads their hashes: a hash without ``model`` was
+embedded by the base model, the only one there was, so the index keeps the hashes that lack
+the field (``INDEXMISSING``) and a lookup of the base model takes them (`model_filter`). A
+layout-1 hash has no ``partition_tag``: this layout's lookups never find it (a miss, never a
+wrong answer), and `from_hash` reads it for the listings and sweeps that do not filter. An
+older replica does not filter on the model: switch models only once every replica runs this
+layout. `RedisIndex` creates and checks this layout's index, and names older ones that are
+left for the operator to drop.
 """
 
 from __future__ import annotations
@@ -26,21 +30,35 @@ import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from frugal.cache.store import Entry
+from frugal.cache.store import BASE_MODEL_ID, Entry
 from frugal.errors import CacheStoreError
 
 logger = logging.getLogger(__name__)
 
-LAYOUT = 2
+LAYOUT = 3
 # HNSW parameters: recall@1 against exact search is measured in benchmarks/redis_store.py.
 HNSW = {"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 200}
-TAGS = ("partition_tag", "prompt_tag", "scope_tag")
-_OLDER_TAG = "tenant_tag"  # layout 1's partition TAG
+TAGS = ("model_tag", "partition_tag", "prompt_tag", "scope_tag")
+_MISSING = b"INDEXMISSING"
+_OLDER_TAGS = {1: "tenant_tag", 2: "partition_tag"}  # the partition TAG of each older layout
 
 
-def index_name(name: str) -> str:
-    """The index of this layout for the configured ``name``."""
-    return f"{name}:v{LAYOUT}"
+def index_name(name: str, layout: int = LAYOUT) -> str:
+    """The index of ``layout`` (this one by default) for the configured ``name``."""
+    return name if layout == 1 else f"{name}:v{layout}"
+
+
+def model_filter(model: str) -> str:
+    """The query clause that keeps the entries of ``model``: for the base model, the hashes
+    without a model too (an older frugal's, all embedded by it)."""
+    clause = f"@model_tag:{{{tag(model)}}}"
+    return f"({clause} | ismissing(@model_tag))" if model == BASE_MODEL_ID else clause
+
+
+def other_models_filter(model: str) -> str:
+    """The query clause that keeps the entries of every model but ``model``."""
+    clause = f"-@model_tag:{{{tag(model)}}}"
+    return f"{clause} -ismissing(@model_tag)" if model == BASE_MODEL_ID else clause
 
 
 class RedisIndex:
@@ -52,7 +70,7 @@ class RedisIndex:
         self, client: aioredis.Redis, *, name: str, entry_prefix: str, dimensions: int
     ) -> None:
         self.name = index_name(name)
-        self.older_name = name  # where an older frugal kept its index
+        self.older_names = {layout: index_name(name, layout) for layout in _OLDER_TAGS}
         self._client = client
         self._entry_prefix = entry_prefix
         self._dimensions = dimensions
@@ -88,21 +106,24 @@ class RedisIndex:
         logger.info("created the Redis index %s over %s*", self.name, self._entry_prefix)
 
     async def warn_of_older_index(self) -> None:
-        """Log a warning when an older frugal's index covers the same keys: it costs memory
+        """Log a warning for each older frugal's index over the same keys: it costs memory
         once no older replica uses it, and only its operator knows when that is."""
-        try:
-            info = await self._info(self.older_name)
-        except CacheStoreError:
-            return  # this is advice, never a reason to fail
-        if info is not None and is_older_layout(info, entry_prefix=self._entry_prefix):
-            logger.warning(
-                "the Redis index %r of an older frugal covers the same keys as %r; once no "
-                "replica of that version runs, drop it (FT.DROPINDEX %s): its entries expire "
-                "on their own",
-                self.older_name,
-                self.name,
-                self.older_name,
-            )
+        for layout, name in self.older_names.items():
+            try:
+                info = await self._info(name)
+            except CacheStoreError:
+                return  # this is advice, never a reason to fail
+            if info is not None and is_older_layout(
+                info, entry_prefix=self._entry_prefix, layout=layout
+            ):
+                logger.warning(
+                    "the Redis index %r of an older frugal covers the same keys as %r; once no "
+                    "replica of that version runs, drop it (FT.DROPINDEX %s): its entries "
+                    "expire on their own",
+                    name,
+                    self.name,
+                    name,
+                )
 
     async def _info(self, name: str) -> dict[bytes, Any] | None:
         try:
@@ -139,6 +160,7 @@ def create_arguments(name: str, *, entry_prefix: str, dimensions: int) -> list[A
         name, "ON", "HASH", "PREFIX", 1, entry_prefix,
         "SCHEMA",
         "partition_tag", "TAG", "scope_tag", "TAG", "prompt_tag", "TAG",
+        "model_tag", "TAG", "INDEXMISSING",
         "created_at", "NUMERIC", "SORTABLE", "expires_at", "NUMERIC",
         "vector", "VECTOR", "HNSW", len(vector), *vector,
     ]  # fmt: skip
@@ -156,6 +178,11 @@ def schema_mismatch(info: dict[bytes, Any], *, entry_prefix: str, dimensions: in
         "dimensions": int(vector.get(b"dim") or 0),
         "distance": (vector.get(b"distance_metric") or b"").decode(),
         "tags": sorted(name for name in TAGS if _is_tag(attributes, name)),
+        "model_tag flags": [
+            flag.decode()
+            for flag in attributes.get("model_tag", {}).get(b"flags", [])
+            if flag == _MISSING
+        ],
     }
     expected = {
         "prefixes": [entry_prefix],
@@ -163,6 +190,7 @@ def schema_mismatch(info: dict[bytes, Any], *, entry_prefix: str, dimensions: in
         "dimensions": dimensions,
         "distance": "COSINE",
         "tags": list(TAGS),
+        "model_tag flags": [_MISSING.decode()],
     }
     wrong = [name for name, value in found.items() if value != expected[name]]
     if not wrong:
@@ -170,11 +198,17 @@ def schema_mismatch(info: dict[bytes, Any], *, entry_prefix: str, dimensions: in
     return "; ".join(f"{name} {found[name]!r}, expected {expected[name]!r}" for name in wrong)
 
 
-def is_older_layout(info: dict[bytes, Any], *, entry_prefix: str) -> bool:
-    """Whether ``FT.INFO``'s answer describes an older frugal's index over ``entry_prefix``."""
+def is_older_layout(info: dict[bytes, Any], *, entry_prefix: str, layout: int) -> bool:
+    """Whether ``FT.INFO``'s answer describes the index of an older frugal's ``layout`` over
+    ``entry_prefix``."""
     definition = info.get(b"index_definition") or {}
     prefixes = [p.decode() for p in definition.get(b"prefixes", [])]
-    return prefixes == [entry_prefix] and _is_tag(_attributes(info), _OLDER_TAG)
+    attributes = _attributes(info)
+    return (
+        prefixes == [entry_prefix]
+        and _is_tag(attributes, _OLDER_TAGS[layout])
+        and not _is_tag(attributes, "model_tag")
+    )
 
 
 def to_hash(entry: Entry, vector: np.ndarray) -> dict[str, Any]:
@@ -188,6 +222,8 @@ def to_hash(entry: Entry, vector: np.ndarray) -> dict[str, Any]:
         "prompt": entry.prompt,
         "prompt_hash": entry.prompt_hash,
         "prompt_tag": tag(entry.prompt_hash),
+        "model": entry.model,
+        "model_tag": tag(entry.model),
         "response": json.dumps(entry.response),
         "vector": vector.tobytes(),
         "created_at": number(entry.created_at),
@@ -199,10 +235,12 @@ def to_hash(entry: Entry, vector: np.ndarray) -> dict[str, Any]:
 
 
 def from_hash(raw: dict[bytes, Any]) -> Entry:
-    """The entry of a search result's fields; an older frugal's entry (``tenant``) too."""
+    """The entry of a search result's fields; an older frugal's entry too (``tenant``, no
+    ``model``: the base model's)."""
     fields = {key.decode(): value for key, value in raw.items()}
     last_used = fields.get("last_used_at") or b""
     partition = fields["partition"] if "partition" in fields else fields["tenant"]
+    model = fields["model"].decode() if "model" in fields else BASE_MODEL_ID
     return Entry(
         id=fields["id"].decode(),
         partition=partition.decode(),
@@ -216,6 +254,7 @@ def from_hash(raw: dict[bytes, Any]) -> Entry:
         labels=json.loads(fields["labels"]),
         hits=int(fields.get("hits") or 0),
         last_used_at=float(last_used) if last_used else None,
+        model=model,
     )
 
 

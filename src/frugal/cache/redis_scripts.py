@@ -80,3 +80,24 @@ redis.call('HSET', KEYS[1], 'last_used_at', ARGV[2])
 redis.call('ZADD', KEYS[2], 'XX', redis.call('INCR', KEYS[3]), ARGV[1])
 return 1
 """
+
+# Gives entries a new vector and model in place (their TTL, hits and LRU rank untouched), each
+# only while it still holds the model it was listed with (a hash without one: the base
+# model's); returns how many changed.
+# KEYS: entry prefix. ARGV: new model, its tag, the base model's id, then per entry: id, the
+# model it was listed with, its new vector.
+REEMBED = """
+local model, model_tag, base = ARGV[1], ARGV[2], ARGV[3]
+local changed = 0
+for i = 4, #ARGV, 3 do
+  local key = KEYS[1] .. ARGV[i]
+  if redis.call('EXISTS', key) == 1 then
+    local held = redis.call('HGET', key, 'model') or base
+    if held == ARGV[i + 1] and held ~= model then
+      redis.call('HSET', key, 'vector', ARGV[i + 2], 'model', model, 'model_tag', model_tag)
+      changed = changed + 1
+    end
+  end
+end
+return changed
+"""

@@ -4,8 +4,8 @@
 
 Each entry is a hash under the prefix, indexed by the Redis Query Engine (``FT.CREATE ...
 VECTOR HNSW ... DISTANCE_METRIC COSINE``; the layout is `frugal.cache.redis_layout`'s), and
-every lookup is one ``FT.SEARCH`` whose TAG pre-filter holds the partition and the scope:
-isolation is a hard filter in the query, never a matter of embedding distance.
+every lookup is one ``FT.SEARCH`` whose TAG pre-filter holds the partition, the scope and the
+embedding model: isolation is a hard filter in the query, never a matter of embedding distance.
 
 Beside the hashes, under the same prefix, sorted sets keep the LRU order (shared by every
 replica) and the expiry times; writes that touch several keys run as Lua scripts
@@ -35,8 +35,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from frugal.cache import redis_layout as layout
 from frugal.cache import redis_scripts as scripts
-from frugal.cache.redis_layout import command, number, tag
-from frugal.cache.store import Entry, Match, StoreStats
+from frugal.cache.redis_layout import command, model_filter, number, other_models_filter, tag
+from frugal.cache.store import BASE_MODEL_ID, Entry, Match, StoreStats
 from frugal.errors import CacheStoreError, RedisStoreConfigError
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class RedisStore:
     """A `VectorStore` on a Redis server with the query engine. Build it with `open`.
 
     ``prefix`` and ``index`` name this deployment's keys and index, so two deployments can
-    share a server; the index's full name carries the layout's version (``{index}:v2``, see
+    share a server; the index's full name carries the layout's version (``{index}:v3``, see
     `frugal.cache.redis_layout`). ``max_entries`` bounds the entries (shared by all replicas).
     """
 
@@ -87,6 +87,7 @@ class RedisStore:
         self._purge = client.register_script(scripts.PURGE)
         self._put = client.register_script(scripts.PUT)
         self._hit = client.register_script(scripts.HIT)
+        self._reembed = client.register_script(scripts.REEMBED)
         self.reachable = True  # whether `open` reached the server
 
     @classmethod
@@ -132,13 +133,21 @@ class RedisStore:
     # ---- the VectorStore protocol -------------------------------------------------------
 
     async def get_exact(
-        self, *, scope: str, prompt_hash: str, now: float, partition: str | None = None
+        self,
+        *,
+        scope: str,
+        prompt_hash: str,
+        now: float,
+        partition: str | None = None,
+        model: str = BASE_MODEL_ID,
     ) -> Entry | None:
         query = f"@scope_tag:{{{tag(scope)}}} @prompt_tag:{{{tag(prompt_hash)}}}"
+        query += f" {model_filter(model)}"
         if partition is not None:
             query += f" @partition_tag:{{{tag(partition)}}}"
         query += f" @expires_at:[({number(now)} +inf]"
-        results = await self._search_live(now, query, "SORTBY", "created_at", "DESC", "LIMIT", 0, 1)
+        found = await self._search_live(now, query, "SORTBY", "created_at", "DESC", "LIMIT", 0, 1)
+        results = found[b"results"]
         return layout.from_hash(results[0][b"extra_attributes"]) if results else None
 
     async def search(
@@ -150,23 +159,25 @@ class RedisStore:
         min_similarity: float,
         now: float,
         partition: str | None = None,
+        model: str = BASE_MODEL_ID,
     ) -> list[Match]:
         """Best first; ValueError for a bad shape."""
         query_vector = self._check_vector(vector)
         if k < 1:
             return []
-        prefilter = f"@scope_tag:{{{tag(scope)}}} @expires_at:[({number(now)} +inf]"
+        prefilter = f"@scope_tag:{{{tag(scope)}}} {model_filter(model)}"
+        prefilter += f" @expires_at:[({number(now)} +inf]"
         if partition is not None:
             prefilter += f" @partition_tag:{{{tag(partition)}}}"
         query = f"({prefilter})=>[KNN $k @vector $vector AS distance]"
-        results = await self._search_live(
+        found = await self._search_live(
             now,
             query,
             "PARAMS", 4, "k", k, "vector", query_vector.tobytes(),
             "SORTBY", "distance", "ASC", "LIMIT", 0, k,
         )  # fmt: skip
         matches = []
-        for result in results:
+        for result in found[b"results"]:
             fields = result[b"extra_attributes"]
             similarity = similarity_from_distance(float(fields[b"distance"]))
             if similarity >= min_similarity:
@@ -229,12 +240,19 @@ class RedisStore:
         return removed
 
     async def delete_similar(
-        self, *, vector: np.ndarray, min_similarity: float, partition: str | None = None
+        self,
+        *,
+        vector: np.ndarray,
+        min_similarity: float,
+        partition: str | None = None,
+        model: str = BASE_MODEL_ID,
     ) -> int:
         """Exhaustive on purpose (every vector compared, a page at a time): an invalidation
         must not miss what an approximate search would."""
         query_vector = self._check_vector(vector)
-        query = "*" if partition is None else f"@partition_tag:{{{tag(partition)}}}"
+        query = model_filter(model)
+        if partition is not None:
+            query += f" @partition_tag:{{{tag(partition)}}}"
         doomed: list[str] = []
         offset = 0
         while True:
@@ -273,10 +291,29 @@ class RedisStore:
         query = f"@expires_at:[({number(now)} +inf]"
         if partition is not None:
             query += f" @partition_tag:{{{tag(partition)}}}"
-        results = await self._search_live(
+        found = await self._search_live(
             now, query, "SORTBY", "created_at", "DESC", "LIMIT", offset, limit
         )
-        return [layout.from_hash(result[b"extra_attributes"]) for result in results]
+        return [layout.from_hash(result[b"extra_attributes"]) for result in found[b"results"]]
+
+    async def other_models(self, *, model: str, limit: int, now: float) -> tuple[list[Entry], int]:
+        """The oldest first."""
+        query = f"{other_models_filter(model)} @expires_at:[({number(now)} +inf]"
+        found = await self._search_live(
+            now, query, "SORTBY", "created_at", "ASC", "LIMIT", 0, max(0, limit)
+        )
+        entries = [layout.from_hash(result[b"extra_attributes"]) for result in found[b"results"]]
+        return entries, int(found[b"total_results"])
+
+    async def reembed(self, changes: list[tuple[Entry, np.ndarray]], *, model: str) -> int:
+        """One script call: each entry changes as a whole, in place."""
+        if not changes:
+            return 0
+        args: list[str | bytes] = [model, tag(model), BASE_MODEL_ID]
+        for listed, vector in changes:
+            args += [listed.id, listed.model, self._check_vector(vector).tobytes()]
+        changed = await self._run(self._reembed(keys=[self._entry_prefix], args=args))
+        return int(changed)
 
     async def stats(self) -> StoreStats:
         pipe = self._client.pipeline(transaction=False)
@@ -304,8 +341,9 @@ class RedisStore:
 
     # ---- internals ----------------------------------------------------------------------------
 
-    async def _search_live(self, now: float, query: str, *args: Any) -> list[dict[bytes, Any]]:
-        """Purge what expired by ``now`` and search, in one round trip."""
+    async def _search_live(self, now: float, query: str, *args: Any) -> dict[bytes, Any]:
+        """Purge what expired by ``now`` and search, in one round trip; ``FT.SEARCH``'s answer
+        (``results``, ``total_results``)."""
         await self._ready()
         pipe = self._client.pipeline(transaction=False)
         await self._purge(  # queued on the pipeline, sent with the search
@@ -315,7 +353,7 @@ class RedisStore:
         )
         pipe.execute_command("FT.SEARCH", self.index, query, *args, "DIALECT", 2)
         _, found = await self._run(pipe.execute())
-        return list(found[b"results"])
+        return dict(found)
 
     async def _search(self, query: str, *args: Any) -> list[dict[bytes, Any]]:
         await self._ready()

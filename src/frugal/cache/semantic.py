@@ -11,14 +11,19 @@
 The cache fails open: an embedder or store failure is logged and counted, and the request
 goes on as a miss. Similarity is cosine similarity in [-1, 1]; the threshold is compared with
 ``>=``.
+
+Every entry is stamped with the id of the embedding model in use (``model``, a resolved
+`ModelSpec`), and every lookup, exact or semantic, finds only that model's entries: after a
+change of model the old entries are misses until `reembed` gives them the new model's vectors.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -26,6 +31,7 @@ import numpy as np
 
 from frugal.cache.breaker import BreakerState, CircuitBreaker, GuardedStore
 from frugal.cache.embedder import AsyncEmbedder, EmbedderStats
+from frugal.cache.models import ModelSpec
 from frugal.cache.scope import CacheKey
 from frugal.cache.store import Entry, StoreStats, VectorStore
 from frugal.errors import CacheStoreError, EmbedderError, StoreUnavailable
@@ -87,10 +93,12 @@ class BreakerStats:
 
 @dataclass(frozen=True)
 class CacheStats:
-    """Everything the cache counts, under its parts' own names. ``store`` is ``None`` when the
-    store did not answer; ``breaker`` and ``embedder`` when the cache has none of them."""
+    """Everything the cache counts, under its parts' own names, and the id of the embedding
+    ``model`` in use. ``store`` is ``None`` when the store did not answer; ``breaker`` and
+    ``embedder`` when the cache has none of them."""
 
     counters: CacheCounters
+    model: str
     threshold: float
     health: str
     store: StoreStats | None
@@ -114,20 +122,35 @@ def storable(response: dict[str, Any], *, admit_length: bool, admit_tool_calls: 
     return True
 
 
+@dataclass(frozen=True)
+class ReembedProgress:
+    """How far `SemanticCache.reembed` is: ``done`` of the ``total`` entries of other models
+    found when it started are handled, ``reembedded`` of them carry the model in use now (the
+    others went meanwhile: expired, evicted, invalidated or answered anew)."""
+
+    done: int
+    total: int
+    reembedded: int
+
+
 class SemanticCache:
-    """Looks answers up and stores them, within the scope of a `CacheKey`."""
+    """Looks answers up and stores them, within the scope of a `CacheKey`, for the embedding
+    ``model`` that ``embedder`` runs (`frugal.cache.models.resolve_model`: its ``id`` is
+    stamped on entries, its ``manifest`` holds a tuned model's calibration)."""
 
     def __init__(
         self,
         *,
         store: VectorStore,
         embedder: TextEmbedder,
+        model: ModelSpec,
         threshold: float,
         ttl_s: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.embedder = embedder
+        self.model = model
         self.threshold = threshold
         self.ttl_s = ttl_s
         self.counters = CacheCounters()
@@ -158,7 +181,11 @@ class SemanticCache:
         minimum = self.threshold_for(threshold)
         try:
             exact = await self.store.get_exact(
-                scope=key.scope, prompt_hash=key.prompt_hash, now=now, partition=key.partition
+                scope=key.scope,
+                prompt_hash=key.prompt_hash,
+                now=now,
+                partition=key.partition,
+                model=self.model.id,
             )
         except StoreUnavailable as exc:
             self._failed("exact lookup", exc)
@@ -182,6 +209,7 @@ class SemanticCache:
                 min_similarity=minimum,
                 now=now,
                 partition=key.partition,
+                model=self.model.id,
             )
         except Exception as exc:  # fail open, as above
             self._failed("search", exc)
@@ -223,6 +251,7 @@ class SemanticCache:
             created_at=now,
             expires_at=now + ttl,
             labels=key.labels,
+            model=self.model.id,
         )
         try:
             await self.store.put(entry)
@@ -251,6 +280,7 @@ class SemanticCache:
         embedder = self.embedder
         return CacheStats(
             counters=replace(self.counters),
+            model=self.model.id,
             threshold=self.threshold,
             health=self.health,
             store=held,
@@ -263,7 +293,7 @@ class SemanticCache:
     async def entries(
         self, *, offset: int, limit: int, partition: str | None = None
     ) -> list[Entry]:
-        """Live entries (of ``partition``, if given), newest first."""
+        """Live entries of every model (of ``partition``, if given), newest first."""
         return await self.store.list_entries(
             offset=offset, limit=limit, partition=partition, now=self._clock()
         )
@@ -284,21 +314,44 @@ class SemanticCache:
     async def invalidate_similar(
         self, prompt: str, *, min_similarity: float, partition: str | None = None
     ) -> int:
-        """Remove every entry (of ``partition``, if given) whose prompt is at least
-        ``min_similarity`` like ``prompt``. Raises `EmbedderError` or `CacheStoreError`."""
-        try:
-            vector = await self.embedder.embed(prompt)
-        except EmbedderError:
-            raise
-        except Exception as exc:
-            raise EmbedderError(f"the prompt could not be embedded: {exc}") from exc
+        """Remove every entry of the model in use (of ``partition``, if given) whose prompt is
+        at least ``min_similarity`` like ``prompt``; other models' vectors cannot be compared
+        with this one (`reembed` them first). Raises `EmbedderError` or `CacheStoreError`."""
+        vector = await self._embed_or_raise(prompt)
         return await self.store.delete_similar(
-            vector=vector, min_similarity=min_similarity, partition=partition
+            vector=vector, min_similarity=min_similarity, partition=partition, model=self.model.id
         )
+
+    async def reembed(self, *, batch: int = 64) -> AsyncIterator[ReembedProgress]:
+        """Give the entries of other models the vectors of the model in use, ``batch`` at a
+        time, yielding the progress first and after each batch. Each entry is replaced whole,
+        in place (its id, answer, scope, expiry and hits kept; `VectorStore.reembed`): a lookup
+        finds it as it was (a miss) or as it is now (a hit), never between. Entries of other
+        models stored while it runs (by another replica) are left to the next run.
+        Raises `EmbedderError` or `CacheStoreError`, with the batches before kept."""
+        model = self.model.id
+        listed, total = await self.store.other_models(model=model, limit=batch, now=self._clock())
+        done = reembedded = 0
+        yield ReembedProgress(done, total, reembedded)
+        while listed and done < total:
+            vectors = await asyncio.gather(*(self._embed_or_raise(e.prompt) for e in listed))
+            changes = list(zip(listed, vectors, strict=True))
+            reembedded += await self.store.reembed(changes, model=model)
+            done = min(total, done + len(listed))
+            yield ReembedProgress(done, total, reembedded)
+            listed, _ = await self.store.other_models(model=model, limit=batch, now=self._clock())
 
     async def flush(self) -> int:
         """Remove every entry; how many there were. Raises `CacheStoreError`."""
         return await self.store.flush()
+
+    async def _embed_or_raise(self, text: str) -> np.ndarray:
+        try:
+            return await self.embedder.embed(text)
+        except EmbedderError:
+            raise
+        except Exception as exc:
+            raise EmbedderError(f"a prompt could not be embedded: {exc}") from exc
 
     def _breaker(self) -> CircuitBreaker | None:
         return self.store.breaker if isinstance(self.store, GuardedStore) else None

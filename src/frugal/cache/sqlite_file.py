@@ -10,8 +10,11 @@ waits on the disk and no two calls overlap. This is the one place `sqlite3` erro
 `CacheStoreError`; anything else a call raises comes through unchanged.
 
 Layout: one table, ``entries``, one row per entry, with ``used_seq`` (the store's order of use,
-for its LRU). A file of an older frugal names the ``partition`` column ``tenant``; `open`
-renames it. WAL mode with ``synchronous=NORMAL``: a crash loses the last writes, never the file.
+for its LRU) and ``model`` (the id of the embedding model that made the vector). `open` brings
+a file of an older frugal up to date: a ``partition`` column named ``tenant`` is renamed, and a
+file without ``model`` gets the column with the base model's id in every row, since the base
+model embedded every entry of it (an upgrade keeps the cache). WAL mode with
+``synchronous=NORMAL``: a crash loses the last writes, never the file.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from frugal.cache.store import Entry
+from frugal.cache.store import BASE_MODEL_ID, Entry
 from frugal.errors import CacheStoreError
 
 T = TypeVar("T")
@@ -50,14 +53,17 @@ CREATE TABLE IF NOT EXISTS entries (
     labels TEXT NOT NULL,
     hits INTEGER NOT NULL,
     last_used_at REAL,
-    used_seq INTEGER NOT NULL
+    used_seq INTEGER NOT NULL,
+    model TEXT NOT NULL
 )
 """
+# Rows of a file written before entries named their model were all embedded by the base model.
+_ADD_MODEL = f"ALTER TABLE entries ADD COLUMN model TEXT NOT NULL DEFAULT '{BASE_MODEL_ID}'"
 _COLUMNS = (
     "id, partition, scope, prompt, prompt_hash, response, vector, created_at, expires_at, labels,"
-    " hits, last_used_at, used_seq"
+    " hits, last_used_at, used_seq, model"
 )
-_INSERT = f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+_INSERT = f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * 14)})"
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,8 @@ class SqliteFile:
                     columns = {row[1] for row in db.execute("PRAGMA table_info(entries)")}
                     if "tenant" in columns and "partition" not in columns:
                         db.execute("ALTER TABLE entries RENAME COLUMN tenant TO partition")
+                    if "model" not in columns:
+                        db.execute(_ADD_MODEL)
             except BaseException:
                 db.close()
                 raise
@@ -175,7 +183,7 @@ def _rows(changes: dict[str, Change]) -> Iterator[tuple[Any, ...]]:
             yield (
                 e.id, e.partition, e.scope, e.prompt, e.prompt_hash, json.dumps(e.response),
                 e.vector.tobytes(), e.created_at, e.expires_at, json.dumps(e.labels), e.hits,
-                e.last_used_at, used_seq,
+                e.last_used_at, used_seq, e.model,
             )  # fmt: skip
 
 
@@ -188,7 +196,7 @@ def _entry_from_row(row: tuple[Any, ...], dimensions: int) -> Entry:
         return Entry(
             id=row[0], partition=row[1], scope=row[2], prompt=row[3], prompt_hash=row[4],
             response=json.loads(row[5]), vector=vector, created_at=row[7], expires_at=row[8],
-            labels=json.loads(row[9]), hits=row[10], last_used_at=row[11],
+            labels=json.loads(row[9]), hits=row[10], last_used_at=row[11], model=row[13],
         )  # fmt: skip
     except (ValueError, TypeError) as exc:
         raise CacheStoreError(f"unreadable cache entry {row[0]!r}: {exc}") from exc

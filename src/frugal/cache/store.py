@@ -5,9 +5,14 @@ exactly, by the hash of the normalised prompt within a scope, and by meaning, th
 vectors within a scope. Similarity is always cosine similarity in [-1, 1] (vectors are
 L2-normalised), never a distance.
 
+Every entry belongs to the embedding model that made its vector (``Entry.model``, the model's
+id): vectors of two models are not comparable, so every lookup names its model and finds only
+that model's entries. An entry stored before entries had a model is the base model's
+(`BASE_MODEL_ID`), the only model there was.
+
 Contract for every store:
 - a lookup never returns an entry that has expired, was evicted, invalidated or flushed, and
-  never an entry of another scope;
+  never an entry of another scope or of another model;
 - ``put`` makes room by evicting the least recently used entries (a hit counts as a use);
 - every method is a coroutine and never blocks the event loop for long;
 - a failure raises `CacheStoreError` (the caller treats it as a miss).
@@ -20,6 +25,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+# The id of the packaged all-MiniLM-L6-v2 (FRUGAL_EMBEDDER_MODEL=base), whatever torch exported
+# it: exports agree to 1e-5. Entries stored before entries named their model are its.
+BASE_MODEL_ID = "all-MiniLM-L6-v2"
+
 
 @dataclass(frozen=True, kw_only=True)
 class Entry:
@@ -28,7 +37,8 @@ class Entry:
     ``partition`` is whose answers it belongs to: a tenant's own name, or a namespace several
     tenants share. ``scope`` is the scope's hash (partition included); ``labels`` is a short,
     human-readable summary of it for listings (partition, endpoint, model), never used for
-    matching.
+    matching. ``model`` is the id of the embedding model that made ``vector`` (not the LLM,
+    which is part of the scope).
     """
 
     id: str
@@ -43,6 +53,7 @@ class Entry:
     labels: dict[str, str] = field(default_factory=dict)
     hits: int = 0
     last_used_at: float | None = None
+    model: str = BASE_MODEL_ID
 
 
 @dataclass(frozen=True)
@@ -70,10 +81,16 @@ class VectorStore(Protocol):
     """Where cache entries live. ``now`` is unix seconds, passed in so tests can move time."""
 
     async def get_exact(
-        self, *, scope: str, prompt_hash: str, now: float, partition: str | None = None
+        self,
+        *,
+        scope: str,
+        prompt_hash: str,
+        now: float,
+        partition: str | None = None,
+        model: str = BASE_MODEL_ID,
     ) -> Entry | None:
-        """The live entry with exactly this normalised prompt in this scope (and of
-        ``partition``, when given: a second, independent filter besides the scope), if any."""
+        """The live entry of ``model`` with exactly this normalised prompt in this scope (and
+        of ``partition``, when given: a second, independent filter besides the scope), if any."""
         ...
 
     async def search(
@@ -85,13 +102,15 @@ class VectorStore(Protocol):
         min_similarity: float,
         now: float,
         partition: str | None = None,
+        model: str = BASE_MODEL_ID,
     ) -> list[Match]:
-        """Up to ``k`` live entries of ``scope`` (and ``partition``, when given) at or above
-        ``min_similarity``, best first."""
+        """Up to ``k`` live entries of ``model`` and ``scope`` (and ``partition``, when given)
+        at or above ``min_similarity``, best first."""
         ...
 
     async def put(self, entry: Entry) -> None:
-        """Add an entry (replacing its scope and prompt_hash twin); evict LRU past the bound."""
+        """Add an entry, replacing the one with its id and its scope and prompt_hash twin (of
+        whichever model: the newer answer stands); evict LRU past the bound."""
         ...
 
     async def record_hit(self, entry_id: str, *, now: float) -> None:
@@ -107,9 +126,15 @@ class VectorStore(Protocol):
         ...
 
     async def delete_similar(
-        self, *, vector: np.ndarray, min_similarity: float, partition: str | None = None
+        self,
+        *,
+        vector: np.ndarray,
+        min_similarity: float,
+        partition: str | None = None,
+        model: str = BASE_MODEL_ID,
     ) -> int:
-        """Remove every entry (of ``partition``, if given) whose vector is within the threshold."""
+        """Remove every entry of ``model`` (and of ``partition``, if given) whose vector is
+        within the threshold; other models' vectors cannot be compared with ``vector``."""
         ...
 
     async def flush(self) -> int:
@@ -119,7 +144,20 @@ class VectorStore(Protocol):
     async def list_entries(
         self, *, offset: int, limit: int, partition: str | None = None, now: float
     ) -> list[Entry]:
-        """Live entries (of ``partition``, if given), newest first, for inspection."""
+        """Live entries of every model (of ``partition``, if given), newest first."""
+        ...
+
+    async def other_models(self, *, model: str, limit: int, now: float) -> tuple[list[Entry], int]:
+        """Up to ``limit`` live entries embedded by another model than ``model``, and how many
+        such entries there are in all."""
+        ...
+
+    async def reembed(self, changes: list[tuple[Entry, np.ndarray]], *, model: str) -> int:
+        """Give each entry its new vector, made by ``model``, in place: its id, answer, scope,
+        expiry, hits and place in the LRU order stay. Each one changes at once (a lookup sees it
+        before or after, never between), and only while it is still held as it was listed
+        (same id and model): an entry removed or replaced since is left alone, never revived.
+        Returns how many changed; ValueError for a vector of the wrong shape."""
         ...
 
     async def stats(self) -> StoreStats: ...

@@ -1,6 +1,7 @@
 """The `frugal` command line: one Typer app assembled from its rooms.
 
 - `_run`: what runs something (`serve`, `sim`, `demo`, `model export`, `keys add`);
+- `_model_list`: `model list`;
 - `_admin`: what talks to a running gateway (`cache ...`, `shadow-report`);
 - `_offline`: the offline tools (`tune`, `analyze`, `bench`).
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import typer
 
 from frugal.cli._admin import cache_app, shadow_report
+from frugal.cli._model_list import model_list
 from frugal.cli._offline import analyze, bench, tune
 from frugal.cli._run import demo, keys_app, model_app, serve, sim
 
@@ -31,6 +33,7 @@ app.command()(demo)
 app.command()(tune)
 app.command()(analyze)
 app.command()(bench)
+model_app.command("list")(model_list)
 app.add_typer(model_app, name="model")
 app.add_typer(keys_app, name="keys")
 app.add_typer(cache_app, name="cache")

@@ -1,16 +1,17 @@
 """Commands that talk to a running gateway's admin routes (`frugal.admin_client`): the cache
-(`cache stats | list | invalidate | flush`) and shadow mode's report."""
+(`cache stats | list | invalidate | flush | reembed`) and shadow mode's report."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from frugal.admin_client import AdminClient
@@ -59,13 +60,14 @@ def cache_list(
     found = _admin_call(
         url, admin_key, lambda c: c.entries(offset=offset, limit=limit, tenant=tenant)
     )
-    table = Table("id", "partition", "model", "prompt", "hits", "expires in")
+    table = Table("id", "partition", "model", "embedder", "prompt", "hits", "expires in")
     now = time.time()
     for entry in found:
         table.add_row(
             entry["id"],
             entry["partition"],
             entry["labels"].get("model", ""),
+            entry.get("model", ""),
             entry["prompt"][:60],
             str(entry["hits"]),
             f"{max(0, entry['expires_at'] - now):.0f} s",
@@ -107,6 +109,28 @@ def cache_flush(
     if not yes:
         typer.confirm(f"Flush the whole cache of {url}?", abort=True)
     typer.echo(f"flushed {_admin_call(url, admin_key, AdminClient.flush)} entries")
+
+
+@cache_app.command("reembed")
+def cache_reembed(admin_key: AdminKeyOption, url: UrlOption = "http://127.0.0.1:8080") -> None:
+    """Embed the cached prompts of other embedding models again with the gateway's model, so
+    that its earlier answers are hits again after a change of FRUGAL_EMBEDDER_MODEL."""
+
+    def reembed(client: AdminClient) -> dict[str, Any]:
+        last: dict[str, Any] = {}
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("re-embedding", total=None)
+            for line in client.reembed():
+                if "error" in line:
+                    typer.echo(f"frugal: re-embedding failed: {line['error']['message']}", err=True)
+                    raise typer.Exit(1)
+                bar.update(task, completed=line["done"], total=line["total"])
+                bar.update(task, description=f"re-embedding with {line['model']}")
+                last = line
+        return last
+
+    done = _admin_call(url, admin_key, reembed)
+    typer.echo(f"re-embedded {done['reembedded']} of {done['total']} entries with {done['model']}")
 
 
 def shadow_report(admin_key: AdminKeyOption, url: UrlOption = "http://127.0.0.1:8080") -> None:

@@ -22,12 +22,14 @@ if TYPE_CHECKING:
 
 def _embedder(config: Path | None) -> Embedder:
     from frugal.cache.embedder import load_embedder
-    from frugal.errors import EmbedderUnavailable
+    from frugal.cache.models import resolve_model
+    from frugal.errors import ConfigurationError, EmbedderUnavailable
 
     chosen = settings(config)
-    try:
-        return load_embedder(backend=chosen.embedder_backend, model_dir=chosen.models_path)
-    except EmbedderUnavailable as exc:
+    try:  # the gateway's own embedder: the model FRUGAL_EMBEDDER_MODEL names
+        model = resolve_model(chosen.embedder_model, model_dir=chosen.models_path)
+        return load_embedder(backend=chosen.embedder_backend, model=model)
+    except (ConfigurationError, EmbedderUnavailable) as exc:
         fail(exc)
 
 

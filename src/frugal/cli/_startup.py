@@ -12,17 +12,19 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from frugal.cache.export import EXPORT_COMMAND, ONNX_FILENAME, TOKENIZER_FILENAME
+from frugal.cache.export import EXPORT_COMMAND
+from frugal.cache.models import SETTING, resolve_model
 from frugal.config import Settings
 from frugal.errors import ConfigurationError
 
 
 def check_startup(settings: Settings) -> None:
-    """Check what the gateway needs from its settings: the client keys file, the exported
-    model, the data dir (created here if absent) or the Redis URL.
+    """Check what the gateway needs from its settings: the client keys file, the chosen
+    embedding model, the data dir (created here if absent) or the Redis URL.
 
-    Raises `ConfigurationError` (a `KeysFileError` for the keys file) with a one-line message
-    that names the setting, e.g. ``no embedding model in /srv/models (FRUGAL_MODEL_DIR): run
+    Raises `ConfigurationError` (a `KeysFileError` for the keys file, a `SettingsError` for a
+    model choice that names nothing) with a one-line message that names the setting, e.g.
+    ``no embedding model in /srv/models (FRUGAL_MODEL_DIR) for FRUGAL_EMBEDDER_MODEL=base: run
     `frugal model export` ...``.
     """
     if settings.api_keys_file is not None:
@@ -31,20 +33,36 @@ def check_startup(settings: Settings) -> None:
         Keys.load(settings.api_keys_file)
     if settings.cache_mode == "off":
         return  # no model and no store are opened
-    if settings.embedder_backend == "onnx":
-        _check_model(settings.models_path)
+    _check_model(settings)
     if settings.store == "embedded":
         _check_data_dir(settings.data_dir)
     elif settings.redis_url is not None:  # load_settings insists on it for the Redis store
         _check_redis_url(settings.redis_url.get_secret_value())
 
 
-def _check_model(model_dir: Path) -> None:
-    if all((model_dir / name).is_file() for name in (ONNX_FILENAME, TOKENIZER_FILENAME)):
+def _check_model(settings: Settings) -> None:
+    """The chosen model resolves, and the backend has the files it needs to load it."""
+    model = resolve_model(settings.embedder_model, model_dir=settings.models_path)
+    choice = f"{SETTING}={settings.embedder_model}"
+    if settings.embedder_backend == "sentence-transformers":
+        if model.manifest is not None:
+            raise ConfigurationError(
+                f"FRUGAL_EMBEDDER_BACKEND=sentence-transformers runs only the base model, not "
+                f"{choice}: use FRUGAL_EMBEDDER_BACKEND=onnx"
+            )
+        return  # it loads the packaged weights, not the export
+    missing = model.missing()
+    if not missing:
         return
+    if model.origin == "exported":
+        raise ConfigurationError(
+            f"no embedding model in {model.directory} (FRUGAL_MODEL_DIR) for {choice}: run "
+            f"`{EXPORT_COMMAND}` to export it (needs the export extra: pip install "
+            f"'frugal[export]')"
+        )
+    names = ", ".join(path.name for path in missing)
     raise ConfigurationError(
-        f"no embedding model in {model_dir} (FRUGAL_MODEL_DIR): run `{EXPORT_COMMAND}` to "
-        f"export it (needs the export extra: pip install 'frugal[export]')"
+        f"the model {model.id} ({choice}) lacks {names} in {model.directory}: {model.remedy()}"
     )
 
 
