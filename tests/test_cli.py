@@ -31,6 +31,10 @@ SURFACE = {
         "--token-latency-ms", "--out", "--config",
     ],
     "model export": ["--config", "--out"],
+    "model tune": [
+        "--pairs", "--minutes", "--epochs", "--out", "--seed", "--batch-size", "--max-tokens",
+        "--lr", "--validation-share", "--threads", "--stop-after-steps", "--speed-texts",
+    ],
     "model list": ["--config"],
     "keys add": ["TENANT", "--file"],
     "cache stats": ["--admin-key", "--url"],

@@ -8,9 +8,10 @@ run-time side only tokenises and calls ONNX Runtime. ``token_type_ids`` is fixed
 graph, which is what sentence-transformers feeds for a single sentence.
 
 Exporting needs torch and transformers (the ``export`` extra); they are imported only inside
-`export_onnx`, never by the gateway. Run it once with ``frugal model export`` (the install step
-does), which writes into the model dir (`frugal.config.default_model_dir`, one per user and not
-under the data dir, unless ``FRUGAL_MODEL_DIR`` names another)::
+the export functions, never by the gateway. `export_encoder` writes any MiniLM-shaped encoder
+in this format, fine-tuned ones too (``frugal model tune``). Run ``frugal model export`` once
+(the install step does): it writes into the model dir (`frugal.config.default_model_dir`, one
+per user and not under the data dir, unless ``FRUGAL_MODEL_DIR`` names another)::
 
     <model dir>/all-MiniLM-L6-v2.onnx        the graph
     <model dir>/tokenizer.json               the model's tokenizer, copied as shipped
@@ -26,7 +27,10 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 ONNX_FILENAME = "all-MiniLM-L6-v2.onnx"
 TOKENIZER_FILENAME = "tokenizer.json"
@@ -103,9 +107,24 @@ def _describe(path: Path) -> dict[str, Any]:
 
 
 def _export_graph(source: Path, destination: Path) -> str:
-    """Trace model, pooling and normalisation into ``destination``; return torch's version."""
-    import torch
+    """Trace the packaged weights, pooling and normalisation into ``destination``; return
+    torch's version."""
     from transformers import AutoModel
+
+    return export_encoder(
+        AutoModel.from_pretrained(str(source), local_files_only=True), destination
+    )
+
+
+def embedding_module(encoder: torch.nn.Module) -> torch.nn.Module:
+    """``encoder`` (a BERT-style transformer such as MiniLM, as `transformers.AutoModel` loads
+    it) with mean pooling and L2 normalisation on top: called with ``input_ids`` and
+    ``attention_mask`` (int64, ``(batch, sequence)``), it returns unit vectors
+    ``(batch, hidden)``, as sentence-transformers' all-MiniLM-L6-v2 pipeline does.
+
+    Fine-tuning trains through this module, so what is trained is what `export_encoder` writes.
+    """
+    import torch
 
     class _SentenceEmbedding(torch.nn.Module):
         def __init__(self, encoder: torch.nn.Module) -> None:
@@ -123,8 +142,20 @@ def _export_graph(source: Path, destination: Path) -> str:
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
 
-    encoder = AutoModel.from_pretrained(str(source), local_files_only=True)
-    module = _SentenceEmbedding(encoder).eval()
+    return _SentenceEmbedding(encoder)
+
+
+def export_encoder(encoder: torch.nn.Module, destination: Path) -> str:
+    """Write ``encoder`` with pooling and normalisation (`embedding_module`) to ``destination``
+    as one ONNX graph of the format described above; return torch's version.
+
+    Any MiniLM-shaped encoder goes: the packaged weights (`export_onnx`) or fine-tuned ones.
+    The encoder is left in eval mode (dropout off), the mode the graph is traced in.
+    """
+    import torch
+    from torch.jit._trace import TracerWarning
+
+    module = embedding_module(encoder).eval()
     # A padded second row, so the traced graph carries a real (non-trivial) attention mask.
     input_ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.int64)
     attention_mask = (input_ids != 0).to(torch.int64)
@@ -133,7 +164,7 @@ def _export_graph(source: Path, destination: Path) -> str:
         # The TorchScript exporter is deprecated in favour of the dynamo one, which needs
         # onnxscript; its tracer warnings concern shape checks that hold for every input here.
         warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", TracerWarning)
         warnings.filterwarnings("ignore", message="Exporting aten::index", category=UserWarning)
         torch.onnx.export(
             module,

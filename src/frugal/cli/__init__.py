@@ -1,7 +1,7 @@
 """The `frugal` command line: one Typer app assembled from its rooms.
 
-- `_run`: what runs something (`serve`, `sim`, `demo`, `model export`, `keys add`);
-- `_model_list`: `model list`;
+- `_run`: what runs something (`serve`, `sim`, `demo`, `keys add`);
+- `_model`: the embedding model (`model export`, `model tune`); `_model_list`: `model list`;
 - `_admin`: what talks to a running gateway (`cache ...`, `shadow-report`);
 - `_offline`: the offline tools (`tune`, `analyze`, `bench`).
 
@@ -13,9 +13,10 @@ from __future__ import annotations
 import typer
 
 from frugal.cli._admin import cache_app, shadow_report
+from frugal.cli._model import model_app
 from frugal.cli._model_list import model_list
 from frugal.cli._offline import analyze, bench, tune
-from frugal.cli._run import demo, keys_app, model_app, serve, sim
+from frugal.cli._run import demo, keys_app, serve, sim
 
 __all__ = ["app"]
 

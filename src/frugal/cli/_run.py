@@ -1,5 +1,5 @@
 """Commands that run something: the gateway, the simulated provider, the demo, and the
-install-time helpers (`model export`, `keys add`)."""
+install-time helper `keys add` (`model export` is with the model's commands, `_model`)."""
 
 from __future__ import annotations
 
@@ -41,23 +41,6 @@ def serve(
         )
     except ConfigurationError as exc:
         fail(exc)
-
-
-model_app = typer.Typer(no_args_is_help=True, help="The embedding model.")
-
-
-@model_app.command("export")
-def model_export(
-    config: ConfigOption = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Folder to write to (default: the model dir).")
-    ] = None,
-) -> None:
-    """Export the packaged all-MiniLM-L6-v2 weights to ONNX (needs torch; run once at install)."""
-    from frugal.cache.export import export_onnx
-
-    target = out if out is not None else settings(config).models_path
-    typer.echo(f"exported {export_onnx(target)}")
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="Client keys and their tenants.")
