@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import sqlite3
 import tempfile
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from frugal.cache import write_behind
@@ -423,8 +424,18 @@ class Reference:
             )
             self.touch(entry_id)
 
-    def similarities(self, scope: str, query: np.ndarray, min_similarity: float) -> list[float]:
-        sims = (float(e.vector @ query) for e in self.entries.values() if e.scope == scope)
+    def reembed(self, entry_id: str, model: str) -> None:
+        """The entry, in use order as it was, now of ``model`` (same vector: the test's)."""
+        self.entries[entry_id] = Entry(**{**self.entries[entry_id].__dict__, "model": model})
+
+    def similarities(
+        self, scope: str, query: np.ndarray, min_similarity: float, model: str
+    ) -> list[float]:
+        sims = (
+            float(e.vector @ query)
+            for e in self.entries.values()
+            if e.scope == scope and e.model == model
+        )
         return sorted((s for s in sims if s >= min_similarity), reverse=True)
 
 
@@ -436,11 +447,12 @@ def _pool() -> list[np.ndarray]:
 
 POOL = _pool()
 SCOPES = ["scope-a", "scope-b"]
+MODELS = [BASE_MODEL_ID, TUNED]
 BOUND = 3
 
 # Puts dominate so that the bound is reached; wholesale removals stay rare enough not to empty
 # the store all the time.
-KINDS = ["put"] * 8 + ["search", "hit"] * 2 + ["delete", "advance", "yield", "restart"]
+KINDS = ["put"] * 8 + ["search", "hit"] * 2 + ["delete", "advance", "yield", "restart", "reembed"]
 RARE = ["delete_scope", "delete_similar", "flush"]
 
 
@@ -448,12 +460,23 @@ RARE = ["delete_scope", "delete_similar", "flush"]
 def operations(draw: st.DrawFn) -> tuple:
     kind = draw(st.sampled_from(KINDS + [draw(st.sampled_from(RARE))]))
     pool_index = st.integers(0, len(POOL) - 1)
+    model_index = st.integers(0, len(MODELS) - 1)
     if kind == "put":
         ttl = st.sampled_from([1000.0, 1000.0, 5.0, 0.0])
-        return (kind, draw(st.integers(0, 1)), draw(st.integers(0, 4)), draw(pool_index), draw(ttl))
+        scope, prompt, model = draw(st.integers(0, 1)), draw(st.integers(0, 4)), draw(model_index)
+        return (kind, scope, prompt, draw(pool_index), draw(ttl), model)
     if kind == "search":
         k, minimum = st.sampled_from([1, 3]), st.sampled_from([-1.0, 0.5, 0.9])
-        return (kind, draw(st.integers(0, 1)), draw(pool_index), draw(k), draw(minimum))
+        return (
+            kind,
+            draw(st.integers(0, 1)),
+            draw(pool_index),
+            draw(k),
+            draw(minimum),
+            draw(model_index),
+        )
+    if kind == "reembed":
+        return (kind, draw(model_index), draw(st.integers(1, 3)))
     if kind in ("hit", "delete"):
         return (kind, draw(st.integers(0, 60)))
     if kind == "advance":
@@ -470,6 +493,17 @@ OPERATIONS = st.lists(operations(), min_size=10, max_size=60)
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operations=OPERATIONS, approximate=st.booleans())
+# A re-embedded entry keeps its place in the order of use: the next eviction takes the oldest.
+@example(
+    operations=[
+        ("put", 0, 0, 0, 1000.0, 0),
+        ("put", 0, 1, 1, 1000.0, 0),
+        ("put", 0, 2, 2, 1000.0, 1),
+        ("reembed", 1, 1),
+        ("put", 0, 3, 3, 1000.0, 1),
+    ],
+    approximate=False,
+)
 def test_the_store_agrees_with_a_reference_model(
     operations: list[tuple], approximate: bool
 ) -> None:
@@ -492,9 +526,14 @@ async def _play(operations: list[tuple], index: IndexOptions | None) -> None:
             for operation in operations:
                 name, args = operation[0], operation[1:]
                 if name == "put":
-                    scope, prompt, vector, ttl = args
+                    scope, prompt, vector, ttl, model = args
                     entry = make(
-                        f"prompt {prompt}", POOL[vector], scope=SCOPES[scope], now=now, ttl_s=ttl
+                        f"prompt {prompt}",
+                        POOL[vector],
+                        scope=SCOPES[scope],
+                        now=now,
+                        ttl_s=ttl,
+                        model=MODELS[model],
                     )
                     entry = Entry(**{**entry.__dict__, "response": {"answer": entry.id}})
                     ever.append(entry.id)
@@ -511,12 +550,23 @@ async def _play(operations: list[tuple], index: IndexOptions | None) -> None:
                     await store.record_hit(entry_id, now=now)
                     reference.hit(entry_id, now)
                 elif name == "search":
-                    scope, vector, k, min_similarity = args
+                    scope, vector, k, min_similarity, model = args
                     reference.sweep(now)
                     await _check_search(
                         store, reference, SCOPES[scope], POOL[vector], k, min_similarity,
-                        now, exact=index is None,
+                        now, MODELS[model], exact=index is None,
                     )  # fmt: skip
+                elif name == "reembed":
+                    model, limit = MODELS[args[0]], args[1]
+                    reference.sweep(now)
+                    others = [e.id for e in reference.entries.values() if e.model != model]
+                    listed, total = await store.other_models(model=model, limit=limit, now=now)
+                    assert total == len(others) and len(listed) == min(limit, total)
+                    assert {e.id for e in listed} <= set(others)
+                    changes = [(e, e.vector) for e in listed]
+                    assert await store.reembed(changes, model=model) == len(listed)
+                    for entry in listed:
+                        reference.reembed(entry.id, model)
                 elif name == "delete_scope":
                     scope = SCOPES[args[0]]
                     doomed = [e.id for e in reference.entries.values() if e.scope == scope]
@@ -525,7 +575,11 @@ async def _play(operations: list[tuple], index: IndexOptions | None) -> None:
                         reference.remove(entry_id)
                 elif name == "delete_similar":
                     query = POOL[args[0]]
-                    doomed = [e.id for e in reference.entries.values() if e.vector @ query >= 0.9]
+                    doomed = [
+                        e.id
+                        for e in reference.entries.values()
+                        if e.vector @ query >= 0.9 and e.model == BASE_MODEL_ID
+                    ]
                     assert await store.delete_similar(vector=query, min_similarity=0.9) == len(
                         doomed
                     )
@@ -556,22 +610,23 @@ async def _check_search(
     k: int,
     min_similarity: float,
     now: float,
+    model: str,
     *,
     exact: bool,
 ) -> None:
     found = await store.search(
-        scope=scope, vector=query, k=k, min_similarity=min_similarity, now=now
+        scope=scope, vector=query, k=k, min_similarity=min_similarity, now=now, model=model
     )
     assert len(found) <= k
     for match in found:
         own = reference.entries.get(match.entry.id)
-        assert own is not None and own.scope == scope
+        assert own is not None and (own.scope, own.model) == (scope, model)
         assert match.entry.response == own.response
         assert match.similarity == pytest.approx(float(own.vector @ query), abs=1e-6)
         assert match.similarity >= min_similarity
     assert [m.similarity for m in found] == sorted((m.similarity for m in found), reverse=True)
     if exact:
-        want = reference.similarities(scope, query, min_similarity)[:k]
+        want = reference.similarities(scope, query, min_similarity, model)[:k]
         assert [m.similarity for m in found] == pytest.approx(want, abs=1e-6)
 
 
@@ -590,11 +645,16 @@ async def _check_agreement(
         reference.evictions,
         reference.expirations,
     )
-    for scope in SCOPES:  # the index holds exactly the scope's entries: nothing stale
-        index = store.index_of(scope)
-        held = sum(e.scope == scope for e in reference.entries.values())
+    for scope, model in itertools.product(SCOPES, MODELS):  # exactly its entries, nothing stale
+        index = store.index_of(scope, model=model)
+        held = sum((e.scope, e.model) == (scope, model) for e in reference.entries.values())
         assert (0 if index is None else len(index)) == held
     for entry in reference.entries.values():
-        got = await store.get_exact(scope=entry.scope, prompt_hash=entry.prompt_hash, now=now)
+        lookup = {"scope": entry.scope, "prompt_hash": entry.prompt_hash, "now": now}
+        got = await store.get_exact(model=entry.model, **lookup)
         assert got is not None and got.id == entry.id and got.hits == entry.hits
-        await _check_search(store, reference, entry.scope, entry.vector, 2, -1.0, now, exact=exact)
+        (other,) = set(MODELS) - {entry.model}
+        assert await store.get_exact(model=other, **lookup) is None
+        await _check_search(
+            store, reference, entry.scope, entry.vector, 2, -1.0, now, entry.model, exact=exact
+        )

@@ -10,10 +10,10 @@
 Memory is the truth for every lookup. The SQLite file (`SqliteFile`) only lets entries survive
 a restart: `open` loads the live ones and rebuilds the indexes from them.
 
-Models: each (embedding model, scope) pair has an index of its own, so a semantic lookup only
-ever compares vectors of its model, and the exact tier checks the entry's model (one dict
-lookup and one comparison). Entries are also kept by model, so `other_models` finds what a
-`reembed` is to move without a scan.
+Models: each (embedding model, scope) pair has an index of its own (`ModelIndexes`), so a
+semantic lookup only ever compares vectors of its model, and the exact tier checks the entry's
+model (one dict lookup and one comparison); `other_models` finds what a `reembed` is to move
+without a scan.
 
 Durability: writes are behind (`WriteBehind`). Every change is applied in memory at once and
 written to the file within about ``write_delay_s`` (default 0.05 s), off the event loop; a
@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from frugal.cache.index import IndexOptions, ScopeIndex
+from frugal.cache.model_indexes import ModelIndexes
 from frugal.cache.sqlite_file import Loaded, SqliteFile
 from frugal.cache.store import BASE_MODEL_ID, Entry, Match, StoreStats
 from frugal.cache.write_behind import WriteBehind
@@ -78,15 +79,12 @@ class EmbeddedStore:
         self.path = file.path
         self.max_entries = max_entries
         self.dimensions = dimensions
-        self._index_options = index_options or IndexOptions()
         self._entries: dict[str, Entry] = {}  # in put order: list_entries ties break on it
         self._by_prompt: dict[tuple[str, str], str] = {}
         self._lru: OrderedDict[str, int] = OrderedDict()  # id -> use number, least recent first
         self._use_seq = 0
         self._expiry: list[tuple[float, str]] = []  # heap; stale pairs are skipped when popped
-        self._indexes: dict[tuple[str, str], ScopeIndex] = {}  # by (model, scope)
-        self._by_model: dict[str, dict[str, None]] = {}  # model -> its entry ids, put order
-        self._touched: set[ScopeIndex] = set()  # indexes changed since the last `_changed`
+        self._indexes = ModelIndexes(dimensions=dimensions, options=index_options or IndexOptions())
         self._evictions = 0
         self._expirations = 0
         self._tasks: set[asyncio.Task[None]] = set()  # index rebuilds
@@ -162,7 +160,7 @@ class EmbeddedStore:
         bad shape."""
         query = self._check_vector(vector)
         self._sweep(now)
-        index = self._indexes.get((model, scope))
+        index = self._indexes.get(model, scope)
         if index is None or k < 1:
             return []
         matches = []
@@ -257,7 +255,6 @@ class EmbeddedStore:
         count = len(self._entries)
         for collection in (self._entries, self._by_prompt, self._lru, self._indexes):
             collection.clear()
-        self._by_model.clear()
         self._expiry.clear()
         self._disk.wiped()
         self._changed()
@@ -277,19 +274,10 @@ class EmbeddedStore:
         return newest[offset:]
 
     async def other_models(self, *, model: str, limit: int, now: float) -> tuple[list[Entry], int]:
-        """The oldest-stored first, model by model."""
+        """The earliest indexed first, model by model."""
         self._sweep(now)
-        found: list[Entry] = []
-        total = 0
-        for other, ids in self._by_model.items():
-            if other == model:
-                continue
-            total += len(ids)
-            for entry_id in ids:
-                if len(found) >= limit:
-                    break
-                found.append(self._entries[entry_id])
-        return found, total
+        ids, total = self._indexes.other_models(model, limit=limit)
+        return [self._entries[entry_id] for entry_id in ids], total
 
     async def reembed(self, changes: list[tuple[Entry, np.ndarray]], *, model: str) -> int:
         checked = [(listed, self._check_vector(vector)) for listed, vector in changes]
@@ -298,10 +286,10 @@ class EmbeddedStore:
             held = self._entries.get(listed.id)
             if held is None or held.model != listed.model or held.model == model:
                 continue  # removed, replaced or moved since it was listed
-            self._unindex(held)
+            self._indexes.remove(held)
             moved = replace(held, vector=vector, model=model)
             self._entries[moved.id] = moved  # the same key: its place in put order stays
-            self._index(moved)
+            self._indexes.add(moved)
             self._disk.changed(moved, used_seq=self._lru[moved.id])  # its use stays as it was
             changed += 1
         self._changed()
@@ -339,7 +327,7 @@ class EmbeddedStore:
     def index_of(self, scope: str, *, model: str = BASE_MODEL_ID) -> ScopeIndex | None:
         """The index of ``model``'s entries in ``scope``, for inspection (tests, benchmarks);
         do not change it."""
-        return self._indexes.get((model, scope))
+        return self._indexes.get(model, scope)
 
     # ---- the in-memory state --------------------------------------------------------------
 
@@ -347,7 +335,7 @@ class EmbeddedStore:
         self._entries[entry.id] = entry
         self._by_prompt[(entry.scope, entry.prompt_hash)] = entry.id
         heapq.heappush(self._expiry, (entry.expires_at, entry.id))
-        self._index(entry)
+        self._indexes.add(entry)
 
     def _remove(self, entry_id: str) -> bool:
         entry = self._entries.pop(entry_id, None)
@@ -357,33 +345,9 @@ class EmbeddedStore:
         if self._by_prompt.get(key) == entry_id:
             del self._by_prompt[key]
         self._lru.pop(entry_id, None)
-        self._unindex(entry)
+        self._indexes.remove(entry)
         self._disk.removed(entry_id)
         return True
-
-    def _index(self, entry: Entry) -> None:
-        """Add ``entry`` to its model's index of its scope, and to its model's ids."""
-        key = (entry.model, entry.scope)
-        index = self._indexes.get(key)
-        if index is None:
-            index = self._indexes[key] = ScopeIndex(
-                dimensions=self.dimensions, options=self._index_options
-            )
-        index.add(entry.id, entry.vector)
-        self._touched.add(index)
-        self._by_model.setdefault(entry.model, {})[entry.id] = None
-
-    def _unindex(self, entry: Entry) -> None:
-        key = (entry.model, entry.scope)
-        index = self._indexes[key]
-        index.remove(entry.id)
-        self._touched.add(index)
-        if not len(index):
-            del self._indexes[key]
-        ids = self._by_model[entry.model]
-        del ids[entry.id]
-        if not ids:
-            del self._by_model[entry.model]
 
     def _touch(self, entry_id: str) -> int:
         """Make the entry the most recently used; its new use number."""
@@ -405,10 +369,9 @@ class EmbeddedStore:
 
     def _changed(self) -> None:
         """After any change: schedule the index rebuilds that are due."""
-        for index in self._touched:
+        for index in self._indexes.take_touched():
             if len(index) and not index.rebuilding and index.needs_rebuild():
                 self._spawn(index.rebuild_async())
-        self._touched.clear()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -436,7 +399,7 @@ class EmbeddedStore:
         for entry, used_seq in by_use:
             self._lru[entry.id] = used_seq
         self._use_seq = by_use[-1][1] if by_use else 0
-        for index in self._indexes.values():
+        for index in self._indexes:
             if index.needs_rebuild():
                 index.rebuild()
-        self._touched.clear()
+        self._indexes.take_touched()

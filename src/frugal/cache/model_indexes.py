@@ -1,0 +1,80 @@
+"""The embedded store's vector indexes: one `ScopeIndex` per (embedding model, scope), and the
+ids of each model's entries.
+
+Vectors of two models are never compared, so each model has indexes of its own. The ids by
+model let the store find what a re-embedding is to move without a scan. The indexes changed
+since the owner last asked are kept (`take_touched`), for it to schedule their rebuilds; like
+`ScopeIndex`, this is used from one thread (the event loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import islice
+
+from frugal.cache.index import IndexOptions, ScopeIndex
+from frugal.cache.store import Entry
+
+
+class ModelIndexes:
+    """The indexes of entries of ``dimensions``-long vectors, built with ``options``."""
+
+    def __init__(self, *, dimensions: int, options: IndexOptions) -> None:
+        self.dimensions = dimensions
+        self.options = options
+        self._indexes: dict[tuple[str, str], ScopeIndex] = {}  # by (model, scope)
+        self._by_model: dict[str, dict[str, None]] = {}  # model -> its entry ids, in add order
+        self._touched: set[ScopeIndex] = set()
+
+    def __iter__(self) -> Iterator[ScopeIndex]:
+        return iter(self._indexes.values())
+
+    def get(self, model: str, scope: str) -> ScopeIndex | None:
+        """The index of ``model``'s entries in ``scope``, if it has any."""
+        return self._indexes.get((model, scope))
+
+    def add(self, entry: Entry) -> None:
+        """Index ``entry`` under its model and scope (not indexed already)."""
+        key = (entry.model, entry.scope)
+        index = self._indexes.get(key)
+        if index is None:
+            index = self._indexes[key] = ScopeIndex(
+                dimensions=self.dimensions, options=self.options
+            )
+        index.add(entry.id, entry.vector)
+        self._touched.add(index)
+        self._by_model.setdefault(entry.model, {})[entry.id] = None
+
+    def remove(self, entry: Entry) -> None:
+        """Forget ``entry`` (indexed under its model and scope); an index left empty goes."""
+        key = (entry.model, entry.scope)
+        index = self._indexes[key]
+        index.remove(entry.id)
+        self._touched.add(index)
+        if not len(index):
+            del self._indexes[key]
+        ids = self._by_model[entry.model]
+        del ids[entry.id]
+        if not ids:
+            del self._by_model[entry.model]
+
+    def other_models(self, model: str, *, limit: int) -> tuple[list[str], int]:
+        """Up to ``limit`` ids of entries of other models than ``model`` (the earliest added
+        first, model by model), and how many there are in all."""
+        found: list[str] = []
+        total = 0
+        for other, ids in self._by_model.items():
+            if other != model:
+                total += len(ids)
+                found.extend(islice(ids, max(0, limit - len(found))))
+        return found, total
+
+    def take_touched(self) -> set[ScopeIndex]:
+        """The indexes changed since the last call."""
+        touched, self._touched = self._touched, set()
+        return touched
+
+    def clear(self) -> None:
+        self._indexes.clear()
+        self._by_model.clear()
+        self._touched.clear()
