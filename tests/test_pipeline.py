@@ -10,6 +10,7 @@ import pytest
 
 from frugal.batching.coalescer import Coalescer
 from frugal.cache.shadow import ShadowLog
+from frugal.labels import RecentHits
 from frugal.outcome import Outcome
 from frugal.pipeline import Pipeline, RequestContext
 from frugal.provider import Endpoint
@@ -98,12 +99,36 @@ async def test_an_uncacheable_request_says_so_too() -> None:
 async def test_shadow_mode_says_so_before_every_call() -> None:
     events: list[str] = []
     cache = make(ListStore(), TABLE)
-    pipeline = Pipeline(
-        upstream=RecordingUpstream(events), cache=cache, shadow=ShadowLog(cache.embedder)
-    )
+    shadow = ShadowLog(cache.embedder, threshold=cache.threshold)
+    pipeline = Pipeline(upstream=RecordingUpstream(events), cache=cache, shadow=shadow)
     for _ in range(2):  # a miss, then what would have been a hit: both go upstream
         answer = await pipeline.answer(
             Endpoint.CHAT, chat("What is the capital of France?"), context(events)
         )
         assert answer.outcome is Outcome.SHADOW
     assert events == ["on_upstream", "post"] * 2
+
+
+async def test_every_hit_served_is_remembered_for_a_report_and_nothing_else() -> None:
+    recent = RecentHits()
+    pipeline = Pipeline(
+        upstream=RecordingUpstream([]), cache=make(ListStore(), TABLE), recent_hits=recent
+    )
+
+    def asked(request_id: str) -> RequestContext:
+        return RequestContext(request_id=request_id, tenant="acme")
+
+    await pipeline.answer(Endpoint.CHAT, chat("What is the capital of France?"), asked("miss"))
+    hit = await pipeline.answer(Endpoint.CHAT, chat("What's the capital of France?"), asked("hit"))
+    streamed = await pipeline.answer_stream(
+        Endpoint.CHAT, chat("What's the capital of France?"), asked("streamed")
+    )
+    await streamed.aclose()
+    assert len(recent) == 2
+    assert recent.take("miss", partition="acme") is None
+    served = recent.take("hit", partition="acme")
+    assert served is not None and hit.hit is not None
+    assert (served.entry_id, served.similarity) == (hit.hit.entry_id, hit.hit.similarity)
+    assert served.prompt == "What's the capital of France?"
+    assert served.cached_prompt == "What is the capital of France?"
+    assert recent.take("streamed", partition="acme") is not None

@@ -30,6 +30,7 @@ PINNED = {
         "ReembedProgress",
         "SemanticCache",
         "ShadowLog",
+        "ShadowPair",
         "StoreStats",
         "VectorStore",
         "cache_key",

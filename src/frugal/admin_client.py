@@ -43,6 +43,14 @@ class AdminClient:
     def flush(self) -> int:
         return int(self._call("DELETE", "/admin/cache")["flushed"])
 
+    def labels(self) -> Iterator[bytes]:
+        """The labelled pairs as JSON lines, streamed in chunks as they arrive."""
+        with self._http.stream("GET", "/admin/cache/labels") as response:
+            if response.is_error:
+                response.read()  # the error body, for the message
+                response.raise_for_status()
+            yield from response.iter_bytes()
+
     def reembed(self) -> Iterator[dict[str, Any]]:
         """Re-embed the entries of other embedding models: each progress line as it arrives
         (``done``, ``total``, ``reembedded``, ``model``; or ``error``, last, when it failed)."""

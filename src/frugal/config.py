@@ -45,6 +45,9 @@ class Settings(BaseSettings):
 
     cache_mode: Literal["on", "off", "shadow"] = "on"  # shadow: answer upstream, record
     cache_threshold: float = Field(DEFAULT_THRESHOLD, ge=-1.0, le=1.0)  # cosine, not distance
+    # Largest share of hits that may be wrong: the threshold then comes from the model's
+    # calibration (frugal.calibration); a cache_threshold that is set still wins.
+    cache_max_wrong_hit_rate: float | None = Field(None, ge=0.0, lt=1.0)
     cache_ttl_s: float = Field(3600.0, gt=0)
     cache_max_entries: int = Field(100_000, ge=1)
     cache_store_length_finish: bool = False  # also store answers cut by max_tokens

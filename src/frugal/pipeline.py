@@ -23,6 +23,7 @@ from frugal.batching import Coalescer
 from frugal.cache import CacheKey, Hit, Lookup, SemanticCache, ShadowLog, cache_key, storable
 from frugal.errors import LeaderGone
 from frugal.ids import random_hex
+from frugal.labels import RecentHits
 from frugal.outcome import Outcome
 from frugal.provider import Endpoint, Upstream
 from frugal.streaming import EventKind, EventSplitter, StreamAssembler, replay
@@ -121,12 +122,15 @@ class Pipeline:
         policy: CachePolicy | None = None,
         coalescer: Coalescer | None = None,
         shadow: ShadowLog | None = None,
+        recent_hits: RecentHits | None = None,
     ) -> None:
+        """``recent_hits`` remembers every hit served, so that it can be reported wrong."""
         self._upstream = upstream
         self._cache = cache
         self._policy = policy or CachePolicy()
         self._coalescer = coalescer
         self._shadow = shadow
+        self._recent_hits = recent_hits
 
     async def answer(self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext) -> Answer:
         key = self._key(endpoint, body, ctx)
@@ -136,6 +140,7 @@ class Pipeline:
             return await self._shadowed(endpoint, body, ctx, key)
         lookup = await self._lookup(key, ctx)
         if (hit := lookup.hit) is not None:
+            self._served(hit, question, ctx)
             return Answer(fresh(hit.response), _hit_outcome(hit), hit.similarity, hit, question)
         ctx.on_upstream()
         if key is None or self._coalescer is None or ctx.control.no_cache:
@@ -171,7 +176,7 @@ class Pipeline:
         ctx.on_upstream()
         payload = await self._upstream.post(endpoint, body, request_id=ctx.request_id)
         await self._save(key, payload, lookup, ctx)
-        self._shadow.observe(lookup.hit, payload)
+        self._shadow.observe(lookup.hit, payload, prompt=key.prompt, partition=key.partition)
         similarity = lookup.hit.similarity if lookup.hit is not None else None
         return Answer(payload, Outcome.SHADOW, similarity, question=key.prompt)
 
@@ -185,6 +190,7 @@ class Pipeline:
         shadowing = self._shadowing(key, ctx)
         lookup = Lookup(hit=None) if shadowing else await self._lookup(key, ctx)
         if (hit := lookup.hit) is not None:
+            self._served(hit, question, ctx)
             events = replay(fresh(hit.response), include_usage=wants_usage)
             return StreamedAnswer(
                 _iterate(events), _hit_outcome(hit), hit.similarity, hit=hit, question=question
@@ -214,6 +220,12 @@ class Pipeline:
 
         outcome = Outcome.SHADOW if shadowing else self._outcome(key, ctx)
         return StreamedAnswer(relay(), outcome, close=stream.aclose, question=question)
+
+    def _served(self, hit: Hit, question: str | None, ctx: RequestContext) -> None:
+        if self._recent_hits is not None and question is not None:
+            self._recent_hits.remember(
+                ctx.request_id, partition=ctx.partition, hit=hit, prompt=question
+            )
 
     def _shadowing(self, key: CacheKey | None, ctx: RequestContext) -> bool:
         """Shadow mode looks at what the cache would have done; ``no-cache`` is a bypass in

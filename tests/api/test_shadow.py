@@ -3,6 +3,8 @@ what the cache would have done."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -12,6 +14,8 @@ from tests.conftest import ADMIN_KEY, Stack, StackFactory, run_frugal
 FRANCE = "What is the capital of France?"
 FRANCE_PARAPHRASE = "What's the capital of France?"
 MONA_LISA = "Who painted the Mona Lisa?"
+BREAD = "How do I bake bread?"
+CAKE = "How do I bake a cake?"
 
 
 def ask(stack: Stack, text: str) -> httpx.Response:
@@ -83,3 +87,42 @@ def test_a_shadow_record_counts_its_call_and_no_cache_is_a_bypass_streamed_or_no
     assert shadowed and {line["upstream_calls"] for line in shadowed} == {1}
     assert [line["outcome"] for line in lines[-2:]] == ["bypass", "bypass"]
     assert {line["upstream_calls"] for line in lines[-2:]} == {1}
+
+
+def test_the_live_estimate_and_the_labelled_pairs_of_shadow_mode(make_stack: StackFactory) -> None:
+    # Threshold 0.7, set: cake is a would-be hit for bread, whose answer is about something else.
+    stack = make_stack(
+        env={
+            "FRUGAL_CACHE_MODE": "shadow",
+            "FRUGAL_CACHE_THRESHOLD": "0.7",
+            "FRUGAL_CACHE_MAX_WRONG_HIT_RATE": "0.1",
+        }
+    )
+    for text in (FRANCE, FRANCE_PARAPHRASE, BREAD, CAKE):
+        ask(stack, text)
+    with stack.admin() as admin:
+        report = admin.get("/admin/shadow/report").json()
+        labels = admin.get("/admin/cache/labels").text.splitlines()
+    # The paraphrase's answer is alike (not diverged), the cake's is not: one wrong of two.
+    assert report["estimate"] == {
+        "threshold": 0.7,
+        "hits": 2,
+        "wrong_hits": 1,
+        "wrong_hit_rate": 0.5,
+        "budget": 0.1,
+        "over_budget": True,
+    }
+    # Only the clearly diverged comparison is a label (answers alike but not identical are
+    # neither), with its answer similarity kept.
+    (row,) = [json.loads(line) for line in labels]
+    assert (row["a"], row["b"], row["label"], row["source"]) == (BREAD, CAKE, 0, "shadow")
+    assert 0.7 <= row["similarity"] < 0.9 and 0 < row["answer_similarity"] < 0.9
+    result = run_frugal(
+        "shadow-report",
+        "--url",
+        stack.gateway.url,
+        env={"FRUGAL_ADMIN_KEY": ADMIN_KEY, "COLUMNS": "120"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "live wrong-hit rate at the threshold in force (0.7): 50.0%" in result.stdout
+    assert "ABOVE the budget of 10.0%" in result.stdout

@@ -142,6 +142,7 @@ async def gateway_stats(state: GatewayState) -> dict[str, Any]:
         hit_rate=counters.hit_rate,
         model=held.model,
         threshold=held.threshold,
+        threshold_source=state.threshold.source if state.threshold is not None else None,
     )
     summary["store"]["health"] = held.health
     if held.breaker is not None:

@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from frugal.api import admin, dashboard, reembed, routes
+from frugal.api import admin, dashboard, feedback, reembed, routes
 from frugal.api.errors import install_error_handlers
 from frugal.api.openapi import install_openapi
 from frugal.api.request_id import RequestIdMiddleware
@@ -21,6 +21,7 @@ from frugal.cache import (
     CircuitBreaker,
     EmbeddedStore,
     GuardedStore,
+    ModelSpec,
     RedisStore,
     SemanticCache,
     ShadowLog,
@@ -28,7 +29,9 @@ from frugal.cache import (
     load_embedder,
     resolve_model,
 )
+from frugal.calibration import ThresholdChoice, calibration_of, choose_threshold
 from frugal.config import Settings
+from frugal.labels import FileLabels, Labels, LabelStore, RecentHits, RedisLabels
 from frugal.observability.observer import Observer
 from frugal.observability.prices import PriceTable
 from frugal.pipeline import CachePolicy, Pipeline
@@ -86,11 +89,21 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                 watcher=observer,
             )
             stack.push_async_callback(batching.aclose)
-            cache = await _open_cache(settings, stack) if settings.cache_mode != "off" else None
-            shadow = None
-            if cache is not None and settings.cache_mode == "shadow":
-                shadow = ShadowLog(cache.embedder)
-                stack.push_async_callback(shadow.aclose)
+            cache = threshold = labels = recent_hits = shadow = None
+            if settings.cache_mode != "off":
+                cache, threshold = await _open_cache(settings, stack)
+                labels = Labels(_open_labels(settings), model=cache.model.id)
+                stack.push_async_callback(labels.aclose)
+                if settings.cache_mode == "on":
+                    recent_hits = RecentHits()
+                else:  # shadow
+                    shadow = ShadowLog(
+                        cache.embedder,
+                        threshold=threshold.threshold,
+                        budget=threshold.budget,
+                        on_pair=labels.compared,
+                    )
+                    stack.push_async_callback(shadow.aclose)
             policy = CachePolicy(
                 user_is_label=settings.cache_user_is_label,
                 admit_length=settings.cache_store_length_finish,
@@ -109,6 +122,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                     policy=policy,
                     coalescer=coalescer,
                     shadow=shadow,
+                    recent_hits=recent_hits,
                 ),
                 cache=cache,
                 upstream=upstream,
@@ -117,6 +131,9 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                 observer=observer,
                 shadow=shadow,
                 keys=Keys.load(settings.api_keys_file) if settings.api_keys_file else None,
+                threshold=threshold,
+                recent_hits=recent_hits,
+                labels=labels,
             )
             app.state.gateway = state
             if settings.admin_key is None:
@@ -129,10 +146,11 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
             else:
                 logger.info("%d client keys loaded", len(state.keys))
             logger.info(
-                "frugal gateway forwarding to %s; cache %s%s",
+                "frugal gateway forwarding to %s; cache %s%s%s",
                 settings.upstream_url,
                 settings.cache_mode,
                 f", embedder model {cache.model.id}" if cache else "",
+                f", threshold {threshold.threshold:g} ({threshold.source})" if threshold else "",
             )
             state.ready = True
             try:
@@ -146,27 +164,52 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     install_openapi(app)
     app.include_router(routes.router)
     app.include_router(admin.router)
+    app.include_router(feedback.router)
     app.include_router(reembed.router)
     app.include_router(dashboard.router)
     return app
 
 
-async def _open_cache(settings: Settings, stack: AsyncExitStack) -> SemanticCache:
+async def _open_cache(
+    settings: Settings, stack: AsyncExitStack
+) -> tuple[SemanticCache, ThresholdChoice]:
     """The cache, for the embedding model ``FRUGAL_EMBEDDER_MODEL`` names (its entries carry
-    the model's id). Raises `ConfigurationError` for a model that cannot be resolved."""
+    the model's id), and the threshold in force. Raises `ConfigurationError` for a model that
+    cannot be resolved, `SettingsError` for an error budget its calibration cannot meet."""
     spec = resolve_model(settings.embedder_model, model_dir=settings.models_path)
+    threshold = _threshold(settings, spec)  # before the model loads: a bad budget stops at once
     model = await asyncio.to_thread(load_embedder, backend=settings.embedder_backend, model=spec)
     embedder = AsyncEmbedder(model, max_batch=settings.embedder_max_batch)
     stack.push_async_callback(embedder.aclose)
     store = await _open_store(settings, dimensions=model.dimensions)
     stack.push_async_callback(store.aclose)
-    return SemanticCache(
+    cache = SemanticCache(
         store=store,
         embedder=embedder,
         model=spec,
-        threshold=settings.cache_threshold,
+        threshold=threshold.threshold,
         ttl_s=settings.cache_ttl_s,
     )
+    return cache, threshold
+
+
+def _threshold(settings: Settings, model: ModelSpec) -> ThresholdChoice:
+    """The threshold in force for ``model`` (`frugal.calibration.budget`)."""
+    choice = choose_threshold(settings, calibration=lambda: calibration_of(model))
+    if choice.source == "setting" and choice.budget is not None:
+        logger.info(
+            "FRUGAL_CACHE_THRESHOLD is set, so FRUGAL_CACHE_MAX_WRONG_HIT_RATE does not choose "
+            "the threshold (shadow mode still compares the live rate with it)"
+        )
+    return choice
+
+
+def _open_labels(settings: Settings) -> LabelStore:
+    """Labelled pairs beside the cache: a file in the data dir, or a list in Redis."""
+    if settings.store == "embedded":
+        return FileLabels(settings.data_dir / FileLabels.FILENAME)
+    assert settings.redis_url is not None  # load_settings insists on it
+    return RedisLabels(settings.redis_url.get_secret_value(), prefix=settings.redis_prefix)
 
 
 async def _open_store(settings: Settings, *, dimensions: int) -> VectorStore:

@@ -9,7 +9,9 @@ from fastapi import Request
 from frugal.api.signin_limit import SigninLimiter
 from frugal.batching import BatchingUpstream, Coalescer
 from frugal.cache import SemanticCache, ShadowLog
+from frugal.calibration import ThresholdChoice
 from frugal.config import Settings
+from frugal.labels import Labels, RecentHits
 from frugal.observability.observer import Observer
 from frugal.pipeline import Pipeline
 from frugal.tenants import Keys
@@ -27,6 +29,9 @@ class GatewayState:
     observer: Observer
     shadow: ShadowLog | None = None
     keys: Keys | None = None  # None: the gateway is open, one tenant
+    threshold: ThresholdChoice | None = None  # the threshold in force and why; None: no cache
+    recent_hits: RecentHits | None = None  # the hits a report can name (FRUGAL_CACHE_MODE=on)
+    labels: Labels | None = None  # labelled pairs from reports and shadow mode
     signin_limiter: SigninLimiter = field(default_factory=SigninLimiter)  # dashboard sign-ins
     ready: bool = False
 

@@ -22,7 +22,7 @@ from frugal.cache.semantic import (
     SemanticCache,
     storable,
 )
-from frugal.cache.shadow import ShadowLog
+from frugal.cache.shadow import ShadowLog, ShadowPair
 from frugal.cache.store import Entry, Match, StoreStats, VectorStore
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "ReembedProgress",
     "SemanticCache",
     "ShadowLog",
+    "ShadowPair",
     "StoreStats",
     "VectorStore",
     "cache_key",

@@ -1,11 +1,15 @@
 """Commands that talk to a running gateway's admin routes (`frugal.admin_client`): the cache
-(`cache stats | list | invalidate | flush | reembed`) and shadow mode's report."""
+(`cache stats | list | invalidate | flush | reembed`, `cache labels export`) and shadow mode's
+report."""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import httpx
@@ -26,6 +30,9 @@ AdminKeyOption = Annotated[
 ]
 
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect and invalidate a gateway's cache.")
+labels_app = typer.Typer(
+    no_args_is_help=True, help="Labelled pairs from wrong-hit reports and shadow mode."
+)
 
 
 def _admin_call(url: str, admin_key: str, call: Callable[[AdminClient], T]) -> T:
@@ -133,6 +140,35 @@ def cache_reembed(admin_key: AdminKeyOption, url: UrlOption = "http://127.0.0.1:
     typer.echo(f"re-embedded {done['reembedded']} of {done['total']} entries with {done['model']}")
 
 
+@labels_app.command("export")
+def labels_export(
+    admin_key: AdminKeyOption,
+    url: UrlOption = "http://127.0.0.1:8080",
+    out: Annotated[
+        Path | None, typer.Option(help="File to write (default: standard output).")
+    ] = None,
+) -> None:
+    """Write the gateway's labelled pairs as JSONL ({"a", "b", "label"} and where each came
+    from), the format `frugal model tune --pairs` reads."""
+
+    def export(client: AdminClient) -> int:
+        lines = 0
+        # Standard output is the caller's to close, a file is ours.
+        sink_context = out.open("wb") if out is not None else nullcontext(sys.stdout.buffer)
+        with sink_context as sink:
+            for chunk in client.labels():
+                sink.write(chunk)
+                lines += chunk.count(b"\n")
+        return lines
+
+    written = _admin_call(url, admin_key, export)
+    if out is not None:
+        typer.echo(f"wrote {written} labelled pairs to {out}", err=True)
+
+
+cache_app.add_typer(labels_app, name="labels")
+
+
 def shadow_report(admin_key: AdminKeyOption, url: UrlOption = "http://127.0.0.1:8080") -> None:
     """What a gateway in shadow mode saw: would-be hits and diverged answers by threshold."""
     report = _admin_call(url, admin_key, AdminClient.shadow_report)
@@ -155,3 +191,19 @@ def shadow_report(admin_key: AdminKeyOption, url: UrlOption = "http://127.0.0.1:
         f"diverged: the cached and the fresh answers' similarity is below "
         f"{report['diverged_below']:.2f}"
     )
+    typer.echo(_estimate_line(report["estimate"]))
+
+
+def _estimate_line(estimate: dict[str, Any]) -> str:
+    """The live wrong-hit rate at the threshold in force, against the budget if one is set."""
+    at = f"at the threshold in force ({estimate['threshold']:g})"
+    if not estimate["hits"]:
+        return f"live wrong-hit rate {at}: no would-be hit compared yet"
+    line = (
+        f"live wrong-hit rate {at}: {share(estimate['wrong_hit_rate'])} "
+        f"({estimate['wrong_hits']} diverged of {estimate['hits']:,} would-be hits)"
+    )
+    if estimate["budget"] is None:
+        return line
+    verdict = "ABOVE" if estimate["over_budget"] else "within"
+    return f"{line}, {verdict} the budget of {share(estimate['budget'])}"

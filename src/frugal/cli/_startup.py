@@ -20,7 +20,8 @@ from frugal.errors import ConfigurationError
 
 def check_startup(settings: Settings) -> None:
     """Check what the gateway needs from its settings: the client keys file, the chosen
-    embedding model, the data dir (created here if absent) or the Redis URL.
+    embedding model (and an error budget its calibration can meet), the data dir (created here
+    if absent) or the Redis URL.
 
     Raises `ConfigurationError` (a `KeysFileError` for the keys file, a `SettingsError` for a
     model choice that names nothing) with a one-line message that names the setting, e.g.
@@ -34,6 +35,7 @@ def check_startup(settings: Settings) -> None:
     if settings.cache_mode == "off":
         return  # no model and no store are opened
     _check_model(settings)
+    _check_budget(settings)
     if settings.store == "embedded":
         _check_data_dir(settings.data_dir)
     elif settings.redis_url is not None:  # load_settings insists on it for the Redis store
@@ -64,6 +66,15 @@ def _check_model(settings: Settings) -> None:
     raise ConfigurationError(
         f"the model {model.id} ({choice}) lacks {names} in {model.directory}: {model.remedy()}"
     )
+
+
+def _check_budget(settings: Settings) -> None:
+    """An error budget (``FRUGAL_CACHE_MAX_WRONG_HIT_RATE``) the chosen model's calibration
+    can meet; raises `SettingsError` naming the best it offers."""
+    from frugal.calibration import calibration_of, choose_threshold
+
+    model = resolve_model(settings.embedder_model, model_dir=settings.models_path)
+    choose_threshold(settings, calibration=lambda: calibration_of(model))
 
 
 def _check_data_dir(data_dir: Path) -> None:
