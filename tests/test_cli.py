@@ -44,13 +44,13 @@ SURFACE = {
     ],
     "cache flush": ["--admin-key", "--url", "--yes"],
     "cache reembed": ["--admin-key", "--url"],
+    "cache labels export": ["--admin-key", "--url", "--out"],
 }  # fmt: skip
 DEFAULT_THRESHOLD = Settings.model_fields["cache_threshold"].default
 
 
 def commands(command: Any, path: tuple[str, ...] = ()) -> dict[str, Any]:
     """Every leaf command by its path (``"cache list"``), in the order help lists them."""
-    "cache labels export": ["--admin-key", "--url", "--out"],
     if not hasattr(command, "commands"):
         return {" ".join(path): command}
     found: dict[str, Any] = {}
