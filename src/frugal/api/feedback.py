@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from frugal.api.admin import admin
 from frugal.api.body import read_body
 from frugal.api.openapi import ADMIN_ERRORS, errors, json_body
-from frugal.api.routes import _tenant as tenant_of
+from frugal.api.routes import tenant_of
 from frugal.api.state import GatewayState, gateway
 from frugal.errors import NotFoundError
 from frugal.labels import Labels

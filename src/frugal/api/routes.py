@@ -71,7 +71,7 @@ async def process_prompt(request: Request) -> Response:
     started = time.perf_counter()
     body: dict[str, Any] | None = None
     try:
-        tenant = _tenant(request, state)
+        tenant = tenant_of(request, state)
         max_bytes = state.settings.max_body_bytes
         parsed, _ = await read_body(
             request,
@@ -144,7 +144,7 @@ async def _serve(request: Request, endpoint: Endpoint, schema: type[BaseModel]) 
     started = time.perf_counter()
     body: dict[str, Any] | None = None
     try:
-        tenant = _tenant(request, state)
+        tenant = tenant_of(request, state)
         parsed, body = await read_body(
             request,
             schema,
@@ -246,7 +246,7 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def _tenant(request: Request, state: GatewayState) -> Tenant:
+def tenant_of(request: Request, state: GatewayState) -> Tenant:
     """The caller's tenant, from its bearer key; 401 when keys are required and it has none."""
     if state.keys is None:
         return Tenant(name=OPEN_TENANT, namespace=OPEN_TENANT)
