@@ -6,8 +6,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from frugal.bench.run import configurations
 from frugal.bench.workload import load_workload, stream
-from tests.conftest import run_frugal
+from tests.cache.tuned import tuned_copy
+from tests.conftest import MODEL_DIR, run_frugal
 
 INTENTS = {
     "capital": [
@@ -92,4 +94,45 @@ def test_a_short_run_adds_up(tmp_path: Path) -> None:
     assert rows["semantic"]["hits"] >= rows["exact"]["hits"] > 0
     assert rows["exact"]["wrong_hits"] == 0
     for name in ("bench.md", "latency.png", "thresholds.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_models_side_by_side_double_only_the_setups_that_embed() -> None:
+    setups = configurations([0.8], [("base", "base"), ("faq", "/srv/faq")])
+    assert [setup.label for setup in setups] == [
+        "direct", "no-cache", "exact",
+        "semantic (base)", "semantic (faq)",
+        "semantic+batching (base)", "semantic+batching (faq)",
+        "semantic@0.80 (base)", "semantic@0.80 (faq)",
+    ]  # fmt: skip
+    for setup in setups:
+        env = setup.gateway_env or {}
+        assert env.get("FRUGAL_EMBEDDER_MODEL") == {"base": "base", "faq": "/srv/faq"}.get(
+            setup.model or ""
+        )
+    assert [setup.label for setup in configurations([0.8])][3:] == [
+        "semantic", "semantic+batching", "semantic@0.80",
+    ]  # fmt: skip
+
+
+def test_a_run_with_two_models_has_a_row_for_each(tmp_path: Path) -> None:
+    copy = tuned_copy(MODEL_DIR, tmp_path / "copy")
+    workload = write_intents(tmp_path / "intents.jsonl")
+    out = tmp_path / "out"
+    fast = ["--call-latency-ms", "2", "--item-latency-ms", "1", "--token-latency-ms", "0"]
+    result = run_frugal(
+        *["bench", "--workload", str(workload), "--requests", "40", "--clients", "1", *fast],
+        *["--only", "semantic", "--models", f"base,{copy}", "--out", str(out)],
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "bench.json").read_text())
+    rows = [(row["config"], row["embedder"]) for row in report["configurations"]]
+    assert rows == [("semantic", "base"), ("semantic", str(copy))]
+    assert [model["embedder"] for model in report["embedders"]] == ["base", str(copy)]
+    # The same vectors under two names, one request at a time: the stream is served alike.
+    served = {(row["hits"], row["upstream_calls"]) for row in report["configurations"]}
+    assert len(served) == 1 and served.pop()[0] > 0
+    assert "| configuration | embedder |" in (out / "bench.md").read_text()
+    for name in ("latency.png", "thresholds.png"):
         assert (out / name).stat().st_size > 0

@@ -23,12 +23,18 @@ SURFACE = {
         "--reject-containing", "--require-api-key", "--seed",
     ],
     "demo": ["--workload", "--concurrency", "--call-latency-ms", "--item-latency-ms", "--chart"],
-    "tune": ["--pairs", "--out", "--max-wrong-hit-rate", "--config"],
-    "analyze": ["--prompts", "--out", "--thresholds", "--shuffle", "--detail-intents", "--config"],
+    "tune": [
+        "--pairs", "--out", "--max-wrong-hit-rate", "--tuning-holdout", "--seed",
+        "--validation-share", "--models", "--config",
+    ],
+    "analyze": [
+        "--prompts", "--out", "--thresholds", "--shuffle", "--detail-intents", "--models",
+        "--config",
+    ],
     "bench": [
         "--workload", "--requests", "--clients", "--qps", "--duration", "--zipf", "--seed",
-        "--thresholds", "--only", "--model", "--call-latency-ms", "--item-latency-ms",
-        "--token-latency-ms", "--out", "--config",
+        "--thresholds", "--only", "--model", "--models", "--call-latency-ms",
+        "--item-latency-ms", "--token-latency-ms", "--out", "--config",
     ],
     "model export": ["--config", "--out"],
     "model tune": [

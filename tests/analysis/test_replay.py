@@ -15,7 +15,8 @@ from frugal.analysis.replay import (
     replay_exact,
     replay_semantic,
 )
-from tests.conftest import run_frugal
+from tests.cache.tuned import tuned_copy
+from tests.conftest import MODEL_DIR, run_frugal
 
 
 def vectors() -> np.ndarray:
@@ -76,16 +77,22 @@ def test_the_log_is_replayed_by_timestamp(tmp_path: Path) -> None:
     assert [p.text for p in load_prompts(log)] == ["first", "second"]
 
 
+LOG = [
+    ("What is the capital of France?", "capital"),
+    ("What is the capital of France?", "capital"),  # exact
+    ("What  is the capital of France?", "capital"),  # exact once spaces are collapsed
+    ("What's the capital of France?", "capital"),  # by meaning only
+    ("Who painted the Mona Lisa?", "painter"),
+]
+
+
+def write_log(path: Path) -> Path:
+    path.write_text("".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in LOG))
+    return path
+
+
 def test_the_command_on_a_crafted_log(tmp_path: Path) -> None:
-    texts = [
-        ("What is the capital of France?", "capital"),
-        ("What is the capital of France?", "capital"),  # exact
-        ("What  is the capital of France?", "capital"),  # exact once spaces are collapsed
-        ("What's the capital of France?", "capital"),  # by meaning only
-        ("Who painted the Mona Lisa?", "painter"),
-    ]
-    log = tmp_path / "log.jsonl"
-    log.write_text("".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in texts))
+    log = write_log(tmp_path / "log.jsonl")
     out = tmp_path / "out"
     result = run_frugal("analyze", "--prompts", str(log), "--out", str(out))
     assert result.returncode == 0, result.stderr
@@ -94,4 +101,30 @@ def test_the_command_on_a_crafted_log(tmp_path: Path) -> None:
     at_090 = next(row for row in report["semantic"] if row["threshold"] == 0.90)
     assert (at_090["hits"], at_090["wrong_hits"]) == (3, 0)
     assert report["clusters"][0]["answered"] == 3
+    assert (out / "analyze.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_models_side_by_side_replay_the_log_once_each(tmp_path: Path) -> None:
+    # The copy serves the base model's graph under another name: the same replay, twice.
+    copy = tuned_copy(MODEL_DIR, tmp_path / "copy")
+    log = write_log(tmp_path / "log.jsonl")
+    out = tmp_path / "out"
+    result = run_frugal(
+        *["analyze", "--prompts", str(log), "--thresholds", "0.85,0.90"],
+        *["--models", f"base,{copy}", "--out", str(out)],
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "analyze.json").read_text())
+    assert [model["model"] for model in report["models"]] == ["base", str(copy)]
+    rows = [(row["model"], row["threshold"], row["hits"]) for row in report["semantic"]]
+    assert rows == [
+        ("base", 0.85, 3),
+        ("base", 0.90, 3),
+        (str(copy), 0.85, 3),
+        (str(copy), 0.90, 3),
+    ]
+    assert [cluster["model"] for cluster in report["clusters"]] == ["base", str(copy)]
+    assert report["exact"]["hits"] == 2
+    for name in ("base", str(copy)):
+        assert f"{name}:     3 answered by" in result.stdout
     assert (out / "analyze.png").read_bytes()[:4] == b"\x89PNG"

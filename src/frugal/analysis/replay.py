@@ -17,7 +17,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -38,6 +38,14 @@ class Prompt:
     text: str
     scope: str = ""
     intent: str | None = None
+
+
+class Near(NamedTuple):
+    """A prompt's earlier neighbours of its scope, best first: their ``indices`` and
+    ``similarities`` (descending)."""
+
+    indices: np.ndarray
+    similarities: np.ndarray
 
 
 @dataclass
@@ -93,12 +101,10 @@ def load_prompts(path: Path, *, shuffle_seed: int | None = None) -> list[Prompt]
     ]
 
 
-def neighbours(
-    vectors: np.ndarray, scopes: Sequence[str], floor: float
-) -> list[list[tuple[int, float]]]:
+def neighbours(vectors: np.ndarray, scopes: Sequence[str], floor: float) -> list[Near]:
     """For each prompt, the earlier prompts of its scope at or above ``floor``, best first."""
     scope_ids = np.unique(np.asarray(scopes), return_inverse=True)[1]
-    found: list[list[tuple[int, float]]] = []
+    found: list[Near] = []
     for start in range(0, len(vectors), _BLOCK):
         stop = min(start + _BLOCK, len(vectors))
         sims = vectors[start:stop] @ vectors[:stop].T
@@ -106,30 +112,31 @@ def neighbours(
             i = start + row
             candidates = np.flatnonzero(sims[row, :i] >= floor)
             candidates = candidates[scope_ids[candidates] == scope_ids[i]]
-            ranked = sorted(
-                ((int(j), float(sims[row, j])) for j in candidates), key=lambda c: -c[1]
-            )
-            found.append(ranked)
+            # A stable sort: equal similarities keep the earlier prompt first.
+            ranked = candidates[np.argsort(-sims[row, candidates], kind="stable")]
+            # float64, so that a threshold compares as a Python float does (float32 would round
+            # 0.9 up to the similarity just below it).
+            found.append(Near(ranked, sims[row, ranked].astype(np.float64)))
     return found
 
 
 def replay_semantic(
     prompts: Sequence[Prompt],
-    near: Sequence[list[tuple[int, float]]],
+    near: Sequence[Near],
     threshold: float,
     *,
     detail_intents: frozenset[str] = frozenset(),
 ) -> Replay:
+    """The replay at ``threshold``, which ``near``'s floor must not exceed."""
     stored = np.zeros(len(prompts), dtype=bool)
     answered_by = [-1] * len(prompts)
     for i in range(len(prompts)):
-        for j, similarity in near[i]:
-            if similarity < threshold:
-                break
-            if stored[j]:  # the nearest cached prompt: a hit
-                answered_by[i] = j
-                break
-        if answered_by[i] < 0:
+        indices, sims = near[i]
+        within = indices[: int(np.count_nonzero(sims >= threshold))]
+        cached = within[stored[within]]
+        if len(cached):  # the nearest cached prompt: a hit
+            answered_by[i] = int(cached[0])
+        else:
             stored[i] = True
     return _result(f"semantic {threshold:.2f}", threshold, prompts, answered_by, detail_intents)
 
@@ -195,41 +202,60 @@ def clusters(
     ]
 
 
+@dataclass(frozen=True)
+class ModelReplays:
+    """One model's replays: its ``model`` label (as given to ``--models``), its ``model_id``,
+    a summary per threshold (``rows``) and its largest clusters (``top``)."""
+
+    model: str
+    model_id: str
+    rows: list[dict[str, Any]]
+    top: list[dict[str, Any]]
+
+
+# One colour per model, in the order given; the first is the configured model's.
+MODEL_COLOURS = ("#1f9d6b", "#3d5afe", "#d9822b", "#8e44ad", "#8a93a6", "#1d2330")
+
+
 def write_outputs(
-    rows: list[dict[str, Any]],
+    replays: Sequence[ModelReplays],
     exact: dict[str, Any],
-    top: list[dict[str, Any]],
     out: Path,
     *,
     source: str,
     total: int,
     order: str,
 ) -> tuple[Path, Path]:
-    """``analyze.json`` and ``analyze.png`` (hit rate and wrong-hit rate by threshold)."""
-    table = {
-        "source": source,
-        "prompts": total,
-        "order": order,
-        "exact": exact,
-        "semantic": rows,
-        "clusters": top,
-    }
+    """``analyze.json`` and ``analyze.png`` (hit rate and wrong-hit rate by threshold).
+
+    With one model, ``semantic`` and ``clusters`` are its; with several, ``models`` lists each
+    (``model``, ``id``), each row of ``semantic`` and each cluster names its ``model``, and the
+    chart has a hit-rate and a wrong-hit-rate curve per model.
+    """
+    table: dict[str, Any] = {"source": source, "prompts": total, "order": order, "exact": exact}
+    if len(replays) == 1:
+        table["semantic"], table["clusters"] = replays[0].rows, replays[0].top
+    else:
+        table["models"] = [{"model": one.model, "id": one.model_id} for one in replays]
+        table["semantic"] = [{"model": one.model, **row} for one in replays for row in one.rows]
+        table["clusters"] = [{"model": one.model, **top} for one in replays for top in one.top]
 
     def draw(axis: Axes) -> None:
-        x = [row["threshold"] for row in rows]
-        hit_rates = [row["hit_rate"] for row in rows]
-        axis.plot(x, hit_rates, "o-", color="#1f9d6b", label="semantic hit rate")
+        several = len(replays) > 1
+        for number, one in enumerate(replays):
+            x = [row["threshold"] for row in one.rows]
+            name = f"{one.model}: " if several else ""
+            colour = MODEL_COLOURS[number % len(MODEL_COLOURS)]
+            hits = [row["hit_rate"] for row in one.rows]
+            axis.plot(x, hits, "o-", color=colour, label=f"{name}semantic hit rate")
+            if one.rows and one.rows[0]["wrong_hit_rate"] is not None:
+                wrong = [row["wrong_hit_rate"] or 0.0 for row in one.rows]
+                # One model: red for wrong hits; several: the model's colour, dashed.
+                style, shade = ("s--", colour) if several else ("s-", "#c0392b")
+                axis.plot(x, wrong, style, color=shade, label=f"{name}wrong hits (share of hits)")
         axis.axhline(
             exact["hit_rate"], color="#8a93a6", linestyle="--", label="exact-string hit rate"
         )
-        if rows and rows[0]["wrong_hit_rate"] is not None:
-            axis.plot(
-                x,
-                [row["wrong_hit_rate"] or 0.0 for row in rows],
-                "s-",
-                color="#c0392b",
-                label="wrong hits (share of hits)",
-            )
         axis.set_ylim(0, 1)
         axis.set_title(f"frugal analyze: {source} ({total:,} prompts)")
         axis.legend(fontsize=9)

@@ -9,7 +9,7 @@ recommendation is the lowest threshold whose wrong-hit rate is at or below the t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,20 +108,67 @@ def recommend(rows: Sequence[Row], max_wrong_hit_rate: float) -> Row | None:
     return None
 
 
-def write_outputs(
-    rows: Sequence[Row], chosen: Row | None, out: Path, *, source: str, target: float
-) -> tuple[Path, Path]:
-    """``tune.json`` (the table and the recommendation) and ``tune.png`` (the curves)."""
-    table = {
-        "source": source,
-        "max_wrong_hit_rate": target,
-        "recommended_threshold": chosen.threshold if chosen else None,
-        "rows": [asdict(row) for row in rows],
-    }
-    x = [row.threshold for row in rows]
+@dataclass(frozen=True)
+class Measured:
+    """One model's table: its ``model`` label (as given to ``--models``), its ``model_id``, the
+    ``rows`` and the recommended row, ``chosen`` (``None``: none within the target)."""
 
-    def series(name: str) -> list[float]:
-        return [np.nan if getattr(row, name) is None else getattr(row, name) for row in rows]
+    model: str
+    model_id: str
+    rows: list[Row]
+    chosen: Row | None
+
+
+# One colour per model, in the order given; the first is the configured model's.
+MODEL_COLOURS = ("#3d5afe", "#1f9d6b", "#d9822b", "#c0392b", "#8e44ad", "#8a93a6")
+
+
+def write_outputs(
+    measured: Sequence[Measured],
+    out: Path,
+    *,
+    source: str,
+    target: float,
+    held_out: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """``tune.json`` (the table and the recommendation) and ``tune.png`` (the curves).
+
+    With one model, the table is ``rows`` and ``recommended_threshold``; with several,
+    ``models`` lists each (``model``, ``id``, ``recommended_threshold``), each of ``rows``
+    names its ``model``, and the chart has precision and recall per model. ``held_out``
+    (which pairs were measured, when not all) is recorded as given.
+    """
+    table: dict[str, Any] = {"source": source, "max_wrong_hit_rate": target}
+    if held_out is not None:
+        table["held_out"] = held_out
+    if len(measured) == 1:
+        (only,) = measured
+        table["recommended_threshold"] = only.chosen.threshold if only.chosen else None
+        table["rows"] = [asdict(row) for row in only.rows]
+        draw = _one_model(only, source=source, target=target)
+    else:
+        table["models"] = [
+            {
+                "model": one.model,
+                "id": one.model_id,
+                "recommended_threshold": one.chosen.threshold if one.chosen else None,
+            }
+            for one in measured
+        ]
+        table["rows"] = [
+            {"model": one.model, **asdict(row)} for one in measured for row in one.rows
+        ]
+        draw = _side_by_side(measured, source=source, target=target)
+    return write_json_and_png(out, "tune", table, draw)
+
+
+def _series(rows: Sequence[Row], name: str) -> list[float]:
+    return [np.nan if getattr(row, name) is None else getattr(row, name) for row in rows]
+
+
+def _one_model(measured: Measured, *, source: str, target: float) -> Callable[[Axes], None]:
+    rows, chosen = measured.rows, measured.chosen
+    x = [row.threshold for row in rows]
 
     def draw(axis: Axes) -> None:
         for name, colour in [
@@ -131,7 +178,9 @@ def write_outputs(
             ("hit_rate", "#d9822b"),
             ("wrong_hit_rate", "#c0392b"),
         ]:
-            axis.plot(x, series(name), label=name.replace("_", " "), color=colour, linewidth=2)
+            axis.plot(
+                x, _series(rows, name), label=name.replace("_", " "), color=colour, linewidth=2
+            )
         axis.axhline(target, color="#c0392b", linestyle=":", linewidth=1)
         if chosen is not None:
             axis.axvline(chosen.threshold, color="#1d2330", linestyle="--", linewidth=1)
@@ -146,4 +195,26 @@ def write_outputs(
         axis.set_title(f"frugal tune: {source}")
         axis.legend(loc="lower left", fontsize=9)
 
-    return write_json_and_png(out, "tune", table, draw)
+    return draw
+
+
+def _side_by_side(
+    measured: Sequence[Measured], *, source: str, target: float
+) -> Callable[[Axes], None]:
+    def draw(axis: Axes) -> None:
+        for number, one in enumerate(measured):
+            colour = MODEL_COLOURS[number % len(MODEL_COLOURS)]
+            x = [row.threshold for row in one.rows]
+            for name, style in [("precision", "-"), ("recall", "--")]:
+                series = _series(one.rows, name)
+                label = f"{one.model}: {name}"
+                axis.plot(x, series, color=colour, linewidth=2, linestyle=style, label=label)
+            if one.chosen is not None:  # the recommended threshold, in the model's colour
+                axis.axvline(one.chosen.threshold, color=colour, linestyle=":", linewidth=1)
+        goal = f"precision {1 - target:.0%} ({target:.0%} wrong hits)"
+        axis.axhline(1 - target, color="#c0392b", linestyle=":", linewidth=1, label=goal)
+        axis.set_ylim(0, 1.02)
+        axis.set_title(f"frugal tune: {source}, {len(measured)} models")
+        axis.legend(loc="lower left", fontsize=8)
+
+    return draw

@@ -10,6 +10,9 @@ import numpy as np
 
 from frugal.plots import pyplot, save
 
+# One colour per model when models are compared, in the order given.
+MODEL_COLOURS = ("#1f9d6b", "#3d5afe", "#d9822b", "#8e44ad", "#c0392b", "#8a93a6")
+
 
 def share(value: float | None) -> str:
     """A fraction as a percentage with one decimal; "–" when there is none."""
@@ -21,11 +24,17 @@ def _ms(value: float | None) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
-    """The summary rows as the lines of a markdown table, one row per configuration."""
+    """The summary rows as the lines of a markdown table, one row per configuration (with a
+    ``embedder`` column when embedding models were compared: "–" for the setups that embed
+    nothing)."""
+    several = any("embedder" in row for row in rows)
+    first, align = (
+        ("| configuration | embedder ", "|---|---") if several else ("| configuration ", "|---")
+    )
     lines = [
-        "| configuration | upstream calls | calls saved | hit rate | coalesced | wrong hits "
+        first + "| upstream calls | calls saved | hit rate | coalesced | wrong hits "
         "| upstream cost | mean (ms) | p50 | p95 | p99 | throughput (req/s) | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        align + "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         latency = row["latency_ms"]
@@ -34,8 +43,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
         wrong = (
             f"{row['wrong_hits']} of {served} ({share(row['wrong_hit_rate'])})" if served else "–"
         )
+        model = f"| {row.get('embedder', '–')} " if several else ""
         lines.append(
-            f"| {row['config']} | {row['upstream_calls']:,} | {share(row['calls_saved'])} "
+            f"| {row['config']} {model}| {row['upstream_calls']:,} | {share(row['calls_saved'])} "
             f"| {share(row['hit_rate'])} | {row['coalesced']:,} | {wrong} "
             f"| {'–' if cost is None else f'${cost:.4f}'} | {_ms(latency['mean'])} "
             f"| {_ms(latency['p50'])} | {_ms(latency['p95'])} | {_ms(latency['p99'])} "
@@ -80,11 +90,24 @@ def _write_plots(
     )
     if swept:
         figure, axis = plt.subplots(figsize=(8, 4.5))
-        x = [row["threshold"] for row in swept]
-        axis.plot(x, [row["calls_saved"] for row in swept], "o-", color="#1f9d6b",
-                  label="upstream calls saved")  # fmt: skip
-        axis.plot(x, [row["wrong_hit_rate"] or 0.0 for row in swept], "s-", color="#c0392b",
-                  label="wrong hits (share of answers not fetched)")  # fmt: skip
+        by_model: dict[str | None, list[dict[str, Any]]] = {}
+        for row in swept:
+            by_model.setdefault(row.get("embedder"), []).append(row)
+        for number, (model, series) in enumerate(by_model.items()):
+            # One model: green savings, red wrong hits; several: a colour per model.
+            colour = MODEL_COLOURS[number % len(MODEL_COLOURS)]
+            saved_colour, wrong_colour = (
+                ("#1f9d6b", "#c0392b") if model is None else (colour, colour)
+            )
+            name = "" if model is None else f"{model}: "
+            x = [row["threshold"] for row in series]
+            saved = [row["calls_saved"] for row in series]
+            wrong = [row["wrong_hit_rate"] or 0.0 for row in series]
+            wrong_label = f"{name}wrong hits (share of answers not fetched)"
+            axis.plot(x, saved, "o-", color=saved_colour, label=f"{name}upstream calls saved")
+            axis.plot(
+                x, wrong, "s-" if model is None else "s--", color=wrong_colour, label=wrong_label
+            )
         exact = next((row for row in rows if row["config"] == "exact"), None)
         if exact is not None:
             axis.axhline(exact["calls_saved"], color="#8a93a6", linestyle="--",

@@ -24,7 +24,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,23 +43,36 @@ NO_BATCHING = {"FRUGAL_BATCH_WINDOW_MS": "0"}
 # The gateway's default threshold, set explicitly on the default setups so that what runs is
 # what the report says, whatever the environment holds.
 AT_DEFAULT = {"FRUGAL_CACHE_THRESHOLD": str(DEFAULT_THRESHOLD)}
+MODEL_SETTING = "FRUGAL_EMBEDDER_MODEL"
 
 
 @dataclass(frozen=True)
 class Config:
+    """A setup: its ``name`` (what ``--only`` picks), the gateway's settings (``None``: no
+    gateway), its threshold, and the ``model`` it embeds with when models are compared (the
+    choice as given to ``--models``; ``None``: the configured one)."""
+
     name: str
     gateway_env: dict[str, str] | None  # None: straight to the simulator
     threshold: float | None = None
+    model: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The name, with the model when there is one: ``semantic (quora)``."""
+        return self.name if self.model is None else f"{self.name} ({self.model})"
 
 
-def configurations(thresholds: list[float]) -> list[Config]:
-    """Every setup, in the report's order; ``semantic@T`` for each of ``thresholds``."""
-    return [
-        Config("direct", None),
-        Config("no-cache", {"FRUGAL_CACHE_MODE": "off", **NO_BATCHING}),
-        Config(
-            "exact", {"FRUGAL_CACHE_THRESHOLD": "1.0", "FRUGAL_COALESCE": "false", **NO_BATCHING}
-        ),
+def configurations(
+    thresholds: list[float], models: list[tuple[str, str]] | None = None
+) -> list[Config]:
+    """Every setup, in the report's order; ``semantic@T`` for each of ``thresholds``.
+
+    With ``models`` (each a label and its ``FRUGAL_EMBEDDER_MODEL`` value), the setups that
+    embed (``semantic``, ``semantic+batching``, ``semantic@T``) run once per model, side by
+    side; the others do not depend on the model and run once.
+    """
+    semantic = [
         Config("semantic", {**AT_DEFAULT, **NO_BATCHING}, threshold=DEFAULT_THRESHOLD),
         Config("semantic+batching", dict(AT_DEFAULT), threshold=DEFAULT_THRESHOLD),
         *[
@@ -71,6 +84,24 @@ def configurations(thresholds: list[float]) -> list[Config]:
             for t in thresholds
         ],
     ]
+    if models is not None:
+        semantic = [
+            replace(setup, gateway_env=_with(setup.gateway_env, MODEL_SETTING, value), model=label)
+            for setup in semantic
+            for label, value in models
+        ]
+    return [
+        Config("direct", None),
+        Config("no-cache", {"FRUGAL_CACHE_MODE": "off", **NO_BATCHING}),
+        Config(
+            "exact", {"FRUGAL_CACHE_THRESHOLD": "1.0", "FRUGAL_COALESCE": "false", **NO_BATCHING}
+        ),
+        *semantic,
+    ]
+
+
+def _with(env: dict[str, str] | None, key: str, value: str) -> dict[str, str]:
+    return {**(env or {}), key: value}
 
 
 @dataclass
@@ -110,8 +141,11 @@ class ConfigResult:
             completion_tokens=sum(o.completion_tokens for o in fetched),
         )
         requests = len(self.outcomes)
+        # "embedder", not "model": the report's "model" is the LLM asked.
+        embedder = {} if self.config.model is None else {"embedder": self.config.model}
         return {
             "config": self.config.name,
+            **embedder,
             "threshold": self.config.threshold,
             "requests": requests,
             "errors": sum(o.error is not None for o in self.outcomes),
