@@ -57,12 +57,16 @@ from frugal.cache.embedder import Embedder, OnnxEmbedder  # noqa: E402
 from frugal.config import load_settings  # noqa: E402
 from frugal.plots import pyplot, save  # noqa: E402
 from frugal.tuning.calibration import RECALL_TARGET, at_recall, labels  # noqa: E402
-from frugal.tuning.pairs import cluster_split, read_pairs  # noqa: E402
+from frugal.tuning.pairs import (  # noqa: E402
+    DEFAULT_SEED,
+    DEFAULT_VALIDATION_SHARE,
+    cluster_split,
+    read_pairs,
+)
 
 OUT = ROOT / "benchmarks" / "results" / "tuned_model.md"
 CACHE_DIR = ROOT / ".frugal" / "bench"
 # frugal model tune's defaults, for models whose manifest does not name this file's split.
-SEED, VALIDATION_SHARE = 0, 0.1
 PRECISION_GOAL = 0.89
 TABLE_THRESHOLDS = (0.60, 0.70, 0.75, 0.80, 0.85, 0.88, 0.90, 0.92, 0.94, 0.96, 0.98)
 REFERENCE_THRESHOLDS = tuple(round(0.85 + 0.01 * step, 2) for step in range(11))
@@ -116,8 +120,10 @@ def the_split(
     """The seed and share to hold out, and where they come from: the flags, else the tuned
     models' manifests (which must agree), else frugal model tune's defaults."""
     if args.seed is not None or args.validation_share is not None:
-        seed = SEED if args.seed is None else args.seed
-        fraction = VALIDATION_SHARE if args.validation_share is None else args.validation_share
+        seed = DEFAULT_SEED if args.seed is None else args.seed
+        fraction = (
+            DEFAULT_VALIDATION_SHARE if args.validation_share is None else args.validation_share
+        )
         return seed, fraction, "as given"
     recorded = {
         (model.spec.manifest["seed"], model.spec.manifest["data"]["validation_share"])
@@ -130,7 +136,11 @@ def the_split(
     if recorded:
         seed, fraction = recorded.pop()
         return seed, fraction, "the tuned model's own, from its manifest (never trained on)"
-    return SEED, VALIDATION_SHARE, "frugal model tune's defaults (no manifest names this file)"
+    return (
+        DEFAULT_SEED,
+        DEFAULT_VALIDATION_SHARE,
+        "frugal model tune's defaults (no manifest names this file)",
+    )
 
 
 def operating_point(sims: np.ndarray, same: np.ndarray) -> dict[str, Any]:

@@ -27,13 +27,11 @@ from typing import Any
 from frugal.cache.embedder import OnnxEmbedder
 from frugal.config import load_settings
 from frugal.tuning.calibration import RECALL_TARGET, labels, measure
-from frugal.tuning.pairs import cluster_split, read_pairs
+from frugal.tuning.pairs import DEFAULT_SEED, DEFAULT_VALIDATION_SHARE, cluster_split, read_pairs
 
 MODEL_ID = "all-MiniLM-L6-v2"
 FORMAT = 1
 # frugal model tune's defaults (--validation-share, --seed), so both hold out the same pairs.
-VALIDATION_SHARE = 0.1
-SEED = 0
 PROGRAM = "python -m frugal.calibration.base"
 
 
@@ -73,8 +71,8 @@ def calibrate(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__)
     parser.add_argument("--pairs", type=Path, required=True, help="JSONL of {a, b, label}")
-    parser.add_argument("--share", type=float, default=VALIDATION_SHARE)
-    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--share", type=float, default=DEFAULT_VALIDATION_SHARE)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--out", type=Path, required=True, help="the file to write")
     parser.add_argument(
         "--model-dir", type=Path, default=None, help="the exported base model (FRUGAL_MODEL_DIR)"

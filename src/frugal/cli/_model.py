@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from frugal.cli._common import ConfigOption, fail, settings
+from frugal.tuning.pairs import DEFAULT_SEED, DEFAULT_VALIDATION_SHARE
 
 model_app = typer.Typer(no_args_is_help=True, help="The embedding model.")
 
@@ -47,7 +48,9 @@ def model_tune(
     out: Annotated[
         Path, typer.Option(help="The model directory to write (and to resume in).")
     ] = Path("tuned-model"),
-    seed: Annotated[int, typer.Option(help="Seed of the split, the data order and dropout.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the split, the data order and dropout.")
+    ] = DEFAULT_SEED,
     batch_size: Annotated[int, typer.Option(min=1, help="Pairs per step.")] = 32,
     max_tokens: Annotated[
         int, typer.Option(min=4, max=256, help="Tokens kept per text while training.")
@@ -55,7 +58,7 @@ def model_tune(
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW).")] = 3e-5,
     validation_share: Annotated[
         float, typer.Option(help="Share of question clusters held out for validation.")
-    ] = 0.1,
+    ] = DEFAULT_VALIDATION_SHARE,
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads (default: one per core).")
     ] = None,

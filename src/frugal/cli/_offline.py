@@ -14,6 +14,7 @@ from rich.console import Console
 from frugal.bench.report import share
 from frugal.cli._common import ConfigOption, fail, settings
 from frugal.config import DEFAULT_THRESHOLD
+from frugal.tuning.pairs import DEFAULT_SEED, DEFAULT_VALIDATION_SHARE
 
 if TYPE_CHECKING:
     from frugal.analysis.models import Model
@@ -28,8 +29,6 @@ ModelsOption = Annotated[
 ]
 # frugal model tune's defaults for its split, so that --tuning-holdout alone measures the pairs
 # a model tuned with its defaults never saw.
-TUNING_SEED = 0
-TUNING_VALIDATION_SHARE = 0.1
 
 
 def _models(config: Path | None, models: str | None) -> list[Model]:
@@ -59,8 +58,8 @@ def _held_out(
                 "--seed and --validation-share choose held-out pairs: add --tuning-holdout"
             )
         return loaded, None
-    seed = TUNING_SEED if seed is None else seed
-    fraction = TUNING_VALIDATION_SHARE if validation_share is None else validation_share
+    seed = DEFAULT_SEED if seed is None else seed
+    fraction = DEFAULT_VALIDATION_SHARE if validation_share is None else validation_share
     held = cluster_split(loaded, share=fraction, seed=seed).validation
     if not held:
         raise ValueError(
@@ -102,13 +101,13 @@ def tune(
         ),
     ] = False,
     seed: Annotated[
-        int | None, typer.Option(help=f"With --tuning-holdout: the split's seed ({TUNING_SEED}).")
+        int | None, typer.Option(help=f"With --tuning-holdout: the split's seed ({DEFAULT_SEED}).")
     ] = None,
     validation_share: Annotated[
         float | None,
         typer.Option(
             help="With --tuning-holdout: the share of clusters held out "
-            f"({TUNING_VALIDATION_SHARE})."
+            f"({DEFAULT_VALIDATION_SHARE})."
         ),
     ] = None,
     models: ModelsOption = None,

@@ -20,6 +20,12 @@ from frugal.analysis.thresholds import Pair, load_pairs
 from frugal.cache.scope import normalise
 from frugal.tuning.hashing import sha256_file
 
+# The split every tool assumes unless told otherwise: frugal model tune holds out this share of
+# question clusters, drawn with this seed; tune --tuning-holdout, the base calibration and the
+# model benchmark measure the same side.
+DEFAULT_SEED = 0
+DEFAULT_VALIDATION_SHARE = 0.1
+
 __all__ = ["Pair", "PairsFile", "Split", "cluster_split", "read_pairs"]
 
 

@@ -24,7 +24,7 @@ from frugal.cache.export import ONNX_FILENAME, TOKENIZER_FILENAME, export_encode
 from frugal.tuning import manifest
 from frugal.tuning.base import base_model, base_tokenizer_path
 from frugal.tuning.calibration import Curve, measure
-from frugal.tuning.pairs import cluster_split, read_pairs
+from frugal.tuning.pairs import DEFAULT_VALIDATION_SHARE, cluster_split, read_pairs
 from frugal.tuning.quantized import (
     INT8_FILENAME,
     SPEED_TEXTS,
@@ -35,7 +35,6 @@ from frugal.tuning.trainer import Hyperparameters, Trained, train
 
 WORK_DIRNAME = ".tuning"
 CHECKPOINT_FILENAME = "checkpoint.pt"
-DEFAULT_VALIDATION_SHARE = 0.1
 
 
 @dataclass(frozen=True)
