@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -95,13 +96,7 @@ async def test_an_older_frugals_index_is_left_beside_this_layouts(
     older = make("asked before the upgrade", unit(rng), partition="acme")
     fields = to_hash(older, older.vector)
     fields["tenant"], fields["tenant_tag"] = fields.pop("partition"), fields.pop("partition_tag")
-    vector_args = ["TYPE", "FLOAT32", "DIM", DIM, "DISTANCE_METRIC", "COSINE"]
-    client.execute_command(
-        "FT.CREATE", name, "ON", "HASH", "PREFIX", 1, f"{prefix}entry:", "SCHEMA",
-        "tenant_tag", "TAG", "scope_tag", "TAG", "prompt_tag", "TAG",
-        "created_at", "NUMERIC", "SORTABLE", "expires_at", "NUMERIC",
-        "vector", "VECTOR", "HNSW", len(vector_args), *vector_args,
-    )  # fmt: skip
+    create_older_index(client, name, prefix=prefix, partition_field="tenant_tag")
     client.hset(f"{prefix}entry:{older.id}", mapping=fields)
     store = await RedisStore.open(
         redis_server.url, prefix=prefix, index=name, max_entries=10, dimensions=DIM
@@ -143,13 +138,7 @@ async def test_a_hash_written_before_entries_named_their_model_is_the_base_model
     older = make("asked before the upgrade", unit(rng), partition="acme")
     fields = to_hash(older, older.vector)
     del fields["model"], fields["model_tag"]
-    vector_args = ["TYPE", "FLOAT32", "DIM", DIM, "DISTANCE_METRIC", "COSINE"]
-    client.execute_command(
-        "FT.CREATE", f"{name}:v2", "ON", "HASH", "PREFIX", 1, f"{prefix}entry:", "SCHEMA",
-        "partition_tag", "TAG", "scope_tag", "TAG", "prompt_tag", "TAG",
-        "created_at", "NUMERIC", "SORTABLE", "expires_at", "NUMERIC",
-        "vector", "VECTOR", "HNSW", len(vector_args), *vector_args,
-    )  # fmt: skip
+    create_older_index(client, f"{name}:v2", prefix=prefix, partition_field="partition_tag")
     client.hset(f"{prefix}entry:{older.id}", mapping=fields)
     store = await RedisStore.open(
         redis_server.url, prefix=prefix, index=name, max_entries=10, dimensions=DIM
@@ -292,3 +281,15 @@ async def test_a_restarted_empty_server_gets_its_index_back(
             assert await store.get_exact(scope="scope-a", prompt_hash=after.prompt_hash, now=T0)
         finally:
             await store.aclose()
+
+
+def create_older_index(client: Any, name: str, *, prefix: str, partition_field: str) -> None:
+    """An index as an older frugal made it: no model tag, the partition under
+    ``partition_field`` (``tenant_tag`` before v2, ``partition_tag`` in v2)."""
+    vector_args = ["TYPE", "FLOAT32", "DIM", DIM, "DISTANCE_METRIC", "COSINE"]
+    client.execute_command(
+        "FT.CREATE", name, "ON", "HASH", "PREFIX", 1, f"{prefix}entry:", "SCHEMA",
+        partition_field, "TAG", "scope_tag", "TAG", "prompt_tag", "TAG",
+        "created_at", "NUMERIC", "SORTABLE", "expires_at", "NUMERIC",
+        "vector", "VECTOR", "HNSW", len(vector_args), *vector_args,
+    )  # fmt: skip
