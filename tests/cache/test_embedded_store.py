@@ -244,15 +244,7 @@ async def test_a_file_of_the_older_layout_is_migrated_on_open(
     """frugal once named the partition column ``tenant``."""
     path = tmp_path / "cache.sqlite3"
     vector = unit(rng)
-    db = sqlite3.connect(path)
-    with db:
-        db.execute(OLDER_SCHEMA)
-        db.execute(
-            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            ("old", "acme", "scope-a", "p", "hash-p", '{"answer": 42}', vector.tobytes(),
-             T0, T0 + 100, '{"tenant": "acme"}', 3, None, 1),
-        )  # fmt: skip
-    db.close()
+    write_older_file(path, vector, partition_column="tenant")
     store = await open_store(path)
     try:
         found = await store.get_exact(
@@ -281,15 +273,7 @@ async def test_a_file_written_before_entries_named_their_model_is_the_base_model
     entries (hits for the base model, never for another), and the file gains the column."""
     path = tmp_path / "cache.sqlite3"
     vector = unit(rng)
-    db = sqlite3.connect(path)
-    with db:
-        db.execute(OLDER_SCHEMA.replace("tenant TEXT", "partition TEXT"))
-        db.execute(
-            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            ("old", "acme", "scope-a", "p", "hash-p", '{"answer": 42}', vector.tobytes(),
-             T0, T0 + 100, '{"partition": "acme"}', 3, None, 1),
-        )  # fmt: skip
-    db.close()
+    write_older_file(path, vector, partition_column="partition")
     store = await open_store(path)
     try:
         for model, found in ((BASE_MODEL_ID, ["old"]), (TUNED, [])):
@@ -658,3 +642,17 @@ async def _check_agreement(
         await _check_search(
             store, reference, entry.scope, entry.vector, 2, -1.0, now, entry.model, exact=exact
         )
+
+
+def write_older_file(path: Path, vector: np.ndarray, *, partition_column: str) -> None:
+    """A cache file as an older frugal wrote it: no model column, the partition under
+    ``partition_column``, one entry ``old`` of partition acme (3 hits)."""
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(OLDER_SCHEMA.replace("tenant TEXT", f"{partition_column} TEXT"))
+        db.execute(
+            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ("old", "acme", "scope-a", "p", "hash-p", '{"answer": 42}', vector.tobytes(),
+             T0, T0 + 100, f'{{"{partition_column}": "acme"}}', 3, None, 1),
+        )  # fmt: skip
+    db.close()
