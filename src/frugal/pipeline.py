@@ -8,8 +8,10 @@
             upstream (batched) ──▶ store the answer if complete (unless no-store) ──▶ "miss"
 
 Streams take the same path but for coalescing: a hit is replayed as events; a miss is relayed
-event by event as it arrives and stored once it has reached its end. The API layer calls only
-`Pipeline.answer` and `Pipeline.answer_stream`.
+event by event as it arrives and stored once it has reached its end (chat and completions in
+OpenAI's chunk format, `frugal.streaming`; the Responses API in its typed events,
+`frugal.responses_events`). The API layer calls only `Pipeline.answer` and
+`Pipeline.answer_stream`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ from frugal.ids import random_hex
 from frugal.labels import RecentHits
 from frugal.outcome import Outcome
 from frugal.provider import Endpoint, Upstream
+from frugal.responses_events import ResponseAssembler, replay_response
 from frugal.streaming import EventKind, EventSplitter, StreamAssembler, replay
+
+# The ids of Responses API answers served from the cache: the provider never stored them, so
+# `GET /v1/responses/{id}` answers 404 for these without asking it.
+MINTED_RESPONSE_PREFIX = "resp_frugal_"
 
 
 @dataclass(frozen=True)
@@ -183,7 +190,9 @@ class Pipeline:
     async def answer_stream(
         self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext
     ) -> StreamedAnswer:
-        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        responses_api = endpoint is Endpoint.RESPONSES
+        # A Responses stream always ends with its usage; a chat's only when asked for.
+        wants_usage = responses_api or bool((body.get("stream_options") or {}).get("include_usage"))
         key = self._key(endpoint, body, ctx)
         question = key.prompt if key is not None else None
         # Shadow mode relays and stores streams, but neither serves nor compares them.
@@ -191,7 +200,12 @@ class Pipeline:
         lookup = Lookup(hit=None) if shadowing else await self._lookup(key, ctx)
         if (hit := lookup.hit) is not None:
             self._served(hit, question, ctx)
-            events = replay(fresh(hit.response), include_usage=wants_usage)
+            answer = fresh(hit.response)
+            events = (
+                replay_response(answer)
+                if responses_api
+                else replay(answer, include_usage=wants_usage)
+            )
             return StreamedAnswer(
                 _iterate(events), _hit_outcome(hit), hit.similarity, hit=hit, question=question
             )
@@ -203,7 +217,8 @@ class Pipeline:
         stream = await self._upstream.stream(endpoint, body, request_id=ctx.request_id)
 
         async def relay() -> AsyncIterator[bytes]:
-            splitter, assembler = EventSplitter(), StreamAssembler()
+            splitter = EventSplitter()
+            assembler = ResponseAssembler() if responses_api else StreamAssembler()
             async for data in stream:
                 for event in splitter.feed(data):
                     if storing:
@@ -272,7 +287,11 @@ def _hit_outcome(hit: Hit) -> Outcome:
 
 
 def fresh(response: dict[str, Any]) -> dict[str, Any]:
-    """A cached answer as a new response: its own ``id`` and ``created``, the rest as stored."""
+    """A cached answer as a new response: its own ``id`` and ``created`` (``created_at`` for
+    the Responses API), the rest as stored."""
+    if response.get("object") == "response":
+        minted = f"{MINTED_RESPONSE_PREFIX}{random_hex()}"
+        return {**response, "id": minted, "created_at": int(time.time())}
     prefix = str(response.get("id") or "frugal-").split("-", 1)[0]
     return {**response, "id": f"{prefix}-{random_hex()}", "created": int(time.time())}
 

@@ -19,6 +19,7 @@ class Endpoint(enum.StrEnum):
     CHAT = "/chat/completions"
     COMPLETIONS = "/completions"
     EMBEDDINGS = "/embeddings"
+    RESPONSES = "/responses"  # the Responses API: cached and coalesced, never batched
 
 
 class OpenStream(Protocol):

@@ -187,3 +187,75 @@ def test_scopes_are_equal_exactly_when_everything_but_the_question_is(
     as_json = [json.dumps({"model": "m", **fields}, sort_keys=True) for fields in (extra, other)]
     same_rest = as_json[0] == as_json[1] and partition == other_partition
     assert (first.scope == second.scope) == same_rest
+
+
+# The Responses API: stateless calls are keyed on the last user input, the rest is scope.
+
+RESPONSES: dict[str, Any] = {
+    "model": "gpt-4.1-mini",
+    "instructions": "Answer in one sentence.",
+    "input": [
+        {"role": "user", "content": "Who wrote Hamlet?"},
+        {"role": "assistant", "content": "Shakespeare."},
+        {"role": "user", "content": [{"type": "input_text", "text": "When was he born?"}]},
+    ],
+}
+
+
+def responses_key(body: dict[str, Any]):
+    return cache_key(Endpoint.RESPONSES, body, partition="acme")
+
+
+def test_a_responses_call_is_keyed_on_its_last_user_input() -> None:
+    found = responses_key(RESPONSES)
+    assert found is not None and found.prompt == "When was he born?"
+    plain = responses_key({"model": "gpt-4.1-mini", "input": "When was he born?"})
+    assert plain is not None and plain.prompt == "When was he born?"
+    assert plain.prompt_hash == found.prompt_hash and plain.scope != found.scope
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("instructions", "Answer at length."),
+        ("model", "gpt-4.1"),
+        ("temperature", 0.9),
+        ("text", {"format": {"type": "json_object"}}),
+        ("reasoning", {"effort": "high"}),
+        ("tools", [{"type": "function", "name": "lookup", "parameters": {}}]),
+        ("input", [{"role": "user", "content": "When was he born?"}]),  # no earlier turns
+    ],
+)
+def test_whatever_can_change_a_response_is_its_scope(field: str, value: Any) -> None:
+    other = {**RESPONSES, field: value}
+    first, second = responses_key(RESPONSES), responses_key(other)
+    assert first is not None and second is not None
+    assert first.prompt == second.prompt and first.scope != second.scope
+
+
+def test_store_false_and_absent_share_a_scope() -> None:
+    absent, stateless = responses_key(RESPONSES), responses_key({**RESPONSES, "store": False})
+    assert absent is not None and stateless is not None and absent.scope == stateless.scope
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"store": True},
+        {"previous_response_id": "resp_123"},
+        {"conversation": "conv_123"},
+        {"background": True},
+        {"prompt": {"id": "pmpt_123"}},
+        {"tools": [{"type": "web_search"}]},
+        {"tools": [{"type": "function", "name": "f"}, {"type": "file_search"}]},
+        {"tools": [{"type": "mcp", "server_label": "x"}]},
+        {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
+        {"input": [{"type": "function_call_output", "call_id": "c", "output": "{}"}]},
+        {"input": [{"role": "assistant", "content": "Hi."}]},
+        {"input": None},
+    ],
+)
+def test_a_stateful_acting_or_non_text_responses_call_is_not_cacheable(
+    change: dict[str, Any],
+) -> None:
+    assert responses_key({**RESPONSES, **change}) is None

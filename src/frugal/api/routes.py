@@ -26,6 +26,7 @@ from frugal.api.schemas import (
     CompletionRequest,
     EmbeddingRequest,
     ProcessPromptRequest,
+    ResponsesRequest,
 )
 from frugal.api.state import GatewayState, gateway
 from frugal.errors import (
@@ -62,6 +63,14 @@ async def completions(request: Request) -> Response:
 @router.post("/v1/embeddings", **openai_route(EmbeddingRequest))
 async def embeddings(request: Request) -> Response:
     return await _serve(request, Endpoint.EMBEDDINGS, EmbeddingRequest)
+
+
+@router.post("/v1/responses", **openai_route(ResponsesRequest))
+async def responses(request: Request) -> Response:
+    """The Responses API: a stateless call is cached and coalesced like a chat (never batched:
+    it has no list form); one that keeps state at the provider or acts through its tools is
+    relayed as a ``bypass`` (`frugal.cache.scope`)."""
+    return await _serve(request, Endpoint.RESPONSES, ResponsesRequest)
 
 
 @router.post("/process_prompt", **openai_route(ProcessPromptRequest))

@@ -68,6 +68,36 @@ class EmbeddingRequest(_Body):
     )
 
 
+class ResponseItem(BaseModel):
+    """An item of a Responses API ``input``: a message (``role``, ``content``) or another kind
+    (``type``), passed on as given."""
+
+    model_config = ConfigDict(extra="allow")
+    type: StrictStr | None = None
+    role: StrictStr | None = None
+
+
+class ResponseTool(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: StrictStr
+
+
+class ResponsesRequest(_Body):
+    """``POST /v1/responses``. ``model`` and ``input`` may be left to a stored prompt template
+    (``prompt``); such a call, and any that keeps state at the provider, is relayed, not
+    cached (`frugal.cache.scope`)."""
+
+    model: NonEmptyStr | None = None
+    input: (
+        StrictStr | Annotated[list[ResponseItem], Field(min_length=1, max_length=MAX_ITEMS)] | None
+    ) = None
+    instructions: StrictStr | None = None
+    previous_response_id: StrictStr | None = None
+    store: StrictBool | None = None
+    stream: StrictBool = False
+    tools: Annotated[list[ResponseTool], Field(max_length=MAX_ITEMS)] | None = None
+
+
 class ProcessPromptRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: NonEmptyStr

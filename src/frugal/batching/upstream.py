@@ -261,6 +261,8 @@ def _items(endpoint: Endpoint, body: dict[str, Any]) -> list[Any] | None:
     """What a request contributes to a list call, or ``None`` when it cannot share one."""
     if endpoint == Endpoint.CHAT:
         return [body]
+    if endpoint == Endpoint.RESPONSES:  # no list form: a response is one call
+        return None
     value = body.get("prompt" if endpoint == Endpoint.COMPLETIONS else "input")
     if isinstance(value, str):
         return [value]

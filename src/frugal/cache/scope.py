@@ -1,16 +1,21 @@
 """What must be equal before two prompts may share an answer.
 
 Only the text that carries the question is embedded: the last user message of a chat, the
-prompt of a completion. Everything else in the request that can change the answer forms the
-*scope* and is compared exactly (as a hash): the partition, the endpoint, the model, the system
-prompt, every earlier turn, tools, sampling parameters, response format, and any field frugal
-does not know (an unknown field might change the answer, so it counts). Only fields that cannot
-change the answer are left out: ``stream``, ``stream_options`` and, when configured as a label,
-``user``.
+prompt of a completion, the last user input of a Responses API call. Everything else in the
+request that can change the answer forms the *scope* and is compared exactly (as a hash): the
+partition, the endpoint, the model, the system prompt or instructions, every earlier turn,
+tools, sampling parameters, response format, and any field frugal does not know (an unknown
+field might change the answer, so it counts). Only fields that cannot change the answer are
+left out: ``stream``, ``stream_options`` and, when configured as a label,
+``user``, and for the Responses API ``store`` (false or absent: a stateless call either way).
 
 A request frugal cannot reduce to one question (images in the question, a list of prompts,
 embeddings, a conversation that does not end with the user) is not cacheable: `cache_key`
-returns ``None`` and the request goes upstream untouched.
+returns ``None`` and the request goes upstream untouched. So is a Responses API call that keeps
+or reads state at the provider (``store: true``, ``previous_response_id``, ``conversation``,
+``background``, a stored ``prompt`` template) or that brings a tool acting in the world (any
+tool but a ``function`` or ``custom`` one the client runs itself: web search, file search,
+computer use, code interpreter, MCP, ...): its answer depends on more than the request says.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from frugal.provider import Endpoint
 
 # Fields that change how an answer is delivered, never what it says.
 DELIVERY_FIELDS = frozenset({"stream", "stream_options"})
+# A Responses API call with any of these set reads or keeps state at the provider.
+STATEFUL_FIELDS = ("previous_response_id", "conversation", "background", "prompt")
+# Tools the client runs itself; every other kind acts at the provider (search, code, MCP, ...).
+CLIENT_TOOLS = frozenset({"function", "custom"})
 _SPACES = re.compile(r"\s+")
 
 
@@ -61,6 +70,8 @@ def cache_key(
         return None
     question, rest = split
     ignored = DELIVERY_FIELDS | ({"user"} if user_is_label else set())
+    if endpoint is Endpoint.RESPONSES:
+        ignored |= {"store"}
     scope_fields = {name: value for name, value in rest.items() if name not in ignored}
     # The hashed form keeps the key "tenant": renaming it would change every scope hash and
     # strand every entry stored before.
@@ -98,17 +109,46 @@ def _split_question(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, dict
         if not isinstance(prompt, str):
             return None
         return prompt, {name: value for name, value in body.items() if name != "prompt"}
+    if endpoint is Endpoint.RESPONSES:
+        return _responses_question(body)
     return None
 
 
-def _text_of(content: object) -> str | None:
-    """A message's text; ``None`` when it holds anything but text (an image is not embedded)."""
+def _responses_question(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """A stateless Responses API call's last user input, and the body without its text."""
+    if body.get("store") is True or any(body.get(name) for name in STATEFUL_FIELDS):
+        return None
+    tools = body.get("tools") or []
+    if not isinstance(tools, list) or any(
+        not isinstance(tool, dict) or tool.get("type") not in CLIENT_TOOLS for tool in tools
+    ):
+        return None
+    given = body.get("input")
+    if isinstance(given, str):
+        return given, {name: value for name, value in body.items() if name != "input"}
+    if not isinstance(given, list) or not given:
+        return None
+    last = given[-1]
+    if not isinstance(last, dict) or last.get("role") != "user":
+        return None
+    if last.get("type", "message") != "message":
+        return None
+    text = _text_of(last.get("content"), part_type="input_text")
+    if text is None:
+        return None
+    without_text = {name: value for name, value in last.items() if name != "content"}
+    return text, {**body, "input": [*given[:-1], without_text]}
+
+
+def _text_of(content: object, *, part_type: str = "text") -> str | None:
+    """A message's text; ``None`` when it holds anything but text parts (of ``part_type``:
+    ``input_text`` in the Responses API): an image or a file is not embedded."""
     if isinstance(content, str):
         return content
     if isinstance(content, list) and content:
         texts = []
         for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
+            if not isinstance(part, dict) or part.get("type") != part_type:
                 return None
             if not isinstance(part.get("text"), str):
                 return None

@@ -107,7 +107,11 @@ class CacheStats:
 
 
 def storable(response: dict[str, Any], *, admit_length: bool, admit_tool_calls: bool) -> bool:
-    """Only complete, successful answers are cached: every choice finished as allowed."""
+    """Only complete, successful answers are cached: every choice finished as allowed (a
+    Responses API answer: completed, with only messages, reasoning and, if admitted, calls of
+    the client's tools)."""
+    if response.get("object") == "response":
+        return _storable_response(response, admit_tool_calls=admit_tool_calls)
     choices = response.get("choices")
     if not isinstance(choices, list) or not choices:
         return False
@@ -120,6 +124,17 @@ def storable(response: dict[str, Any], *, admit_length: bool, admit_tool_calls: 
         if (message.get("tool_calls") or message.get("function_call")) and not admit_tool_calls:
             return False
     return True
+
+
+def _storable_response(response: dict[str, Any], *, admit_tool_calls: bool) -> bool:
+    if response.get("status") != "completed" or response.get("error"):
+        return False
+    output = response.get("output")
+    if not isinstance(output, list) or not output:
+        return False
+    allowed = {"message", "reasoning"}
+    allowed |= {"function_call", "custom_tool_call"} if admit_tool_calls else set()
+    return all(isinstance(item, dict) and item.get("type") in allowed for item in output)
 
 
 @dataclass(frozen=True)

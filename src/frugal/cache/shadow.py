@@ -67,8 +67,13 @@ PairSink = Callable[[ShadowPair], Awaitable[None]]
 
 
 def answer_text(response: dict[str, Any]) -> str | None:
-    """The text of a chat or completion answer (choices joined), ``None`` when it has none."""
+    """The text of a chat or completion answer (choices joined), or of a Responses API answer
+    (its messages' text parts joined); ``None`` when it has none."""
     parts = []
+    for item in response.get("output") or [] if response.get("object") == "response" else []:
+        for part in (item.get("content") or []) if isinstance(item, dict) else []:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
     for choice in response.get("choices") or []:
         if not isinstance(choice, dict):
             continue

@@ -43,11 +43,13 @@ class Observer:
         return model
 
     def cost(self, model: str, usage: Any) -> tuple[int, int, float | None]:
-        """Prompt and completion tokens of ``usage``, and their price (``None``: unknown)."""
+        """Prompt and completion tokens of ``usage`` (a chat's or a Responses API's, which
+        names them ``input_tokens`` and ``output_tokens``), and their price (``None``:
+        unknown)."""
         if not isinstance(usage, dict):
             return 0, 0, None
-        prompt = usage.get("prompt_tokens")
-        completion = usage.get("completion_tokens")
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+        completion = usage.get("completion_tokens", usage.get("output_tokens"))
         prompt = prompt if isinstance(prompt, int) else 0
         completion = completion if isinstance(completion, int) else 0
         return (
