@@ -12,7 +12,14 @@ import torch
 from frugal.analysis.thresholds import Pair
 from frugal.tuning import checkpoint
 from frugal.tuning.checkpoint import Checkpoint
-from frugal.tuning.trainer import Hyperparameters, data_order, learning_rate_factor, train
+from frugal.tuning.loss import AffineHead, pair_loss
+from frugal.tuning.trainer import (
+    Hyperparameters,
+    data_order,
+    label_weights,
+    learning_rate_factor,
+    train,
+)
 
 TINY = Hyperparameters(seed=3, batch_size=8, max_tokens=8)
 
@@ -69,3 +76,21 @@ def test_the_learning_rate_warms_up_then_decays_to_nothing() -> None:
     assert factors[:3] == [0.5, 1.0, 1.0]  # two warm-up steps
     assert all(earlier > later for earlier, later in zip(factors[2:], factors[3:], strict=False))
     assert factors[-1] == pytest.approx(1 / 18)  # the last step still learns
+
+
+def test_balanced_weights_give_each_label_half_the_loss() -> None:
+    pairs = [Pair("a", "b", True)] * 90 + [Pair("a", "c", False)] * 10
+    different, duplicate = label_weights(pairs)
+    assert different * 10 == pytest.approx(duplicate * 90) == pytest.approx(50)
+    assert label_weights([Pair("a", "b", True)] * 4) == (1.0, 1.0)
+
+
+def test_a_weighted_pair_counts_in_the_loss_by_its_weight() -> None:
+    head = AffineHead()
+    a = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    b = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    same = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    plain = pair_loss(head, a, b, same).item()
+    assert pair_loss(head, a, b, same, torch.ones(4)).item() == pytest.approx(plain)
+    only_first = pair_loss(head, a, b, same, torch.tensor([4.0, 0.0, 0.0, 0.0]))
+    assert only_first.item() == pytest.approx(pair_loss(head, a[:1], b[:1], same[:1]).item())

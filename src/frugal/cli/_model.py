@@ -62,6 +62,13 @@ def model_tune(
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads (default: one per core).")
     ] = None,
+    balance: Annotated[
+        bool,
+        typer.Option(
+            help="Weigh the two labels equally, however many pairs each has (for labels "
+            "from operation, mostly agreeing pairs)."
+        ),
+    ] = False,
     stop_after_steps: Annotated[int | None, typer.Option(min=0, hidden=True)] = None,
     speed_texts: Annotated[int, typer.Option(min=1, hidden=True)] = 1000,
 ) -> None:
@@ -77,7 +84,12 @@ def model_tune(
         pairs=pairs,
         out_dir=out,
         params=Hyperparameters(
-            seed=seed, epochs=epochs, batch_size=batch_size, max_tokens=max_tokens, lr=lr
+            seed=seed,
+            epochs=epochs,
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            lr=lr,
+            balance=balance,
         ),
         validation_share=validation_share,
         minutes=minutes,

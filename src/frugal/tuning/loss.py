@@ -27,9 +27,14 @@ class AffineHead(torch.nn.Module):
 
 
 def pair_loss(
-    head: AffineHead, a: torch.Tensor, b: torch.Tensor, same: torch.Tensor
+    head: AffineHead,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    same: torch.Tensor,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The mean loss of a batch: ``a`` and ``b`` are unit vectors ``(batch, dims)`` row by row,
-    ``same`` the labels as floats (1.0: duplicates)."""
+    ``same`` the labels as floats (1.0: duplicates), ``weight`` each pair's weight (``None``:
+    all 1)."""
     cosine = (a * b).sum(dim=1)
-    return torch.nn.functional.binary_cross_entropy_with_logits(head(cosine), same)
+    return torch.nn.functional.binary_cross_entropy_with_logits(head(cosine), same, weight)

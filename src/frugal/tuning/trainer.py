@@ -50,7 +50,10 @@ StopReason = Literal["epochs", "time budget", "interrupted"]
 @dataclass(frozen=True)
 class Hyperparameters:
     """What decides the weights, besides the data. ``max_tokens`` cuts each text while
-    training (special tokens included); serving still reads up to 256."""
+    training (special tokens included); serving still reads up to 256. ``balance`` weighs
+    the two labels equally in the loss, however many pairs each has: labels from operation
+    are mostly agreeing pairs, and unweighted they teach the model to call everything the
+    same (every similarity near 1)."""
 
     seed: int = 0
     epochs: int = 1
@@ -62,6 +65,7 @@ class Hyperparameters:
     max_grad_norm: float = MAX_GRAD_NORM
     head_w: float = HEAD_W
     head_b: float = HEAD_B
+    balance: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ def train(
     """
     if not pairs:
         raise ValueError("there are no training pairs")
+    weights = label_weights(pairs) if params.balance else (1.0, 1.0)
     saved = checkpoint.load(checkpoint_path)
     if saved is not None:
         _check_same_run(saved.run, run, checkpoint_path)
@@ -180,7 +185,9 @@ def train(
                 factor = learning_rate_factor(state.step, planned, params.warmup_share)
                 for group in optimizer.param_groups:
                     group["lr"] = params.lr * factor
-                loss = _step(module, head, optimizer, tokenizer, batch, params.max_grad_norm)
+                loss = _step(
+                    module, head, optimizer, tokenizer, batch, params.max_grad_norm, weights
+                )
                 shown = state.advance(len(batch), loss, spent_before + time.monotonic() - started)
                 if bar is not None:
                     bar.advance(len(batch), shown)
@@ -200,6 +207,17 @@ def train(
             stopped_by=stopped_by,
             threads=used_threads,
         )
+
+
+def label_weights(pairs: Sequence[Pair]) -> tuple[float, float]:
+    """The weights (of a different pair, of a duplicate) that give each label half the loss:
+    ``len(pairs) / (2 * count)``; both 1.0 when one label has no pair (nothing to balance).
+    Example: 90 duplicates and 10 others → ``(5.0, 0.555...)``."""
+    duplicates = sum(pair.same for pair in pairs)
+    different = len(pairs) - duplicates
+    if not duplicates or not different:
+        return 1.0, 1.0
+    return len(pairs) / (2 * different), len(pairs) / (2 * duplicates)
 
 
 @dataclass
@@ -229,15 +247,18 @@ def _step(
     tokenizer: Tokenizer,
     batch: Sequence[Pair],
     max_grad_norm: float,
+    weights: tuple[float, float],
 ) -> float:
-    """One optimisation step on ``batch``; return its loss."""
+    """One optimisation step on ``batch``, its pairs weighted by label (``weights``: of a
+    different pair, of a duplicate); return its loss."""
     # Both sides in one call: one padding length, one pass through the encoder.
     encodings = tokenizer.encode_batch([p.a for p in batch] + [p.b for p in batch])
     input_ids = torch.tensor([e.ids for e in encodings], dtype=torch.int64)
     attention_mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.int64)
     vectors = module(input_ids, attention_mask)
     same = torch.tensor([1.0 if p.same else 0.0 for p in batch])
-    loss = pair_loss(head, vectors[: len(batch)], vectors[len(batch) :], same)
+    weight = torch.tensor([weights[1] if p.same else weights[0] for p in batch])
+    loss = pair_loss(head, vectors[: len(batch)], vectors[len(batch) :], same, weight)
     optimizer.zero_grad(set_to_none=True)
     torch.autograd.backward(loss)
     torch.nn.utils.clip_grad_norm_([*module.parameters(), *head.parameters()], max_grad_norm)
