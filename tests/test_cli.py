@@ -20,7 +20,7 @@ SURFACE = {
     "sim": [
         "--host", "--port", "--call-latency-ms", "--item-latency-ms", "--token-latency-ms",
         "--max-concurrency", "--rpm", "--error-rate", "--slow-rate", "--slow-ms", "--drop-rate",
-        "--reject-containing", "--require-api-key", "--seed",
+        "--reject-containing", "--require-api-key", "--seed", "--models", "--flag-containing",
     ],
     "demo": ["--workload", "--concurrency", "--call-latency-ms", "--item-latency-ms", "--chart"],
     "tune": [

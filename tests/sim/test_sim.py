@@ -7,87 +7,17 @@ import base64
 import json
 import logging
 import math
-import socket
 import struct
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
-from frugal.sim import SimConfig, call_latency_s, create_sim_app, simulator
+from frugal.sim import SimConfig, call_latency_s, completions
 from frugal.sim.rate_limit import RequestsPerMinute
-
-CHAT = "/v1/chat/completions"
-FAST = {"call_latency_ms": 0.0, "item_latency_ms": 0.0, "token_latency_ms": 0.0}
-USER_X: list[Any] = [{"role": "user", "content": "x"}]
-
-SimFactory = Callable[..., str]
-
-
-@contextmanager
-def serving(config: SimConfig) -> Iterator[str]:
-    """Serve a simulator from a thread on a free loopback port; yields its URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    app = create_sim_app(config)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the simulator did not start"
-            time.sleep(0.005)
-        yield "http://127.0.0.1:%d" % sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-@pytest.fixture
-def make_sim() -> Iterator[SimFactory]:
-    """``make_sim(**config)`` serves a simulator (no latency unless given); gives its URL."""
-    with ExitStack() as servers:
-        yield lambda **config: servers.enter_context(serving(SimConfig(**{**FAST, **config})))
-
-
-@pytest.fixture(scope="module")
-def shared_sim() -> Iterator[str]:
-    with serving(SimConfig(**FAST)) as url:
-        yield url
-
-
-@pytest.fixture
-def url(shared_sim: str) -> str:
-    """A well-behaved simulator, its stats zeroed."""
-    httpx.post(shared_sim + "/sim/reset").raise_for_status()
-    return shared_sim
-
-
-def sdk(url: str, key: str = "k") -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
-
-
-def chat_body(prompt: str, **extra: Any) -> dict[str, Any]:
-    return {"model": "sim-small", "messages": [{"role": "user", "content": prompt}], **extra}
-
-
-def stats(url: str) -> dict[str, Any]:
-    return httpx.get(url + "/sim/stats").json()
-
-
-def events(text: str) -> list[Any]:
-    """The payloads of an SSE body, ``"[DONE]"`` kept as a string."""
-    payloads = [line.removeprefix("data: ") for line in text.split("\n\n") if line]
-    return [p if p == "[DONE]" else json.loads(p) for p in payloads]
-
+from tests.sim.serving import CHAT, USER_X, SimFactory, chat_body, events, sdk, stats
 
 # -- answers ---------------------------------------------------------------------------------
 
@@ -262,6 +192,7 @@ async def test_stats_count_calls_prompts_tokens_and_reset_zeroes_them(url: str) 
         "bad_request": 1,
         "errors": 0,
         "dropped": 0,
+        "not_found": 0,
     }
     assert zeroed == stats(url)
     assert (zeroed["calls"], zeroed["prompts"], zeroed["tokens"]) == (0, 0, 0)
@@ -480,7 +411,7 @@ async def test_an_unexpected_failure_is_logged_with_its_traceback_and_answered_5
     def boom(*args: object) -> dict[str, Any]:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(simulator, "answer_body", boom)
+    monkeypatch.setattr(completions, "answer_body", boom)
     secret = "sk-sim-secret-0b7e"
     url = make_sim(require_api_key=secret)
     with caplog.at_level(logging.ERROR):

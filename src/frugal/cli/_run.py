@@ -95,26 +95,39 @@ def sim(
         str | None, typer.Option(help="Answer 401 unless this bearer key is sent.")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the fault injection.")] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated model names GET /v1/models lists (any is answered)."),
+    ] = None,
+    flag_containing: Annotated[
+        str | None, typer.Option(help="Moderations flag an input that contains this text.")
+    ] = None,
 ) -> None:
     """Run the simulated OpenAI-compatible provider."""
     import uvicorn
 
-    from frugal.sim import SimConfig, create_sim_app
+    from frugal.sim import DEFAULT_MODELS, SimConfig, create_sim_app
 
-    config = SimConfig(
-        call_latency_ms=call_latency_ms,
-        item_latency_ms=item_latency_ms,
-        token_latency_ms=token_latency_ms,
-        max_concurrency=max_concurrency,
-        rpm=rpm,
-        error_rate=error_rate,
-        slow_rate=slow_rate,
-        slow_ms=slow_ms,
-        drop_rate=drop_rate,
-        reject_containing=reject_containing,
-        require_api_key=require_api_key,
-        seed=seed,
-    )
+    names = DEFAULT_MODELS if models is None else tuple(m.strip() for m in models.split(","))
+    try:
+        config = SimConfig(
+            call_latency_ms=call_latency_ms,
+            item_latency_ms=item_latency_ms,
+            token_latency_ms=token_latency_ms,
+            max_concurrency=max_concurrency,
+            rpm=rpm,
+            error_rate=error_rate,
+            slow_rate=slow_rate,
+            slow_ms=slow_ms,
+            drop_rate=drop_rate,
+            reject_containing=reject_containing,
+            require_api_key=require_api_key,
+            seed=seed,
+            models=names,
+            flag_containing=flag_containing,
+        )
+    except ValueError as exc:
+        fail(exc)
     uvicorn.run(create_sim_app(config), host=host, port=port, log_level="warning")
 
 

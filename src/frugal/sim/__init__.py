@@ -4,7 +4,7 @@ A program of its own: of the gateway it uses only `frugal.errors`, for OpenAI's 
 """
 
 from frugal.sim.app import create_sim_app
-from frugal.sim.config import SimConfig, call_latency_s
+from frugal.sim.config import DEFAULT_MODELS, SimConfig, call_latency_s
 from frugal.sim.wire import count_tokens
 
-__all__ = ["SimConfig", "call_latency_s", "count_tokens", "create_sim_app"]
+__all__ = ["DEFAULT_MODELS", "SimConfig", "call_latency_s", "count_tokens", "create_sim_app"]

@@ -1,18 +1,33 @@
 """The HTTP app of the simulated OpenAI-compatible provider (``frugal sim``).
 
-Routes: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (``stream`` included; a list
-``prompt`` gets one choice per prompt), ``POST /v1/embeddings`` (a list ``input``;
-``encoding_format`` ``float`` or ``base64``), ``GET /sim/stats``, ``POST /sim/reset``,
-``POST /sim/faults`` (new fault rates while running), ``GET /healthz``. Any model name is
-accepted; every error has OpenAI's shape, and an unexpected one is logged with its traceback
-(never the request's headers). How a call is answered: `frugal.sim.simulator`.
+Routes:
+
+- ``POST /v1/chat/completions`` and ``POST /v1/completions`` (``stream`` included; a list
+  ``prompt`` gets one choice per prompt; a chat's ``response_format`` and forced ``tools``:
+  `frugal.sim.structured`), ``POST /v1/embeddings`` (a list ``input``; ``encoding_format``
+  ``float`` or ``base64``);
+- ``GET /v1/models``, ``GET /v1/models/{model}`` (`frugal.sim.catalog`);
+- ``POST /v1/responses`` (`frugal.sim.responses_api`), ``GET`` and ``DELETE
+  /v1/responses/{id}`` (`frugal.sim.response_store`);
+- ``POST /v1/moderations`` (`frugal.sim.moderations`);
+- ``POST /v1/files``, ``GET /v1/files``, ``GET /v1/files/{id}``, ``GET /v1/files/{id}/content``,
+  ``DELETE /v1/files/{id}`` (`frugal.sim.files`);
+- the simulator's own: ``GET /sim/stats``, ``POST /sim/reset``, ``POST /sim/faults`` (new fault
+  rates while running), ``GET /sim/files/{id}`` (``{"bytes", "sha256"}`` of an upload as it
+  arrived), ``GET /healthz``.
+
+Any model name is answered; every error has OpenAI's shape, and an unexpected one is logged
+with its traceback (never the request's headers). How a call is answered:
+`frugal.sim.simulator`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
+from functools import partial
 
 import fastapi
 from fastapi import Request
@@ -20,11 +35,16 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from frugal.errors import error_body
+from frugal.sim import catalog, files, moderations, response_store
+from frugal.sim.completions import completion_job
 from frugal.sim.config import FAULTS, SimConfig
+from frugal.sim.job import Job
+from frugal.sim.responses_api import responses_job
+from frugal.sim.routes import CHAT, COMPLETIONS, EMBEDDINGS, FILES, MODELS, MODERATIONS, RESPONSES
 from frugal.sim.simulator import Simulator
-from frugal.sim.wire import CHAT, COMPLETIONS, EMBEDDINGS
 
 logger = logging.getLogger(__name__)
+Build = Callable[[Request], Awaitable[Job]]
 
 
 def create_sim_app(config: SimConfig) -> fastapi.FastAPI:
@@ -32,17 +52,49 @@ def create_sim_app(config: SimConfig) -> fastapi.FastAPI:
 
     >>> app = create_sim_app(SimConfig(call_latency_ms=0, item_latency_ms=0, seed=1))
     """
-    app = fastapi.FastAPI(title="frugal sim", docs_url=None, redoc_url=None, openapi_url=None)
-    sim = app.state.sim = Simulator(config)
+    sim = Simulator(config)
 
-    def route(endpoint: str) -> Callable[[Request], Awaitable[Response]]:
+    @asynccontextmanager
+    async def lifespan(app: fastapi.FastAPI) -> AsyncIterator[None]:
+        yield
+        sim.close()
+
+    app = fastapi.FastAPI(
+        title="frugal sim", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
+    app.state.sim = sim
+
+    def add(method: str, path: str, family: str, build: Build) -> None:
         async def serve(request: Request) -> Response:
-            return await sim.handle(endpoint, request)
+            return await sim.serve(family, request, build)
 
-        return serve
+        app.add_api_route(path, serve, methods=[method])
 
     for endpoint in (CHAT, COMPLETIONS, EMBEDDINGS):
-        app.add_api_route(endpoint, route(endpoint), methods=["POST"])
+        add("POST", endpoint, endpoint, partial(_completion, endpoint))
+    add("GET", MODELS, MODELS, partial(catalog.list_job, models=config.models))
+    add("GET", MODELS + "/{model:path}", MODELS, partial(catalog.model_job, models=config.models))
+    add("POST", RESPONSES, RESPONSES, partial(responses_job, store=sim.responses))
+    one_response = RESPONSES + "/{response_id}"
+    add("GET", one_response, RESPONSES, partial(response_store.retrieve_job, store=sim.responses))
+    add("DELETE", one_response, RESPONSES, partial(response_store.delete_job, store=sim.responses))
+    flag = config.flag_containing
+    add("POST", MODERATIONS, MODERATIONS, partial(moderations.moderation_job, flag_containing=flag))
+    one_file = FILES + "/{file_id}"
+    add("POST", FILES, FILES, partial(files.upload_job, store=sim.files))
+    add("GET", FILES, FILES, partial(files.list_job, store=sim.files))
+    add("GET", one_file, FILES, partial(files.retrieve_job, store=sim.files))
+    add("GET", one_file + "/content", FILES, partial(files.content_job, store=sim.files))
+    add("DELETE", one_file, FILES, partial(files.delete_job, store=sim.files))
+
+    @app.get("/sim/files/{file_id}")
+    async def received(file_id: str) -> JSONResponse:
+        """What arrived of an upload: ``{"bytes", "sha256"}``; not a call."""
+        found = files.received(sim.files, file_id)
+        if found is None:
+            body = error_body(f"No such File object: {file_id}", type="invalid_request_error")
+            return JSONResponse(body, status_code=404)
+        return JSONResponse(found)
 
     @app.get("/sim/stats")
     async def stats() -> JSONResponse:
@@ -87,3 +139,7 @@ def create_sim_app(config: SimConfig) -> fastapi.FastAPI:
         return JSONResponse(body, status_code=500)
 
     return app
+
+
+async def _completion(endpoint: str, request: Request) -> Job:
+    return completion_job(endpoint, await request.body())

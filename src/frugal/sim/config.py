@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 FAULTS = ("error_rate", "slow_rate", "slow_ms", "drop_rate")  # changeable while running
+# The names the tests and the gateway's default model use, and the moderations default.
+DEFAULT_MODELS = ("gpt-4o-mini", "sim-small", "sim-large", "sim-embed", "omni-moderation-latest")
 
 
 @dataclass(frozen=True, kw_only=True)
 class SimConfig:
     """How the simulated provider behaves. Rates are probabilities in [0, 1].
 
-    Raises ValueError naming the field when a latency is negative, a rate is outside [0, 1] or a
-    limit is below 1.
+    Raises ValueError naming the field when a latency is negative, a rate is outside [0, 1], a
+    limit is below 1 or ``models`` is empty or holds an empty name.
     """
 
     call_latency_ms: float = 900.0  # fixed cost of every call
@@ -27,6 +29,8 @@ class SimConfig:
     reject_containing: str | None = None  # 400 for a whole call that contains this text
     require_api_key: str | None = None  # when set, 401 without "Authorization: Bearer KEY"
     seed: int | None = None  # seeds the fault draws, so runs repeat
+    models: tuple[str, ...] = DEFAULT_MODELS  # what GET /v1/models lists; any name is answered
+    flag_containing: str | None = None  # moderations flag an input that contains this text
 
     def __post_init__(self) -> None:
         for name in ("call_latency_ms", "item_latency_ms", "token_latency_ms", "slow_ms"):
@@ -38,6 +42,8 @@ class SimConfig:
         for name in ("max_concurrency", "rpm"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)!r}")
+        if not self.models or not all(isinstance(m, str) and m for m in self.models):
+            raise ValueError(f"models must be one or more non-empty names, got {self.models!r}")
 
 
 def call_latency_s(

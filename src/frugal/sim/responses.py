@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from pathlib import Path
 
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
+from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
 
@@ -13,8 +15,19 @@ class Dropped(Exception):
     """Raised inside an `EventStream`'s events to cut its connection."""
 
 
-class DroppedResponse(JSONResponse):
-    """Promises its whole body in Content-Length, sends half of it, then closes the connection."""
+class DroppedResponse(Response):
+    """Promises its whole body in Content-Length, sends half of it, then closes the connection.
+
+    `of` gives the dropped form of any whole response (a file's is read into memory).
+    """
+
+    @classmethod
+    async def of(cls, whole: Response) -> DroppedResponse:
+        if isinstance(whole, FileResponse):
+            body = await asyncio.to_thread(Path(whole.path).read_bytes)
+        else:
+            body = bytes(whole.body)
+        return cls(body, status_code=whole.status_code, media_type=whole.media_type)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})

@@ -1,9 +1,11 @@
 """One simulated provider's state and how it answers a call.
 
-Answers are ``"[MODEL] Answer to: PROMPT"``, where a chat's prompt is its last user message.
-Tokens are whitespace-separated words (`count_tokens`); ``max_tokens`` cuts an answer to that
-many words with finish_reason ``"length"``. An embedding is a unit vector drawn from the sha256
-of its input text (16 dimensions unless ``dimensions`` says otherwise).
+Answers are ``"[MODEL] Answer to: PROMPT"``, where a chat's prompt is its last user message and
+a response's its last user input; a chat or a response may ask for them as JSON or as a tool
+call (`frugal.sim.structured`). Tokens are whitespace-separated words (`count_tokens`);
+``max_tokens`` cuts an answer to that many words with finish_reason ``"length"``. An embedding
+is a unit vector drawn from the sha256 of its input text (16 dimensions unless ``dimensions``
+says otherwise). Each route's module turns its request into a `Job` (`frugal.sim.job`).
 
 A call (one request to a ``/v1`` route) meets, in this order:
 
@@ -11,19 +13,21 @@ A call (one request to a ``/v1`` route) meets, in this order:
 2. ``require_api_key``: 401 without ``Authorization: Bearer KEY``;
 3. ``rpm``: 429 with ``Retry-After`` when the last 60 s already admitted ``rpm`` calls
    (refused calls do not enter the window);
-4. body validation: 400 naming the bad field in ``param``;
+4. validation: 400 naming the bad field in ``param``; 404 for a model, file or response id
+   the simulator does not hold;
 5. ``reject_containing``: 400 for the whole call when any of its texts contains it;
 6. ``error_rate``: 500 at once, as an overloaded provider answers;
 7. a concurrency slot (calls beyond ``max_concurrency`` wait for one), held while the call
-   waits `call_latency_s`; a stream spends the per-token part between its chunks;
+   waits `call_latency_s`; a stream spends the per-token part between its events;
 8. ``drop_rate``: the connection is closed halfway through the response body;
-9. the answer.
+9. the answer (only now is an upload stored, a deletion done, a response kept).
 
 ``GET /sim/stats``: ``calls`` counts every request received on a ``/v1`` route, whatever its
-answer; ``prompts`` counts the items of those with a valid body (a chat is one prompt, a list
-``prompt`` or ``input`` its length); ``tokens`` sums the usage ``total_tokens`` of complete
-answers only; ``rejected`` counts the answers of steps 2-8 by kind; ``in_flight`` and
-``max_in_flight`` count calls holding a concurrency slot, now and at most.
+answer; ``prompts`` counts the items of those with a valid body (a chat or a response is one
+prompt, a list ``prompt`` or ``input`` its length; listing models or files none); ``tokens``
+sums the usage ``total_tokens`` of complete answers only; ``endpoints`` has these per route
+family (`frugal.sim.routes`); ``rejected`` counts the answers of steps 2-8 by kind;
+``in_flight`` and ``max_in_flight`` count calls holding a concurrency slot, now and at most.
 """
 
 from __future__ import annotations
@@ -31,35 +35,25 @@ from __future__ import annotations
 import asyncio
 import hmac
 import random
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from frugal.sim.config import SimConfig, call_latency_s
+from frugal.sim.files import FileStore
+from frugal.sim.job import Job, Streamed
 from frugal.sim.rate_limit import RequestsPerMinute
+from frugal.sim.rejected import Rejected
+from frugal.sim.response_store import ResponseStore
 from frugal.sim.responses import Dropped, DroppedResponse, EventStream
 from frugal.sim.stats import Stats
-from frugal.sim.wire import (
-    CHAT,
-    COMPLETIONS,
-    EMBEDDINGS,
-    Call,
-    Choice,
-    Rejected,
-    answer_body,
-    chunk_event,
-    chunk_head,
-    make_choices,
-    parse_call,
-    sse_event,
-    usage_of,
-)
 
 
 class Simulator:
-    """The state of one simulated provider: stats, rate window, concurrency slots, fault draws.
+    """The state of one simulated provider: stats, rate window, concurrency slots, fault draws,
+    and what it holds (uploaded files, stored responses).
 
     ``config`` is replaced while running when ``POST /sim/faults`` changes its fault rates.
     """
@@ -67,52 +61,64 @@ class Simulator:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.stats = Stats()
+        self.files = FileStore()
+        self.responses = ResponseStore()
         self._window = None if config.rpm is None else RequestsPerMinute(config.rpm)
         limit = config.max_concurrency
         self._slots = None if limit is None else asyncio.Semaphore(limit)
         self._rng = random.Random(config.seed)
 
     def reset(self) -> None:
-        """Zero the stats and the rate window; a seeded simulator starts its draws over."""
+        """Zero the stats and the rate window; a seeded simulator starts its draws over. Files
+        and stored responses stay."""
         self.stats.reset()
         if self._window is not None:
             self._window.reset()
         self._rng.seed(self.config.seed)
 
-    async def handle(self, endpoint: str, request: Request) -> Response:
-        """Answer one call, through the steps listed in the module docstring."""
-        raw = await request.body()
-        self.stats.endpoints[endpoint]["calls"] += 1
-        parsed: Call | Rejected
+    def close(self) -> None:
+        """Remove the uploaded files from disk."""
+        self.files.close()
+
+    async def serve(
+        self, route: str, request: Request, build: Callable[[Request], Awaitable[Job]]
+    ) -> Response:
+        """Answer one call to ``route``'s family, through the steps in the module docstring;
+        ``build`` reads the request into its `Job` or raises `Rejected`."""
+        self.stats.endpoints[route]["calls"] += 1
+        parsed: Job | Rejected
         try:
-            parsed = parse_call(endpoint, raw)
-            self.stats.endpoints[endpoint]["prompts"] += len(parsed.items)
+            parsed = await build(request)
+            self.stats.endpoints[route]["prompts"] += parsed.items
         except Rejected as exc:
             parsed = exc
         try:
-            call, slow, drop = self._admit(request.headers.get("authorization", ""), parsed)
+            return await self._answer(route, request.headers.get("authorization", ""), parsed)
         except Rejected as exc:
             self.stats.rejected[exc.kind] += 1
             return exc.response()
+        finally:
+            if isinstance(parsed, Job):
+                await parsed.release()
 
-        choices = [] if endpoint == EMBEDDINGS else make_choices(call)
-        if call.stream and choices:
-            return EventStream(self._stream(call, choices, slow=slow, drop=drop))
-        longest = max((len(choice.words) for choice in choices), default=0)
+    async def _answer(self, route: str, authorization: str, parsed: Job | Rejected) -> Response:
+        job, slow, drop = self._admit(authorization, parsed)
+        if isinstance(job.answer, Streamed):
+            return EventStream(self._stream(route, job, job.answer, slow=slow, drop=drop))
         latency_s = call_latency_s(
-            self.config, n_items=len(call.items), max_output_tokens=longest, slow=slow
+            self.config, n_items=job.items, max_output_tokens=job.output_tokens, slow=slow
         )
         async with self._slot():
             await asyncio.sleep(latency_s)
-        body = answer_body(call, choices)
+        response = await job.answer()
         if drop:
             self.stats.rejected["dropped"] += 1
-            return DroppedResponse(body)
-        self.stats.endpoints[endpoint]["tokens"] += body["usage"]["total_tokens"]
-        return JSONResponse(body)
+            return await DroppedResponse.of(response)
+        self.stats.endpoints[route]["tokens"] += job.tokens
+        return response
 
-    def _admit(self, authorization: str, parsed: Call | Rejected) -> tuple[Call, bool, bool]:
-        """Steps 2-6: raises `Rejected`, or gives the call and whether it is slow, dropped."""
+    def _admit(self, authorization: str, parsed: Job | Rejected) -> tuple[Job, bool, bool]:
+        """Steps 2-6: raises `Rejected`, or gives the job and whether it is slow, dropped."""
         config = self.config
         key = config.require_api_key
         if key is not None and not _authorized(authorization, key):
@@ -131,9 +137,8 @@ class Simulator:
             raise parsed
         needle = config.reject_containing
         if needle is not None and any(needle in text for text in parsed.screened):
-            param = {CHAT: "messages", COMPLETIONS: "prompt", EMBEDDINGS: "input"}[parsed.endpoint]
             message = f"The request contains the rejected text {needle!r}."
-            raise Rejected("bad_request", 400, message, param=param, code="content_rejected")
+            raise Rejected("bad_request", 400, message, param=parsed.param, code="content_rejected")
         # Three draws per admitted call, always in this order, so that a seeded run repeats.
         rates = (config.error_rate, config.slow_rate, config.drop_rate)
         error, slow, drop = (self._rng.random() < rate for rate in rates)
@@ -157,36 +162,31 @@ class Simulator:
                 self._slots.release()
 
     async def _stream(
-        self, call: Call, choices: list[Choice], *, slow: bool, drop: bool
+        self, route: str, job: Job, stream: Streamed, *, slow: bool, drop: bool
     ) -> AsyncGenerator[bytes, None]:
-        """A streamed answer: a word per chunk, every choice advancing one word per token time."""
-        head = chunk_head(call, chunk=True)
-        if call.include_usage:
-            head["usage"] = None  # as OpenAI sends on every chunk but the last
-        steps = max(len(choice.words) for choice in choices)
+        """A streamed answer: its head after the call's latency, a step per token time."""
         async with self._slot():
-            # The first chunk waits for all but the per-token part of the latency.
+            # The head waits for all but the per-token part of the latency.
             await asyncio.sleep(
-                call_latency_s(self.config, n_items=len(call.items), max_output_tokens=0, slow=slow)
+                call_latency_s(self.config, n_items=job.items, max_output_tokens=0, slow=slow)
             )
-            if call.endpoint == CHAT:
-                for choice in choices:
-                    yield chunk_event(head, choice.index, None)
-            for step in range(steps):
-                if drop and step == steps // 2:
+            for event in stream.head:
+                yield event
+            for step, events in enumerate(stream.steps):
+                if drop and step == len(stream.steps) // 2:
                     self.stats.rejected["dropped"] += 1
                     raise Dropped
                 await asyncio.sleep(self.config.token_latency_ms / 1000.0)
-                for choice in choices:
-                    if step < len(choice.words):
-                        yield chunk_event(head, choice.index, choice.words[step])
-            for choice in choices:
-                yield chunk_event(head, choice.index, "", choice.finish_reason)
-            usage = usage_of(call, choices)
-            if call.include_usage:
-                yield sse_event({**head, "choices": [], "usage": usage})
-            self.stats.endpoints[call.endpoint]["tokens"] += usage["total_tokens"]
-            yield b"data: [DONE]\n\n"
+                for event in events:
+                    yield event
+            *tail, last = stream.tail
+            for event in tail:
+                yield event
+            # Complete once its last event goes: counted (and kept) before it is sent.
+            self.stats.endpoints[route]["tokens"] += job.tokens
+            if stream.on_complete is not None:
+                stream.on_complete()
+            yield last
 
 
 def _authorized(header: str, key: str) -> bool:

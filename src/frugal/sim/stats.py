@@ -4,22 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from frugal.sim.wire import CHAT, COMPLETIONS, EMBEDDINGS
+from frugal.sim.routes import ROUTES
 
 
 class Stats:
     """The simulator's counters; `as_dict` is the body of ``GET /sim/stats``."""
 
     COUNTS = ("calls", "prompts", "tokens")
-    REJECTIONS = ("unauthorized", "rate_limited", "bad_request", "errors", "dropped")
+    REJECTIONS = ("unauthorized", "rate_limited", "bad_request", "errors", "dropped", "not_found")
 
     def __init__(self) -> None:
         self.in_flight = 0
         self.reset()
 
     def reset(self) -> None:
-        endpoints = (CHAT, COMPLETIONS, EMBEDDINGS)
-        self.endpoints = {endpoint: dict.fromkeys(self.COUNTS, 0) for endpoint in endpoints}
+        self.endpoints = {route: dict.fromkeys(self.COUNTS, 0) for route in ROUTES}
         self.rejected = dict.fromkeys(self.REJECTIONS, 0)
         self.max_in_flight = self.in_flight  # calls still running are still in flight
 
