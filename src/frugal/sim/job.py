@@ -1,4 +1,4 @@
-"""One admitted-to-be call as the simulator's steps see it, whatever its route.
+"""One call as the simulator's steps see it, whatever its route.
 
 A route's module turns a request into a `Job` (or raises `Rejected`); `Simulator.serve` takes it
 through the steps of its docstring and sends what the job says, unchanged by the route.
@@ -36,7 +36,8 @@ class Job:
     texts ``reject_containing`` looks at, ``param`` the field a refusal names; ``output_tokens``
     its longest answer's tokens (latency), ``tokens`` its usage's ``total_tokens`` (stats).
     ``answer`` builds the response after the wait (an upload is stored, a deletion done, only
-    then); ``release`` runs however the call ends (a spooled upload is closed).
+    then); ``release`` runs however the call ends, once its response is built (before a
+    stream's first event): a spooled upload is closed.
     """
 
     items: int = 0
