@@ -51,8 +51,11 @@ PINNED = {
     "frugal.upstream": [
         "LinearConnectionPool",
         "OpenAIUpstream",
+        "Relay",
+        "RelayedResponse",
         "RetryPolicy",
         "UpstreamStream",
+        "has_body",
         "provider_transport",
     ],
 }

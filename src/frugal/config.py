@@ -83,7 +83,10 @@ class Settings(BaseSettings):
     log_prompts: bool = False  # prompt text in the request log lines (opt-in)
 
     default_model: str = "gpt-4o-mini"
-    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_body_bytes: int = Field(1_048_576, ge=1024)  # the JSON routes' bodies
+    # A relayed request's body (files, audio, images), streamed, never held: OpenAI's file limit.
+    max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    models_cache_s: float = Field(60.0, ge=0)  # GET /v1/models answers kept; 0: never kept
     client_body_timeout_s: float = Field(30.0, gt=0)  # a body slower to arrive than this: 408
     shutdown_drain_s: float = Field(0.0, ge=0)  # on SIGTERM: not ready, still serving, this long
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")

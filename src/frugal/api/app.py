@@ -10,9 +10,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from frugal.api import admin, dashboard, feedback, reembed, routes
+from frugal.api import admin, dashboard, feedback, models_route, reembed, routes
 from frugal.api.errors import install_error_handlers
+from frugal.api.models_route import ModelsCache
 from frugal.api.openapi import install_openapi
+from frugal.api.relay import install_relay
 from frugal.api.request_id import RequestIdMiddleware
 from frugal.api.state import GatewayState
 from frugal.batching import BatchingUpstream, BatchSettings, Coalescer
@@ -36,7 +38,7 @@ from frugal.observability.observer import Observer
 from frugal.observability.prices import PriceTable
 from frugal.pipeline import CachePolicy, Pipeline
 from frugal.tenants import Keys
-from frugal.upstream import OpenAIUpstream, RetryPolicy, provider_transport
+from frugal.upstream import OpenAIUpstream, Relay, RetryPolicy, provider_transport
 
 logger = logging.getLogger(__name__)
 
@@ -58,20 +60,33 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                 ),
             )
             stack.push_async_callback(http.aclose)
+            retry = RetryPolicy(
+                max_retries=settings.upstream_max_retries,
+                base_delay_s=settings.upstream_retry_base_delay_s,
+                max_delay_s=settings.upstream_retry_max_delay_s,
+            )
+            upstream_key = (
+                settings.upstream_api_key.get_secret_value()
+                if settings.upstream_api_key is not None
+                else None
+            )
             upstream = OpenAIUpstream(
                 http=http,
                 base_url=settings.upstream_url,
-                api_key=(
-                    settings.upstream_api_key.get_secret_value()
-                    if settings.upstream_api_key is not None
-                    else None
-                ),
-                retry=RetryPolicy(
-                    max_retries=settings.upstream_max_retries,
-                    base_delay_s=settings.upstream_retry_base_delay_s,
-                    max_delay_s=settings.upstream_retry_max_delay_s,
-                ),
+                api_key=upstream_key,
+                retry=retry,
             )
+            # The relayed routes on a pool of their own: a long upload holds none of the
+            # cached routes' connections.
+            relay_http = httpx.AsyncClient(
+                transport=transport or provider_transport(limits),
+                timeout=http.timeout,
+            )
+            stack.push_async_callback(relay_http.aclose)
+            app.state.relay = Relay(
+                http=relay_http, base_url=settings.upstream_url, api_key=upstream_key, retry=retry
+            )
+            app.state.models_cache = ModelsCache(ttl_s=settings.models_cache_s)
             observer = Observer(
                 prices=PriceTable(settings.prices),
                 tenant_label=settings.metrics_tenant_label,
@@ -167,6 +182,8 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     app.include_router(feedback.router)
     app.include_router(reembed.router)
     app.include_router(dashboard.router)
+    app.include_router(models_route.router)
+    install_relay(app)  # every other /v1/ path: what no route matches
     return app
 
 

@@ -76,6 +76,71 @@ def record_error(
     )
 
 
+# OpenAI's resources below /v1 (its API reference): a relayed request is labelled by one of
+# these, the first segment of its path, so that ids and made-up paths add no label values.
+RELAYED_ROUTES = frozenset(
+    {
+        "assistants",
+        "audio",
+        "batches",
+        "chat",
+        "completions",
+        "containers",
+        "conversations",
+        "embeddings",
+        "evals",
+        "files",
+        "fine_tuning",
+        "images",
+        "models",
+        "moderations",
+        "organization",
+        "realtime",
+        "responses",
+        "threads",
+        "uploads",
+        "vector_stores",
+        "videos",
+    }
+)
+OTHER_ROUTE = "/other"
+
+
+def route_label(path: str) -> str:
+    """The metrics' and logs' ``endpoint`` for a relayed ``path`` below the API base:
+    ``/files/file-abc/content`` → ``/files``; a resource OpenAI does not have → ``/other``."""
+    first = path.lstrip("/").split("/", 1)[0]
+    return f"/{first}" if first in RELAYED_ROUTES else OTHER_ROUTE
+
+
+def record_relayed(
+    state: GatewayState,
+    *,
+    request_id: str,
+    tenant: str,
+    route: str,
+    status: int,
+    started: float,
+    upstream_calls: int,
+    failed: bool = False,
+) -> None:
+    """Report a relayed request (the cache not read): outcome ``bypass`` when the provider
+    answered, whatever its status (it is relayed as sent); ``error`` when no answer was
+    relayed whole (``failed``: refused by frugal, the provider unreachable, the body cut)."""
+    state.observer.request(
+        RequestRecord(
+            request_id=request_id,
+            tenant=tenant,
+            endpoint=route,
+            model=state.observer.model_label(None),
+            outcome=Outcome.ERROR if failed else Outcome.BYPASS,
+            status=status,
+            latency_s=time.perf_counter() - started,
+            upstream_calls=upstream_calls,
+        )
+    )
+
+
 async def refresh_metrics(state: GatewayState) -> None:
     """Copy what other parts count into the metrics' snapshot, just before a scrape."""
     snapshot = state.observer.metrics.collector.snapshot
