@@ -10,7 +10,15 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from frugal.api import admin, dashboard, feedback, models_route, reembed, routes
+from frugal.api import (
+    admin,
+    dashboard,
+    feedback,
+    models_route,
+    reembed,
+    routes,
+    stored_responses,
+)
 from frugal.api.errors import install_error_handlers
 from frugal.api.models_route import ModelsCache
 from frugal.api.openapi import install_openapi
@@ -183,6 +191,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     app.include_router(reembed.router)
     app.include_router(dashboard.router)
     app.include_router(models_route.router)
+    app.include_router(stored_responses.router)
     install_relay(app)  # every other /v1/ path: what no route matches
     return app
 
