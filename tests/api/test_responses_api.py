@@ -134,3 +134,17 @@ async def test_a_hit_can_be_reported_wrong_like_a_chat_hit(
     assert reported.status_code == 200, reported.text
     _, outcome = await create(client, FRANCE_PARAPHRASE)
     assert outcome == "miss"
+
+
+async def test_a_stored_prompt_template_call_is_relayed_and_an_incomplete_one_refused(
+    fresh: Stack, client: openai.AsyncOpenAI
+) -> None:
+    raw = await client.responses.with_raw_response.create(
+        prompt={"id": "pmpt_capitals", "variables": {"country": "France"}}
+    )
+    assert raw.headers["x-frugal-cache"] == "bypass"
+    assert "pmpt_capitals" in raw.parse().output_text
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.responses.create(model="sim-small")
+    assert "input" in refused.value.message
+    assert fresh.sim_stats()["calls"] == 1

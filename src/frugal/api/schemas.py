@@ -7,9 +7,18 @@ provider-specific field reaches the provider unchanged.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
 TokenList = Annotated[list[StrictInt], Field(min_length=1)]
@@ -68,13 +77,48 @@ class EmbeddingRequest(_Body):
     )
 
 
-class ResponseItem(BaseModel):
-    """An item of a Responses API ``input``: a message (``role``, ``content``) or another kind
-    (``type``), passed on as given."""
+def _other_than(*kinds: str) -> Any:
+    """A ``type`` that is none of ``kinds``: those have a model of their own."""
+
+    def check(value: str) -> str:
+        if value in kinds:
+            raise ValueError(f"a {value!r} item does not have this shape")
+        return value
+
+    return Annotated[
+        StrictStr, AfterValidator(check), Field(json_schema_extra={"not": {"enum": list(kinds)}})
+    ]
+
+
+class ResponseTextPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["input_text", "output_text"]
+    text: StrictStr
+
+
+class ResponseOtherPart(BaseModel):
+    """An image, a file, audio...: passed on as given (and never embedded)."""
 
     model_config = ConfigDict(extra="allow")
-    type: StrictStr | None = None
-    role: StrictStr | None = None
+    type: _other_than("input_text", "output_text")  # type: ignore[valid-type]
+
+
+class ResponseMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["message"] | None = None
+    role: Literal["user", "assistant", "system", "developer"]
+    content: StrictStr | list[ResponseTextPart | ResponseOtherPart]
+
+
+class ResponseOtherItem(BaseModel):
+    """A function call, its output, a reasoning item...: passed on as given."""
+
+    model_config = ConfigDict(extra="allow")
+    type: _other_than("message")  # type: ignore[valid-type]
+
+
+# An item of a Responses API ``input``: a message (``role``, ``content``) or another kind.
+ResponseItem = ResponseMessage | ResponseOtherItem
 
 
 class ResponseTool(BaseModel):
@@ -82,20 +126,47 @@ class ResponseTool(BaseModel):
     type: StrictStr
 
 
-class ResponsesRequest(_Body):
-    """``POST /v1/responses``. ``model`` and ``input`` may be left to a stored prompt template
-    (``prompt``); such a call, and any that keeps state at the provider, is relayed, not
-    cached (`frugal.cache.scope`)."""
+class PromptTemplate(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: NonEmptyStr
 
+
+class ResponsesRequest(_Body):
+    """``POST /v1/responses``: ``model`` and ``input``, unless a stored prompt template
+    (``prompt``) gives them; a template call, and any that keeps state at the provider, is
+    relayed, not cached (`frugal.cache.scope`). ``previous_response_id`` is the provider's to
+    check (any value makes the call stateful): whether it names a stored response only the
+    provider knows, and it answers 400 when not."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "required": ["model", "input"],
+                    "properties": {"model": {"type": "string"}, "input": {"not": {"type": "null"}}},
+                },
+                {"required": ["prompt"], "properties": {"prompt": {"type": "object"}}},
+            ]
+        },
+    )
     model: NonEmptyStr | None = None
     input: (
         StrictStr | Annotated[list[ResponseItem], Field(min_length=1, max_length=MAX_ITEMS)] | None
     ) = None
     instructions: StrictStr | None = None
-    previous_response_id: StrictStr | None = None
     store: StrictBool | None = None
     stream: StrictBool = False
     tools: Annotated[list[ResponseTool], Field(max_length=MAX_ITEMS)] | None = None
+    prompt: PromptTemplate | None = None
+
+    @model_validator(mode="after")
+    def _model_and_input_or_a_template(self) -> ResponsesRequest:
+        if self.prompt is None:
+            missing = [name for name in ("model", "input") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"{' and '.join(missing)} required, unless a prompt is given")
+        return self
 
 
 class ProcessPromptRequest(BaseModel):

@@ -67,8 +67,15 @@ class Answered:
 def parse_responses(raw: bytes, *, stored: ResponseStore) -> ResponsesCall:
     """Validate a body; raises `Rejected` (400) naming the bad field."""
     body = json_body(raw)
-    model = model_of(body)
-    turns = _turns(body.get("input"))
+    template = _template(body.get("prompt"))
+    # A stored prompt template may name the model and hold the input; the simulator keeps no
+    # templates, so it answers "the prompt <id>" with its variables, as the model named (or
+    # sim-small).
+    model = model_of(body) if template is None or body.get("model") is not None else "sim-small"
+    if template is not None and body.get("input") is None:
+        turns = [("user", template)]
+    else:
+        turns = _turns(body.get("input"))
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise invalid("'instructions' must be a string.", "instructions")
@@ -114,6 +121,19 @@ def parse_responses(raw: bytes, *, stored: ResponseStore) -> ResponsesCall:
         output=output,
         settings={**settings, "store": store},
     )
+
+
+def _template(value: object) -> str | None:
+    """A ``prompt`` template reference (``{"id", "variables"?}``) as text, or ``None``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("id"), str) or not value["id"]:
+        raise invalid("'prompt' must be an object with a non-empty string 'id'.", "prompt")
+    variables = value.get("variables") or {}
+    if not isinstance(variables, dict):
+        raise invalid("'prompt.variables' must be an object.", "prompt.variables")
+    named = ", ".join(f"{name}={variables[name]}" for name in sorted(variables))
+    return f"the prompt {value['id']}" + (f" ({named})" if named else "")
 
 
 def _or(value: float | None, default: float) -> float:
