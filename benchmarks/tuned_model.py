@@ -45,7 +45,7 @@ from _machine import write_report  # noqa: E402
 
 from frugal.analysis.embedding import embed_all  # noqa: E402
 from frugal.analysis.models import Model, load_models, parse_models  # noqa: E402
-from frugal.analysis.replay import load_prompts, neighbours  # noqa: E402
+from frugal.analysis.replay import Prompt, load_prompts, neighbours  # noqa: E402
 from frugal.analysis.same_savings import (  # noqa: E402
     at_hit_rate,
     curve_spanning,
@@ -241,6 +241,25 @@ def recorded_lines(
 
 def clinc_section(models: list[Model]) -> tuple[list[str], dict[str, Any]]:
     prompts = load_prompts(INTENTS, shuffle_seed=CLINC_SHUFFLE)
+    table, found = same_hit_rate(prompts, models)
+    lines = [
+        "## CLINC150, never trained on",
+        "",
+        f"{len(prompts):,} utterances of `{shown(INTENTS)}` (all splits), replayed in an order "
+        f"shuffled with seed {CLINC_SHUFFLE} through a fresh, unbounded cache per model. A hit is "
+        f"wrong when the cached utterance has another intent, or either is `oos`. For each "
+        f"threshold of {models[0].label}, every other model at the same hit rate (the same "
+        f"savings): its threshold and wrong-hit share, interpolated between two of its own, and "
+        f"that share of {models[0].label}'s hits as a count, with the difference.",
+        "",
+        *table,
+    ]
+    return lines, found
+
+
+def same_hit_rate(prompts: list[Prompt], models: list[Model]) -> tuple[list[str], dict[str, Any]]:
+    """``prompts`` (with intents) replayed through each model's fresh cache: the table of the
+    reference's thresholds with every other model at the same hit rate, and the verdicts."""
     texts = [prompt.text for prompt in prompts]
     embedded = [embed_cached(model.embedder, model_key(model), texts) for model in models]
     vectors = [found for found, _ in embedded]
@@ -253,15 +272,6 @@ def clinc_section(models: list[Model]) -> tuple[list[str], dict[str, Any]]:
     ]
     header = "".join(f" {m.label}: threshold, wrong hits |" for m in models[1:])
     lines = [
-        "## CLINC150, never trained on",
-        "",
-        f"{len(prompts):,} utterances of `{shown(INTENTS)}` (all splits), replayed in an order "
-        f"shuffled with seed {CLINC_SHUFFLE} through a fresh, unbounded cache per model. A hit is "
-        f"wrong when the cached utterance has another intent, or either is `oos`. For each "
-        f"threshold of {models[0].label}, every other model at the same hit rate (the same "
-        f"savings): its threshold and wrong-hit share, interpolated between two of its own, and "
-        f"that share of {models[0].label}'s hits as a count, with the difference.",
-        "",
         f"| {models[0].label}: threshold | hit rate | wrong hits |{header}",
         "|---:|---:|---:|" + "---:|" * len(curves),
     ]
