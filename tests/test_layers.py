@@ -1,4 +1,4 @@
-"""The layers as drawn: api/ → pipeline → cache/, batching/, upstream/.
+"""The layers as drawn: api/ → deferred/ → pipeline → cache/, batching/, upstream/.
 
 Each rule reads the imports of every module under ``src/frugal`` (with `ast`, so imports inside
 functions and under ``TYPE_CHECKING`` count too) and fails naming the module and the import.
@@ -66,10 +66,23 @@ def the_pipeline_stays_below_the_api(module: str, imported: str) -> bool:
 
 
 def the_api_uses_public_faces(module: str, imported: str) -> bool:
-    """api/ and the pipeline reach cache/, batching/ and upstream/ through their packages."""
-    if not within(module, "frugal.api", "frugal.pipeline"):
+    """api/, deferred/ and the pipeline reach cache/, batching/ and upstream/ through their
+    packages."""
+    if not within(module, "frugal.api", "frugal.deferred", "frugal.pipeline"):
         return True
     return not any(within(imported, package) and imported != package for package in THE_THREE)
+
+
+def the_deferred_tier_is_reached_through_its_package(module: str, imported: str) -> bool:
+    """Outside deferred/, only its package is imported: its modules are private rooms."""
+    if within(module, "frugal.deferred"):
+        return True
+    return not within(imported, "frugal.deferred") or imported == "frugal.deferred"
+
+
+def the_deferred_tier_stays_below_the_api(module: str, imported: str) -> bool:
+    """deferred/ is given what it needs from the API (the line schemas), never imports it."""
+    return not within(module, "frugal.deferred") or not within(imported, "frugal.api", "frugal.cli")
 
 
 def the_vocabulary_depends_on_nothing(module: str, imported: str) -> bool:
@@ -94,12 +107,15 @@ RULES = {
         the_vocabulary_depends_on_nothing,
         the_simulator_is_a_program_of_its_own,
         nothing_below_imports_the_api,
+        the_deferred_tier_is_reached_through_its_package,
+        the_deferred_tier_stays_below_the_api,
     )
 }
 
 
 def test_the_modules_were_found() -> None:
     assert {"frugal.pipeline", "frugal.api.routes", "frugal.cache.semantic"} <= set(MODULES)
+    assert "frugal.deferred.runner" in MODULES
     assert "frugal.cache" in MODULES["frugal.pipeline"]
 
 
@@ -117,3 +133,8 @@ def test_a_crossing_import_is_caught() -> None:
     assert not the_vocabulary_depends_on_nothing("frugal.errors", "frugal.config")
     assert not the_simulator_is_a_program_of_its_own("frugal.sim.app", "frugal.cache")
     assert not nothing_below_imports_the_api("frugal.observability.metrics", "frugal.api.state")
+    assert not the_api_uses_public_faces("frugal.deferred.fold", "frugal.cache.semantic")
+    assert not the_deferred_tier_is_reached_through_its_package(
+        "frugal.api.batches", "frugal.deferred.runner"
+    )
+    assert not the_deferred_tier_stays_below_the_api("frugal.deferred.lines", "frugal.api.schemas")

@@ -51,6 +51,7 @@ PINNED = {
     "frugal.upstream": [
         "LinearConnectionPool",
         "OpenAIUpstream",
+        "ProviderBatches",
         "Relay",
         "RelayedResponse",
         "RetryPolicy",

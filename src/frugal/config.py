@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     batch_timeout_s: float = Field(30.0, gt=0)  # an item waiting longer is never sent: 504
     coalesce: bool = True  # a miss waits for an equal or near-equal miss already in flight
 
+    # The Batch API (frugal.deferred): a batch's unique misses go to the provider as one
+    # provider batch ("provider") or through the live path ("live").
+    batch_api_mode: Literal["provider", "live"] = "provider"
+    batch_api_poll_s: float = Field(30.0, gt=0)  # how often a provider batch is polled
+    batch_api_live_rps: float = Field(10.0, gt=0)  # live sends per second, per batch
+
     # Dollars per million tokens by model, added to and replacing the built-in table.
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     metrics_tenant_label: bool = True  # off for setups with very many tenants

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from frugal.api import (
     admin,
+    batches,
     dashboard,
     feedback,
     models_route,
@@ -41,12 +42,19 @@ from frugal.cache import (
 )
 from frugal.calibration import ThresholdChoice, calibration_of, choose_threshold
 from frugal.config import Settings
+from frugal.deferred import BatchService, BatchStore, RunnerParts
 from frugal.labels import FileLabels, Labels, LabelStore, RecentHits, RedisLabels
 from frugal.observability.observer import Observer
 from frugal.observability.prices import PriceTable
 from frugal.pipeline import CachePolicy, Pipeline
 from frugal.tenants import Keys
-from frugal.upstream import OpenAIUpstream, Relay, RetryPolicy, provider_transport
+from frugal.upstream import (
+    OpenAIUpstream,
+    ProviderBatches,
+    Relay,
+    RetryPolicy,
+    provider_transport,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +167,22 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                 labels=labels,
             )
             app.state.gateway = state
+            app.state.batches = _batch_service(
+                settings,
+                upstream=batching,
+                provider=ProviderBatches(
+                    http=relay_http,
+                    base_url=settings.upstream_url,
+                    api_key=upstream_key,
+                    retry=retry,
+                ),
+                cache=cache if settings.cache_mode == "on" else None,
+                observer=observer,
+            )
+            stack.push_async_callback(app.state.batches.aclose)
+            resumed = app.state.batches.resume()
+            if resumed:
+                logger.info("%d unfinished batches resumed", resumed)
             if settings.admin_key is None:
                 logger.info("admin routes are off: FRUGAL_ADMIN_KEY is not set")
             if state.keys is None:
@@ -192,8 +216,35 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     app.include_router(dashboard.router)
     app.include_router(models_route.router)
     app.include_router(stored_responses.router)
+    app.include_router(batches.router)
     install_relay(app)  # every other /v1/ path: what no route matches
     return app
+
+
+def _batch_service(
+    settings: Settings,
+    *,
+    upstream: BatchingUpstream,
+    provider: ProviderBatches,
+    cache: SemanticCache | None,
+    observer: Observer,
+) -> BatchService:
+    """The Batch API's batches, kept under the data dir (with the Redis store too, for now:
+    a batch is run by the replica that took it)."""
+    parts = RunnerParts(
+        store=BatchStore(settings.data_dir / "batches"),
+        upstream=upstream,
+        provider=provider,
+        cache=cache,
+        prices=PriceTable(settings.prices),
+        schemas=batches.LINE_SCHEMAS,
+        poll_s=settings.batch_api_poll_s,
+        live_rps=settings.batch_api_live_rps,
+        user_is_label=settings.cache_user_is_label,
+        admit_length=settings.cache_store_length_finish,
+        admit_tool_calls=settings.cache_store_tool_calls,
+    )
+    return BatchService(parts, mode=settings.batch_api_mode)
 
 
 async def _open_cache(

@@ -8,6 +8,9 @@ models or correct them (a model given there replaces its default):
       gpt-4o-mini: {input_per_million: 0.15, output_per_million: 0.60}
       my-finetune: {input_per_million: 0.30, output_per_million: 1.20}
 
+The provider's Batch API costs half the live price unless ``batch_input_per_million`` /
+``batch_output_per_million`` say otherwise.
+
 A model is priced by its exact name, else by the longest known name it starts with (a dated
 ``gpt-4o-mini-2024-07-18`` is priced as ``gpt-4o-mini``). A model with no price still counts
 its tokens; its money is reported as unknown, never as zero.
@@ -25,6 +28,19 @@ class ModelPrice(BaseModel):
 
     input_per_million: float = Field(ge=0)
     output_per_million: float = Field(0.0, ge=0)
+    # The provider's Batch API price; unset: half the live price, as OpenAI charges.
+    batch_input_per_million: float | None = Field(default=None, ge=0)
+    batch_output_per_million: float | None = Field(default=None, ge=0)
+
+    @property
+    def batch_rates(self) -> tuple[float, float]:
+        """Dollars per million input and output tokens through the provider's Batch API."""
+        given = self.batch_input_per_million
+        taken = self.batch_output_per_million
+        return (
+            self.input_per_million / 2 if given is None else given,
+            self.output_per_million / 2 if taken is None else taken,
+        )
 
 
 DEFAULT_PRICES: dict[str, ModelPrice] = {
@@ -67,11 +83,15 @@ class PriceTable:
                 return self._prices[name]
         return None
 
-    def cost(self, model: str, *, prompt_tokens: int, completion_tokens: int) -> float | None:
-        """Dollars for these tokens of ``model``; ``None`` when its price is unknown."""
+    def cost(
+        self, model: str, *, prompt_tokens: int, completion_tokens: int, batch: bool = False
+    ) -> float | None:
+        """Dollars for these tokens of ``model`` (at its Batch API price when ``batch``);
+        ``None`` when its price is unknown."""
         price = self.price_of(model)
         if price is None:
             return None
-        return (
-            prompt_tokens * price.input_per_million + completion_tokens * price.output_per_million
-        ) / 1_000_000
+        given, taken = (
+            price.batch_rates if batch else (price.input_per_million, price.output_per_million)
+        )
+        return (prompt_tokens * given + completion_tokens * taken) / 1_000_000
