@@ -38,3 +38,9 @@ def invalid(message: str, param: str | None, *, code: str | None = None) -> Reje
 def not_found(message: str, *, param: str | None = None, code: str | None = None) -> Rejected:
     """A 404 for an id or a name the simulator does not hold."""
     return Rejected("not_found", 404, message, param=param, code=code)
+
+
+def content_rejected(needle: str, param: str | None) -> Rejected:
+    """The 400 for a call (or a batch line) that contains ``reject_containing``."""
+    message = f"The request contains the rejected text {needle!r}."
+    return Rejected("bad_request", 400, message, param=param, code="content_rejected")

@@ -254,7 +254,12 @@ def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
 async def responses_job(request: Request, *, store: ResponseStore) -> Job:
     """A ``POST /v1/responses`` call; the response is kept once answered unless ``store`` is
     false."""
-    call = parse_responses(await request.body(), stored=store)
+    return response_job(await request.body(), store=store)
+
+
+def response_job(raw: bytes, *, store: ResponseStore) -> Job:
+    """`responses_job` for a body already read (a batch line's); raises `Rejected` (400)."""
+    call = parse_responses(raw, stored=store)
     answered = answer_of(call)
 
     def keep() -> None:
