@@ -21,6 +21,7 @@ SURFACE = {
         "--host", "--port", "--call-latency-ms", "--item-latency-ms", "--token-latency-ms",
         "--max-concurrency", "--rpm", "--error-rate", "--slow-rate", "--slow-ms", "--drop-rate",
         "--reject-containing", "--require-api-key", "--seed", "--models", "--flag-containing",
+        "--batch-delay-s", "--batch-expire-after-s",
     ],
     "demo": ["--workload", "--concurrency", "--call-latency-ms", "--item-latency-ms", "--chart"],
     "tune": [

@@ -102,6 +102,13 @@ def sim(
     flag_containing: Annotated[
         str | None, typer.Option(help="Moderations flag an input that contains this text.")
     ] = None,
+    batch_delay_s: Annotated[
+        float, typer.Option(help="Seconds a batch waits after its creation before it is answered.")
+    ] = 2.0,
+    batch_expire_after_s: Annotated[
+        float | None,
+        typer.Option(help="A batch not completed this many seconds after creation expires (24 h)."),
+    ] = None,
 ) -> None:
     """Run the simulated OpenAI-compatible provider."""
     import uvicorn
@@ -125,6 +132,8 @@ def sim(
             seed=seed,
             models=names,
             flag_containing=flag_containing,
+            batch_delay_s=batch_delay_s,
+            batch_expire_after_s=batch_expire_after_s,
         )
     except ValueError as exc:
         fail(exc)

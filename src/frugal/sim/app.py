@@ -12,6 +12,8 @@ Routes:
 - ``POST /v1/moderations`` (`frugal.sim.moderations`);
 - ``POST /v1/files``, ``GET /v1/files``, ``GET /v1/files/{id}``, ``GET /v1/files/{id}/content``,
   ``DELETE /v1/files/{id}`` (`frugal.sim.files`);
+- ``POST /v1/batches``, ``GET /v1/batches``, ``GET /v1/batches/{id}``, ``POST
+  /v1/batches/{id}/cancel`` (`frugal.sim.batch_routes`; how a batch runs: `frugal.sim.batches`);
 - the simulator's own: ``GET /sim/stats``, ``POST /sim/reset``, ``POST /sim/faults`` (new fault
   rates while running), ``GET /sim/files/{id}`` (``{"bytes", "sha256"}`` of an upload as it
   arrived), ``GET /healthz``.
@@ -35,12 +37,21 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from frugal.errors import error_body
-from frugal.sim import catalog, files, moderations, response_store
+from frugal.sim import batch_routes, catalog, files, moderations, response_store
 from frugal.sim.completions import completion_job
 from frugal.sim.config import FAULTS, SimConfig
 from frugal.sim.job import Job
 from frugal.sim.responses_api import responses_job
-from frugal.sim.routes import CHAT, COMPLETIONS, EMBEDDINGS, FILES, MODELS, MODERATIONS, RESPONSES
+from frugal.sim.routes import (
+    BATCHES,
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
+    FILES,
+    MODELS,
+    MODERATIONS,
+    RESPONSES,
+)
 from frugal.sim.simulator import Simulator
 
 logger = logging.getLogger(__name__)
@@ -57,7 +68,7 @@ def create_sim_app(config: SimConfig) -> fastapi.FastAPI:
     @asynccontextmanager
     async def lifespan(app: fastapi.FastAPI) -> AsyncIterator[None]:
         yield
-        sim.close()
+        await sim.aclose()
 
     app = fastapi.FastAPI(
         title="frugal sim", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
@@ -86,6 +97,12 @@ def create_sim_app(config: SimConfig) -> fastapi.FastAPI:
     add("GET", one_file, FILES, partial(files.retrieve_job, store=sim.files))
     add("GET", one_file + "/content", FILES, partial(files.content_job, store=sim.files))
     add("DELETE", one_file, FILES, partial(files.delete_job, store=sim.files))
+    one_batch = BATCHES + "/{batch_id}"
+    held = sim.batches
+    add("POST", BATCHES, BATCHES, partial(batch_routes.create_job, batches=held, files=sim.files))
+    add("GET", BATCHES, BATCHES, partial(batch_routes.list_job, batches=held))
+    add("GET", one_batch, BATCHES, partial(batch_routes.retrieve_job, batches=held))
+    add("POST", one_batch + "/cancel", BATCHES, partial(batch_routes.cancel_job, batches=held))
 
     @app.get("/sim/files/{file_id}")
     async def received(file_id: str) -> JSONResponse:

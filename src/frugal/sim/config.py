@@ -13,8 +13,9 @@ DEFAULT_MODELS = ("gpt-4o-mini", "sim-small", "sim-large", "sim-embed", "omni-mo
 class SimConfig:
     """How the simulated provider behaves. Rates are probabilities in [0, 1].
 
-    Raises ValueError naming the field when a latency is negative, a rate is outside [0, 1], a
-    limit is below 1 or ``models`` is empty or holds an empty name.
+    Raises ValueError naming the field when a latency or ``batch_delay_s`` is negative,
+    ``batch_expire_after_s`` is not positive, a rate is outside [0, 1], a limit is below 1 or
+    ``models`` is empty or holds an empty name.
     """
 
     call_latency_ms: float = 900.0  # fixed cost of every call
@@ -31,9 +32,17 @@ class SimConfig:
     seed: int | None = None  # seeds the fault draws, so runs repeat
     models: tuple[str, ...] = DEFAULT_MODELS  # what GET /v1/models lists; any name is answered
     flag_containing: str | None = None  # moderations flag an input that contains this text
+    batch_delay_s: float = 2.0  # a batch waits this long after its creation before it is answered
+    batch_expire_after_s: float | None = None  # a batch not completed by then expires (24 h)
 
     def __post_init__(self) -> None:
-        for name in ("call_latency_ms", "item_latency_ms", "token_latency_ms", "slow_ms"):
+        for name in (
+            "call_latency_ms",
+            "item_latency_ms",
+            "token_latency_ms",
+            "slow_ms",
+            "batch_delay_s",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("error_rate", "slow_rate", "drop_rate"):
@@ -42,6 +51,9 @@ class SimConfig:
         for name in ("max_concurrency", "rpm"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)!r}")
+        if self.batch_expire_after_s is not None and not self.batch_expire_after_s > 0:
+            message = f"batch_expire_after_s must be > 0 or None, got {self.batch_expire_after_s!r}"
+            raise ValueError(message)
         if not self.models or not all(isinstance(m, str) and m for m in self.models):
             raise ValueError(f"models must be one or more non-empty names, got {self.models!r}")
 

@@ -8,5 +8,7 @@ from __future__ import annotations
 
 CHAT, COMPLETIONS, EMBEDDINGS = "/v1/chat/completions", "/v1/completions", "/v1/embeddings"
 MODELS, RESPONSES, MODERATIONS = "/v1/models", "/v1/responses", "/v1/moderations"
-FILES = "/v1/files"
-ROUTES = (CHAT, COMPLETIONS, EMBEDDINGS, MODELS, RESPONSES, MODERATIONS, FILES)
+FILES, BATCHES = "/v1/files", "/v1/batches"
+ROUTES = (CHAT, COMPLETIONS, EMBEDDINGS, MODELS, RESPONSES, MODERATIONS, FILES, BATCHES)
+# The routes a batch's lines may call (OpenAI batches a few more the simulator does not serve).
+BATCH_ENDPOINTS = (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES)

@@ -28,6 +28,13 @@ prompt, a list ``prompt`` or ``input`` its length; listing models or files none)
 sums the usage ``total_tokens`` of complete answers only; ``endpoints`` has these per route
 family (`frugal.sim.routes`); ``rejected`` counts the answers of steps 2-8 by kind;
 ``in_flight`` and ``max_in_flight`` count calls holding a concurrency slot, now and at most.
+
+A batch's lines are not calls: they are answered in the background (`frugal.sim.batches`)
+without steps 1-8, but for ``reject_containing``, which refuses a line alone. The batch routes
+are calls (family ``/v1/batches``). ``batches`` counts the batches created, ``batch_lines`` the
+lines answered (200 or refused; not those a batch expired or was cancelled before answering),
+``batch_tokens`` the usage ``total_tokens`` of those answered, and ``batch_endpoints`` has
+``lines`` and ``tokens`` per endpoint a batch may call.
 """
 
 from __future__ import annotations
@@ -41,11 +48,12 @@ from contextlib import asynccontextmanager
 from fastapi import Request
 from starlette.responses import Response
 
+from frugal.sim.batches import Batches
 from frugal.sim.config import SimConfig, call_latency_s
 from frugal.sim.files import FileStore
 from frugal.sim.job import Job, Streamed
 from frugal.sim.rate_limit import RequestsPerMinute
-from frugal.sim.rejected import Rejected
+from frugal.sim.rejected import Rejected, content_rejected
 from frugal.sim.response_store import ResponseStore
 from frugal.sim.responses import Dropped, DroppedResponse, EventStream
 from frugal.sim.stats import Stats
@@ -63,21 +71,25 @@ class Simulator:
         self.stats = Stats()
         self.files = FileStore()
         self.responses = ResponseStore()
+        self.batches = Batches(
+            config=config, files=self.files, responses=self.responses, stats=self.stats
+        )
         self._window = None if config.rpm is None else RequestsPerMinute(config.rpm)
         limit = config.max_concurrency
         self._slots = None if limit is None else asyncio.Semaphore(limit)
         self._rng = random.Random(config.seed)
 
     def reset(self) -> None:
-        """Zero the stats and the rate window; a seeded simulator starts its draws over. Files
-        and stored responses stay."""
+        """Zero the stats and the rate window; a seeded simulator starts its draws over. Files,
+        stored responses and batches stay (a batch still running counts its lines anew)."""
         self.stats.reset()
         if self._window is not None:
             self._window.reset()
         self._rng.seed(self.config.seed)
 
-    def close(self) -> None:
-        """Remove the uploaded files from disk."""
+    async def aclose(self) -> None:
+        """Stop the batches still running, then remove the files from disk."""
+        await self.batches.aclose()
         self.files.close()
 
     async def serve(
@@ -137,8 +149,7 @@ class Simulator:
             raise parsed
         needle = config.reject_containing
         if needle is not None and any(needle in text for text in parsed.screened):
-            message = f"The request contains the rejected text {needle!r}."
-            raise Rejected("bad_request", 400, message, param=parsed.param, code="content_rejected")
+            raise content_rejected(needle, parsed.param)
         # Three draws per admitted call, always in this order, so that a seeded run repeats.
         rates = (config.error_rate, config.slow_rate, config.drop_rate)
         error, slow, drop = (self._rng.random() < rate for rate in rates)
