@@ -72,6 +72,11 @@ class Batches:
         """The batches held, oldest first."""
         return list(self._batches.values())
 
+    @property
+    def running(self) -> int:
+        """How many batches' tasks have not ended."""
+        return len(self._tasks)
+
     def expires_after_s(self) -> float:
         expire_s = self._config.batch_expire_after_s
         return COMPLETION_WINDOW_S if expire_s is None else expire_s
