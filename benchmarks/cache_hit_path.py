@@ -19,8 +19,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -56,7 +58,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def body(text: str) -> dict[str, object]:
+def body(text: str) -> dict[str, Any]:
     return {"model": "sim-small", "messages": [{"role": "user", "content": text}]}
 
 
@@ -86,14 +88,23 @@ async def hit_latencies(
     return through_gateway, bare
 
 
-async def hit_throughput(url: str, clients: int, seconds: float) -> float:
+async def hit_throughput(
+    url: str,
+    clients: int,
+    seconds: float,
+    *,
+    path: str = PATH,
+    make_body: Callable[[str], dict[str, Any]] = body,
+) -> float:
+    """Semantic hits a second with ``clients`` concurrent clients sending the paraphrases to
+    ``path`` (bodies from ``make_body``) for ``seconds``."""
     done = 0
     deadline = time.perf_counter() + seconds
 
     async def client(number: int) -> None:
         nonlocal done
         connection = await LeanConnection.open(url)
-        prepared = [connection.prepare(PATH, body(text)) for text in PARAPHRASES]
+        prepared = [connection.prepare(path, make_body(text)) for text in PARAPHRASES]
         try:
             while time.perf_counter() < deadline:
                 _, headers, _ = await connection.send(prepared[(number + done) % len(prepared)])

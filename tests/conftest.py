@@ -49,6 +49,13 @@ class Stack:
     def reset_sim(self) -> None:
         httpx.post(self.sim.url + "/sim/reset").raise_for_status()
 
+    def emptied(self) -> Stack:
+        """This stack with an empty cache and zeroed simulator counts."""
+        with self.admin() as admin:
+            admin.delete("/admin/cache").raise_for_status()
+        self.reset_sim()
+        return self
+
 
 StackFactory = Callable[..., Stack]
 

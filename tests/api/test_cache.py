@@ -49,10 +49,7 @@ def stack(request: pytest.FixtureRequest, make_stack: StackFactory) -> Stack:
 @pytest.fixture
 def fresh(stack: Stack) -> Stack:
     """The module's stack with an empty cache and zeroed simulator counts."""
-    with stack.admin() as admin:
-        admin.delete("/admin/cache").raise_for_status()
-    stack.reset_sim()
-    return stack
+    return stack.emptied()
 
 
 @pytest.fixture

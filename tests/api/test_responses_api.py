@@ -18,10 +18,7 @@ FRANCE_PARAPHRASE = "What's the capital of France?"
 @pytest.fixture
 def fresh(stack: Stack) -> Stack:
     """The module's stack with an empty cache and zeroed simulator counts."""
-    with stack.admin() as admin:
-        admin.delete("/admin/cache").raise_for_status()
-    stack.reset_sim()
-    return stack
+    return stack.emptied()
 
 
 @pytest.fixture

@@ -48,16 +48,9 @@ WEATHER_TOOL: dict[str, Any] = {
 }
 
 
-def emptied(stack: Stack) -> Stack:
-    with stack.admin() as admin:
-        admin.delete("/admin/cache").raise_for_status()
-    stack.reset_sim()
-    return stack
-
-
 @pytest.fixture
 def fresh(stack: Stack) -> Stack:
-    return emptied(stack)
+    return stack.emptied()
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +88,9 @@ async def test_a_parsed_structured_answer_on_a_miss_and_on_a_hit(
 async def test_two_schemas_never_share_an_answer(fresh: Stack, client: openai.AsyncOpenAI) -> None:
     for schema in (Answer, City):
         raw = await client.chat.completions.with_raw_response.parse(
-            model="sim-small", messages=[{"role": "user", "content": FRANCE}], response_format=schema
+            model="sim-small",
+            messages=[{"role": "user", "content": FRANCE}],
+            response_format=schema,
         )
         assert raw.headers["x-frugal-cache"] == "miss"
         assert isinstance(raw.parse().choices[0].message.parsed, schema)
@@ -133,7 +128,7 @@ async def test_a_required_tool_call_comes_back_as_a_tool_call_and_is_not_stored_
 async def test_a_tool_call_is_served_from_the_cache_when_tool_calls_are_stored(
     storing_tool_calls: Stack,
 ) -> None:
-    emptied(storing_tool_calls)
+    storing_tool_calls.emptied()
     async with sdk(storing_tool_calls) as client:
         first, first_outcome = await ask_for_weather(client, "What's the weather in Paris?")
         second, second_outcome = await ask_for_weather(client, "What is the weather in Paris?")
