@@ -40,7 +40,8 @@ SURFACE = {
     "model export": ["--config", "--out"],
     "model tune": [
         "--pairs", "--minutes", "--epochs", "--out", "--seed", "--batch-size", "--max-tokens",
-        "--lr", "--validation-share", "--threads", "--balance", "--stop-after-steps", "--speed-texts",
+        "--lr", "--validation-share", "--threads", "--balance", "--stop-after-steps",
+        "--speed-texts",
     ],
     "model list": ["--config"],
     "keys add": ["TENANT", "--file"],
