@@ -171,3 +171,18 @@ def test_cancel_stops_a_live_batch(make_stack: StackFactory) -> None:
     assert ended.request_counts.failed > 0
     errors = lines_of(client, ended.error_file_id)
     assert {line["error"]["code"] for line in errors} == {"batch_cancelled"}
+
+
+def test_batch_figures_reach_the_admin_stats_and_prometheus(make_stack: StackFactory) -> None:
+    stack = make_stack(env=LIVE)
+    client = client_of(stack)
+    run(client, [chat_line("a", "Why is the sea salty?"), chat_line("b", "Why is the sea salty?")])
+    with stack.admin() as admin:
+        section = admin.get("/admin/stats").json()["batches"]
+    assert section["finished_since_start"] == {"completed": 1}
+    assert section["lines_since_start"] == {"hit": 0, "folded": 1, "sent": 1, "failed": 0}
+    assert section["live_cost_usd_since_start"] > section["cost_usd_since_start"] > 0
+    exposition = httpx.get(stack.gateway.url + "/metrics").text
+    assert 'frugal_batch_lines_total{result="folded"} 1.0' in exposition
+    assert 'frugal_batch_lines_total{result="sent"} 1.0' in exposition
+    assert 'frugal_batches_total{status="completed"} 1.0' in exposition

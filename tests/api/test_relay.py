@@ -107,7 +107,7 @@ def limited(make_stack: StackFactory) -> Stack:
 def test_an_upload_arrives_byte_identical_and_downloads_the_same(sdk: SDK, stack: Stack) -> None:
     data = file_bytes(5 * 1000 * 1000)
     client = sdk(stack)
-    raw = client.files.with_raw_response.create(file=("data.jsonl", data), purpose="batch")
+    raw = client.files.with_raw_response.create(file=("data.jsonl", data), purpose="fine-tune")
     uploaded = raw.parse()
     assert raw.headers["x-frugal-cache"] == "bypass"
     assert uploaded.bytes == len(data)
@@ -121,14 +121,14 @@ def test_the_gateway_holds_neither_an_upload_nor_a_download_whole(sdk: SDK, stac
     data = file_bytes(size, seed=11)
     client = sdk(stack)
     # The first large transfer of each kind sizes the allocator's pools (a few MB, once).
-    warm = client.files.create(file=("warm.bin", file_bytes(size, seed=3)), purpose="batch")
+    warm = client.files.create(file=("warm.bin", file_bytes(size, seed=3)), purpose="fine-tune")
     with client.files.with_streaming_response.content(warm.id) as streamed:
         for _ in streamed.iter_bytes():
             pass
     memory = PeakMemory(stack.gateway.process.pid)
 
     before = memory.reset()
-    uploaded = client.files.create(file=("big.bin", data), purpose="batch")
+    uploaded = client.files.create(file=("big.bin", data), purpose="fine-tune")
     upload_growth = memory.peak() - before
     assert held_by_the_sim(stack, uploaded.id)["sha256"] == hashlib.sha256(data).hexdigest()
 
@@ -158,7 +158,7 @@ def test_files_are_listed_by_the_query_and_deleted(sdk: SDK, stack: Stack) -> No
 def test_an_upload_past_the_limit_is_a_413_and_nothing_is_sent_on(sdk: SDK, limited: Stack) -> None:
     limited.reset_sim()
     with pytest.raises(openai.APIStatusError) as caught:
-        sdk(limited).files.create(file=("big.bin", file_bytes(2 * MIB)), purpose="batch")
+        sdk(limited).files.create(file=("big.bin", file_bytes(2 * MIB)), purpose="fine-tune")
     assert caught.value.status_code == 413
     assert caught.value.response.json()["error"]["code"] == "payload_too_large"
     assert calls(limited, "/v1/files") == 0
@@ -212,7 +212,7 @@ def test_the_keys_stay_where_they_belong(sdk: SDK, stack: Stack) -> None:
     headers = {"api-key": CLIENT_KEY, "x-api-key": CLIENT_KEY}
     client = sdk(stack, default_headers=headers)
     answers = [
-        client.files.with_raw_response.create(file=("k.jsonl", b"{}\n"), purpose="batch"),
+        client.files.with_raw_response.create(file=("k.jsonl", b"{}\n"), purpose="fine-tune"),
         client.files.with_raw_response.list(),
         client.moderations.with_raw_response.create(input="hello"),
         client.models.with_raw_response.list(),
@@ -239,7 +239,7 @@ def test_the_client_key_check_applies(sdk: SDK, make_stack: StackFactory, tmp_pa
 def test_metrics_count_relayed_calls_as_bypass_by_route(sdk: SDK, stack: Stack) -> None:
     before = requests_by_route(stack)
     client = sdk(stack)
-    uploaded = client.files.create(file=("m.jsonl", b"{}\n"), purpose="batch")
+    uploaded = client.files.create(file=("m.jsonl", b"{}\n"), purpose="fine-tune")
     client.files.retrieve(uploaded.id)
     client.files.content(uploaded.id).read()
     client.moderations.create(input="hello")
@@ -285,7 +285,7 @@ def test_a_download_the_provider_cuts_off_is_cut_off_for_the_client(
     stack = make_stack(env={"FRUGAL_CACHE_MODE": "off"})
     client = sdk(stack)
     data = file_bytes(MIB)
-    uploaded = client.files.create(file=("cut.bin", data), purpose="batch")
+    uploaded = client.files.create(file=("cut.bin", data), purpose="fine-tune")
     httpx.post(stack.sim.url + "/sim/faults", json={"drop_rate": 1.0}).raise_for_status()
     received = bytearray()
     with pytest.raises(httpx.RemoteProtocolError):  # never a short body that looks whole

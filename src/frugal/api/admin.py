@@ -120,7 +120,10 @@ def _partition(state: GatewayState, *, tenant: str | None, namespace: str | None
 
 @router.get("/stats")
 async def stats(request: Request) -> dict[str, Any]:
-    return await gateway_stats(admin(request))
+    """The gateway's counters, and the Batch API's (``batches``)."""
+    summary = await gateway_stats(admin(request))
+    batches = getattr(request.app.state, "batches", None)
+    return {**summary, "batches": batches.stats()} if batches is not None else summary
 
 
 async def gateway_stats(state: GatewayState) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from frugal.calibration import ThresholdChoice, calibration_of, choose_threshold
 from frugal.config import Settings
 from frugal.deferred import BatchService, BatchStore, RunnerParts
 from frugal.labels import FileLabels, Labels, LabelStore, RecentHits, RedisLabels
+from frugal.observability.batch_metrics import BatchMetrics
 from frugal.observability.observer import Observer
 from frugal.observability.prices import PriceTable
 from frugal.pipeline import CachePolicy, Pipeline
@@ -244,7 +245,8 @@ def _batch_service(
         admit_length=settings.cache_store_length_finish,
         admit_tool_calls=settings.cache_store_tool_calls,
     )
-    return BatchService(parts, mode=settings.batch_api_mode)
+    metrics = BatchMetrics(observer.metrics.registry)
+    return BatchService(parts, mode=settings.batch_api_mode, metrics=metrics)
 
 
 async def _open_cache(

@@ -5,9 +5,9 @@ other purpose it is relayed to the provider, byte for byte. To know the purpose 
 body must be read, and a relayed body must be unread: so the body is streamed once, counted
 against ``FRUGAL_MAX_UPLOAD_BYTES``, both into a raw copy on disk and through a streaming
 multipart parser (python-multipart) whose file part is written straight into the data dir.
-A ``batch`` upload keeps the parsed file and drops the raw copy; any other is relayed from the
-raw copy (the client's own bytes and headers), which is removed once sent. Nothing is held
-whole in memory.
+A ``batch`` upload keeps the parsed file and drops the raw copy; any other (or a body the parser
+cannot read) is relayed from the raw copy (the client's own bytes and headers), which is
+removed once sent. Nothing is held whole in memory.
 
 ``GET``/``DELETE /v1/files/{id}`` and ``GET /v1/files/{id}/content`` answer for frugal's ids
 and relay every other id; ``GET /v1/files`` (the provider's list) is relayed. ``POST
@@ -94,7 +94,7 @@ async def upload_file(request: Request) -> Response:
     try:
         await upload.read(request, max_bytes=limit, idle_s=state.settings.client_body_timeout_s)
         purpose = upload.fields.get("purpose")
-        if purpose != "batch":
+        if purpose != "batch" or upload.unparsable:
             raw = upload.take_raw()
             return await relay(_replayed(request, raw), state)
         file_path, filename, size = upload.take_file()
@@ -247,6 +247,7 @@ class _Upload:
             },
         )
         self._taken_file: Path | None = None
+        self.unparsable = False
 
     def _on_field(self, field: Any) -> None:
         name = field.field_name.decode("utf-8", "replace") if field.field_name else ""
@@ -258,7 +259,18 @@ class _Upload:
 
     def _feed(self, chunk: bytes) -> None:
         self._raw.write(chunk)
-        self._parser.write(chunk)
+        if not self.unparsable:
+            try:
+                self._parser.write(chunk)
+            except MultipartParseError:
+                self.unparsable = True  # not frugal's to judge: relayed, the provider says
+
+    def _finalize(self) -> None:
+        if not self.unparsable:
+            try:
+                self._parser.finalize()
+            except MultipartParseError:
+                self.unparsable = True
 
     async def read(self, request: Request, *, max_bytes: int, idle_s: float) -> None:
         size = 0
@@ -279,9 +291,7 @@ class _Upload:
                     raise PayloadTooLargeError(f"Request body is larger than {max_bytes} bytes.")
                 if chunk:
                     await asyncio.to_thread(self._feed, chunk)
-            await asyncio.to_thread(self._parser.finalize)
-        except MultipartParseError as exc:
-            raise InvalidRequestError(f"The multipart body cannot be read: {exc}") from None
+            await asyncio.to_thread(self._finalize)
         finally:
             self._raw.close()
 

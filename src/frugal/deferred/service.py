@@ -19,6 +19,7 @@ from frugal.deferred.runner import BatchRunner, RunnerParts
 from frugal.deferred.store import BATCH_PREFIX, FILE_PREFIX, BatchRecord, FileRecord
 from frugal.errors import InvalidRequestError, NotFoundError
 from frugal.ids import random_hex
+from frugal.observability.batch_metrics import BatchMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +35,16 @@ class FileNotFound(NotFoundError):
 
 
 class BatchService:
-    def __init__(self, parts: RunnerParts, *, mode: str = "provider") -> None:
-        """``mode``: how new batches send their misses, ``provider`` or ``live``."""
+    def __init__(
+        self, parts: RunnerParts, *, mode: str = "provider", metrics: BatchMetrics | None = None
+    ) -> None:
+        """``mode``: how new batches send their misses, ``provider`` or ``live``; ``metrics``
+        counts every batch that ends."""
         self.parts = parts
         self.mode = mode
+        self.metrics = metrics
+        self.cost_usd = 0.0  # ended batches with known prices, since start
+        self.live_cost_usd = 0.0
         self.store = parts.store
         self._runners: dict[str, BatchRunner] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -159,6 +166,8 @@ class BatchService:
             "by_status": dict(by_status),
             "finished_since_start": dict(self.finished),
             "lines_since_start": dict(self.lines),
+            "cost_usd_since_start": round(self.cost_usd, 8),
+            "live_cost_usd_since_start": round(self.live_cost_usd, 8),
         }
 
     def _start(self, record: BatchRecord) -> None:
@@ -175,11 +184,29 @@ class BatchService:
             self._runners.pop(runner.record.id, None)
         self.finished[record.status] += 1
         figures = record.figures
+        lines: dict[str, int] = {}
         for result, name in (
             ("hit", "frugal_cache_hits"),
             ("folded", "frugal_duplicates_folded"),
             ("sent", "frugal_lines_sent"),
         ):
             if figures.get(name, "").isdigit():
-                self.lines[result] += int(figures[name])
-        self.lines["failed"] += record.request_counts.get("failed", 0)
+                lines[result] = int(figures[name])
+        lines["failed"] = record.request_counts.get("failed", 0)
+        self.lines.update(lines)
+        cost, live = (
+            _money(figures.get("frugal_cost_usd")),
+            _money(figures.get("frugal_live_cost_usd")),
+        )
+        if cost is not None and live is not None:
+            self.cost_usd += cost
+            self.live_cost_usd += live
+        if self.metrics is not None:
+            self.metrics.ended(record.status, lines, cost_usd=cost, live_cost_usd=live)
+
+
+def _money(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # "unknown": a model without a price
