@@ -97,21 +97,48 @@ def test_a_short_run_adds_up(tmp_path: Path) -> None:
         assert (out / name).stat().st_size > 0
 
 
+def test_the_stream_as_one_batch_file_sends_only_what_the_cache_cannot_fold(
+    tmp_path: Path,
+) -> None:
+    workload = write_intents(tmp_path / "intents.jsonl")
+    out = tmp_path / "out"
+    fast = ["--call-latency-ms", "2", "--item-latency-ms", "1", "--token-latency-ms", "0"]
+    result = run_frugal(
+        *["bench", "--workload", str(workload), "--requests", "120", *fast],
+        *["--only", "no-cache,batch-direct,deferred", "--out", str(out)],
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {
+        row["config"]: row for row in json.loads((out / "bench.json").read_text())["configurations"]
+    }
+    assert rows["batch-direct"]["upstream_calls"] == 120 and rows["batch-direct"]["errors"] == 0
+    deferred = rows["deferred"]
+    assert deferred["errors"] == 0
+    # Every line is sent, or folded onto a line that was; six groups fold to far fewer.
+    assert deferred["upstream_calls"] + deferred["coalesced"] == 120
+    assert 0 < deferred["upstream_calls"] < 60
+    # The same tokens cost half at the batch price; folding cuts the rest.
+    live, batch = rows["no-cache"]["upstream_cost_usd"], rows["batch-direct"]["upstream_cost_usd"]
+    assert batch < live and deferred["upstream_cost_usd"] < batch
+
+
 def test_models_side_by_side_double_only_the_setups_that_embed() -> None:
     setups = configurations([0.8], [("base", "base"), ("faq", "/srv/faq")])
     assert [setup.label for setup in setups] == [
-        "direct", "no-cache", "exact",
+        "direct", "no-cache", "exact", "batch-direct",
         "semantic (base)", "semantic (faq)",
         "semantic+batching (base)", "semantic+batching (faq)",
         "semantic@0.80 (base)", "semantic@0.80 (faq)",
+        "deferred (base)", "deferred (faq)",
     ]  # fmt: skip
     for setup in setups:
         env = setup.gateway_env or {}
         assert env.get("FRUGAL_EMBEDDER_MODEL") == {"base": "base", "faq": "/srv/faq"}.get(
             setup.model or ""
         )
-    assert [setup.label for setup in configurations([0.8])][3:] == [
-        "semantic", "semantic+batching", "semantic@0.80",
+    assert [setup.label for setup in configurations([0.8])][4:] == [
+        "semantic", "semantic+batching", "semantic@0.80", "deferred",
     ]  # fmt: skip
 
 

@@ -11,7 +11,12 @@ Configurations (the gateway's batching is off unless named, to separate the two 
 - ``exact``: an exact-string cache (threshold 1.0, no coalescing);
 - ``semantic``: the semantic cache at the default threshold, with coalescing;
 - ``semantic+batching``: every default, batching included;
-- ``semantic@T``: the semantic cache at threshold T.
+- ``semantic@T``: the semantic cache at threshold T;
+- ``batch-direct``: the stream as one file to the provider's Batch API, no gateway (every line
+  sent, at the batch price);
+- ``deferred``: the same file through frugal's Batch API (cache, folding of repeats and
+  paraphrases, then one provider batch of the rest at the batch price; `frugal.bench.deferred`
+  says how its lines are read).
 
 A wrong hit is an answer served without its own upstream call (a hit or a coalesced request)
 that the simulator wrote for a prompt of another group: its answers name their prompt.
@@ -20,7 +25,6 @@ that the simulator wrote for a prompt of another group: its answers name their p
 from __future__ import annotations
 
 import asyncio
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,18 +36,21 @@ import httpx
 import numpy as np
 import openai
 
+from frugal.bench.answers import ANSWER, Outcome
+from frugal.bench.deferred import submit
 from frugal.bench.workload import Draw, Workload
 from frugal.config import DEFAULT_THRESHOLD
 from frugal.local import processes
 from frugal.observability.prices import PriceTable
 from frugal.percentiles import percentile
 
-_ANSWER = re.compile(r"^\[[^\]]*\] Answer to: (.*)$", re.DOTALL)
 NO_BATCHING = {"FRUGAL_BATCH_WINDOW_MS": "0"}
 # The gateway's default threshold, set explicitly on the default setups so that what runs is
 # what the report says, whatever the environment holds.
 AT_DEFAULT = {"FRUGAL_CACHE_THRESHOLD": str(DEFAULT_THRESHOLD)}
 MODEL_SETTING = "FRUGAL_EMBEDDER_MODEL"
+# The deferred tier sends its misses as one provider batch, polled often enough for a bench.
+DEFERRED = {"FRUGAL_BATCH_API_MODE": "provider", "FRUGAL_BATCH_API_POLL_S": "0.2"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class Config:
     gateway_env: dict[str, str] | None  # None: straight to the simulator
     threshold: float | None = None
     model: str | None = None
+    batch: bool = False  # submitted as one Batch API file, not as live requests
 
     @property
     def label(self) -> str:
@@ -83,6 +91,7 @@ def configurations(
             )
             for t in thresholds
         ],
+        Config("deferred", {**AT_DEFAULT, **DEFERRED}, threshold=DEFAULT_THRESHOLD, batch=True),
     ]
     if models is not None:
         semantic = [
@@ -96,24 +105,13 @@ def configurations(
         Config(
             "exact", {"FRUGAL_CACHE_THRESHOLD": "1.0", "FRUGAL_COALESCE": "false", **NO_BATCHING}
         ),
+        Config("batch-direct", None, batch=True),
         *semantic,
     ]
 
 
 def _with(env: dict[str, str] | None, key: str, value: str) -> dict[str, str]:
     return {**(env or {}), key: value}
-
-
-@dataclass
-class Outcome:
-    """One request as the client saw it."""
-
-    latency_s: float
-    cache: str  # x-frugal-cache, or "direct"
-    answered_for: str | None = None  # the prompt the answer was written for
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    error: str | None = None
 
 
 @dataclass
@@ -139,6 +137,7 @@ class ConfigResult:
             model,
             prompt_tokens=sum(o.prompt_tokens for o in fetched),
             completion_tokens=sum(o.completion_tokens for o in fetched),
+            batch=self.config.batch,
         )
         requests = len(self.outcomes)
         # "embedder", not "model": the report's "model" is the LLM asked.
@@ -179,7 +178,7 @@ async def _send(client: openai.AsyncOpenAI, model: str, draw: Draw) -> Outcome:
         return Outcome(time.perf_counter() - started, "error", error=type(exc).__name__)
     latency = time.perf_counter() - started
     text = answer.choices[0].message.content or ""
-    match = _ANSWER.match(text)
+    match = ANSWER.match(text)
     usage = answer.usage
     return Outcome(
         latency,
@@ -262,28 +261,37 @@ def run_config(
                 )
                 base = gateway.url + "/v1"
             try:
-                outcomes, wall = asyncio.run(
-                    drive(
-                        base,
-                        draws,
-                        model=model,
-                        clients=clients,
-                        qps=qps,
-                        seed=seed,
-                        advance=advance,
+                if config.batch:
+                    outcomes, wall = asyncio.run(
+                        submit(base, draws, model=model, through_gateway=gateway is not None)
                     )
-                )
+                    for _ in draws:
+                        advance()
+                else:
+                    outcomes, wall = asyncio.run(
+                        drive(
+                            base,
+                            draws,
+                            model=model,
+                            clients=clients,
+                            qps=qps,
+                            seed=seed,
+                            advance=advance,
+                        )
+                    )
             finally:
                 if gateway is not None:
                     gateway.stop()
             stats = httpx.get(sim.url + "/sim/stats").json()
         finally:
             sim.stop()
+    # A batch's upstream calls are the lines the provider answered in batches.
+    calls, tokens = ("batch_lines", "batch_tokens") if config.batch else ("calls", "tokens")
     return ConfigResult(
         config=config,
         outcomes=outcomes,
         wall_s=wall,
-        upstream_calls=int(stats["calls"]),
-        upstream_tokens=int(stats["tokens"]),
+        upstream_calls=int(stats[calls]),
+        upstream_tokens=int(stats[tokens]),
         draws=draws,
     )

@@ -276,7 +276,8 @@ def bench(
     ),
     config: ConfigOption = None,
 ) -> None:
-    """The same prompt stream through direct, no-cache, exact, semantic and batching setups."""
+    """The same prompt stream through direct, no-cache, exact, semantic, batching and Batch API
+    setups."""
     from rich.progress import Progress
 
     from frugal.bench.report import markdown_table, write_report
