@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -51,6 +52,9 @@ def test_demo_prints_its_report_draws_it_and_stops_everything_it_started(tmp_pat
     assert "requests sent" in result.stdout and str(requests) in result.stdout
     assert "upstream calls" in result.stdout and "p95 latency" in result.stdout
     assert "money saved" in result.stdout and "cache hit rate" in result.stdout
+    batch = len(load_workload(bundled="demo_batch.jsonl"))
+    row = rf"a batch of work that can wait \(lines\)\s*│\s*{batch} \(completed\)"
+    assert re.search(row, result.stdout), result.stdout
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert processes_with_marker(marker) == []
 
@@ -59,3 +63,9 @@ def test_bundled_workload_has_repeats_and_paraphrases() -> None:
     prompts = load_workload()
     assert len(prompts) > 40
     assert len(set(prompts)) < len(prompts)
+
+
+def test_the_bundled_batch_repeats_itself_and_the_live_workload() -> None:
+    batch, live = load_workload(bundled="demo_batch.jsonl"), set(load_workload())
+    assert len(set(batch)) < len(batch)
+    assert 0 < len(live.intersection(batch)) < len(batch)
