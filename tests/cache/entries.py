@@ -32,7 +32,7 @@ def near(vector: np.ndarray, rng: np.random.Generator, noise: float = 0.05) -> n
 
 def make(
     prompt: str,
-    vector: np.ndarray,
+    vector: np.ndarray | None,
     *,
     scope: str = "scope-a",
     partition: str = "partition-1",

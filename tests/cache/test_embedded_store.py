@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from frugal.cache import write_behind
 from frugal.cache.embedded import EmbeddedStore
 from frugal.cache.index import IndexOptions
-from frugal.cache.store import BASE_MODEL_ID, Entry
+from frugal.cache.store import BASE_MODEL_ID, EXACT_ONLY, Entry
 from frugal.errors import CacheStoreError
 from tests.cache.entries import DIM, T0, TUNED, make, near, unit
 
@@ -264,6 +264,33 @@ async def test_a_file_of_the_older_layout_is_migrated_on_open(
         db.close()
     assert "partition" in columns and "tenant" not in columns
     assert held == {("old", "acme"), (newer.id, "globex")}
+
+
+async def test_an_exact_only_entry_survives_a_restart_without_a_vector(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    store = await open_store(path)
+    embedded = make("a text", None, model=EXACT_ONLY)
+    other = make("a question", unit(rng))
+    await store.put(embedded)
+    await store.put(other)
+    await store.aclose()
+    with sqlite3.connect(path) as db:
+        blobs = dict(db.execute("SELECT id, vector FROM entries").fetchall())
+    assert blobs[embedded.id] == b"" and len(blobs[other.id]) == 4 * DIM
+    reopened = await open_store(path)
+    try:
+        lookup = {"scope": "scope-a", "prompt_hash": embedded.prompt_hash, "now": T0}
+        held = await reopened.get_exact(model=EXACT_ONLY, **lookup)
+        assert held == embedded and held.vector is None
+        assert reopened.index_of("scope-a", model=EXACT_ONLY) is None
+        found = await reopened.search(
+            scope="scope-a", vector=other.vector, k=5, min_similarity=-1, now=T0
+        )
+        assert [m.entry.id for m in found] == [other.id]
+    finally:
+        await reopened.aclose()
 
 
 async def test_a_file_written_before_entries_named_their_model_is_the_base_models(

@@ -309,3 +309,41 @@ async def test_reembedding_goes_in_batches_and_an_embedder_failure_stops_it(
     with pytest.raises(EmbedderError):
         async for _ in base.reembed(batch=10):
             pass
+
+
+async def test_the_exact_only_tier_embeds_nothing_and_outlives_a_change_of_model(
+    open_store: StoreFactory,
+) -> None:
+    """`lookup_exact` finds only what `save_exact` stored for the same normalised text, with no
+    embedding at all; the answers belong to no embedding model, so a cache of another model
+    finds them too, and a semantic lookup never does."""
+    store = await open_store()
+    base = make(store, {}, [T0])  # an empty table: any embedding would raise KeyError
+    vector = {"object": "embedding", "embedding": [0.5, 0.5]}
+    assert await base.save_exact(key("a text"), vector)
+    assert (await base.lookup_exact(key("another text"))).hit is None
+    found = await base.lookup_exact(key("a text"))
+    assert found.hit is not None and found.hit.exact and found.hit.response == vector
+    assert found.vector is None
+    assert base.embedder.calls == 0  # type: ignore[attr-defined]
+    assert (base.counters.hits_exact, base.counters.misses) == (1, 1)
+    tuned = make(store, {"a text": random_unit(np.random.default_rng(0))}, [T0], TUNED_SPEC)
+    assert (await tuned.lookup_exact(key("a text"))).hit is not None
+    assert (await tuned.lookup(key("a text"))).hit is None
+    assert [step async for step in tuned.reembed()] == [ReembedProgress(0, 0, 0)]
+    assert (await base.lookup_exact(key("a text", scope="other"))).hit is None
+    assert await base.save_exact(key("kept for no time"), vector, ttl_s=0) is False
+
+
+async def test_the_exact_only_tier_fails_open() -> None:
+    class Unavailable(ListStore):
+        async def get_exact(self, **_: Any) -> Entry | None:
+            raise StoreUnavailable("open")
+
+    down = make(Unavailable(), {})
+    assert (await down.lookup_exact(key("a"))).store_unavailable
+    broken = make(BrokenStore(), {})
+    found = await broken.lookup_exact(key("a"))
+    assert found.hit is None and not found.store_unavailable
+    assert await broken.save_exact(key("a"), ANSWER) is False
+    assert broken.counters.errors == 2 and broken.counters.misses == 1

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from frugal.cache.embedded import EmbeddedStore
-from frugal.cache.store import BASE_MODEL_ID, VectorStore
+from frugal.cache.store import BASE_MODEL_ID, EXACT_ONLY, VectorStore
 from tests.cache.conftest import KINDS, StoreFactory
 from tests.cache.entries import DIM, T0, TUNED, make, near, phash, unit
 
@@ -347,3 +347,64 @@ async def test_reembedding_leaves_what_changed_since_it_was_listed(
     assert await store.get_exact(**lookup) == newer
     with pytest.raises(ValueError, match="shape"):
         await store.reembed([(newer, np.ones(DIM + 1, dtype=np.float32))], model=TUNED)
+
+
+async def test_an_exact_only_entry_is_found_by_its_hash_alone(
+    store: VectorStore, rng: np.random.Generator
+) -> None:
+    """An entry without a vector (a provider's embedding) is found by ``get_exact`` of
+    `EXACT_ONLY` and by nothing that compares vectors; the rest sees it as any entry."""
+    vector = unit(rng)
+    embedded = make("a text", None, model=EXACT_ONLY)
+    other = make("a question", vector)
+    await store.put(embedded)
+    await store.put(other)
+    exact = {"scope": "scope-a", "prompt_hash": embedded.prompt_hash, "now": T0}
+    held = await store.get_exact(model=EXACT_ONLY, **exact)
+    assert held == embedded and held.vector is None and held.response == embedded.response
+    assert await store.get_exact(**exact) is None  # the base model's tier does not see it
+    assert await store.get_exact(model=EXACT_ONLY, **{**exact, "partition": "other"}) is None
+    found = await store.search(scope="scope-a", vector=vector, k=5, min_similarity=-1, now=T0)
+    assert [m.entry.id for m in found] == [other.id]
+    for model in (BASE_MODEL_ID, TUNED):  # never listed for a re-embedding
+        assert embedded.id not in {e.id for e in (await store.other_models(
+            model=model, limit=10, now=T0
+        ))[0]}  # fmt: skip
+    assert (await store.other_models(model=TUNED, limit=10, now=T0))[1] == 1
+    listed = await store.list_entries(offset=0, limit=10, now=T0)
+    assert {e.id: e.model for e in listed} == {embedded.id: EXACT_ONLY, other.id: BASE_MODEL_ID}
+    assert await store.delete_similar(vector=vector, min_similarity=-1) == 1  # `other` only
+    assert await store.get_exact(model=EXACT_ONLY, **exact) == embedded
+    await store.record_hit(embedded.id, now=T0 + 1)
+    hit = await store.get_exact(model=EXACT_ONLY, **{**exact, "now": T0 + 1})
+    assert hit is not None and hit.hits == 1
+    assert (await store.stats()).entries == 1
+    assert await store.delete_where(scope="scope-a") == 1
+
+
+async def test_exact_only_entries_expire_and_count_toward_the_bound(
+    open_store: StoreFactory, rng: np.random.Generator
+) -> None:
+    store = await open_store(max_entries=2)
+    first = make("first", None, model=EXACT_ONLY, ttl_s=10)
+    second = make("second", None, model=EXACT_ONLY, now=T0 + 1)
+    third = make("third", unit(rng), now=T0 + 2)
+    for entry in (first, second, third):
+        await store.put(entry)
+    held = {e.id for e in await store.list_entries(offset=0, limit=10, now=T0 + 2)}
+    assert held == {second.id, third.id}  # the least recently used went
+    expiring = make("expiring", None, model=EXACT_ONLY, ttl_s=10, now=T0 + 3)
+    await store.put(expiring)
+    lookup = {"scope": "scope-a", "prompt_hash": expiring.prompt_hash, "model": EXACT_ONLY}
+    assert await store.get_exact(now=T0 + 12.9, **lookup) == expiring
+    assert await store.get_exact(now=T0 + 13, **lookup) is None
+
+
+async def test_only_an_exact_only_entry_goes_without_a_vector(
+    store: VectorStore, rng: np.random.Generator
+) -> None:
+    with pytest.raises(ValueError, match="no vector"):
+        await store.put(make("p", None))
+    with pytest.raises(ValueError, match="no vector"):
+        await store.put(make("p", unit(rng), model=EXACT_ONLY))
+    assert (await store.stats()).entries == 0

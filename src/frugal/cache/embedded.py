@@ -13,7 +13,7 @@ a restart: `open` loads the live ones and rebuilds the indexes from them.
 Models: each (embedding model, scope) pair has an index of its own (`ModelIndexes`), so a
 semantic lookup only ever compares vectors of its model, and the exact tier checks the entry's
 model (one dict lookup and one comparison); `other_models` finds what a `reembed` is to move
-without a scan.
+without a scan. An exact-only entry (no vector) is in no index: only the exact tier finds it.
 
 Durability: writes are behind (`WriteBehind`). Every change is applied in memory at once and
 written to the file within about ``write_delay_s`` (default 0.05 s), off the event loop; a
@@ -48,7 +48,7 @@ import numpy as np
 from frugal.cache.index import IndexOptions, ScopeIndex
 from frugal.cache.model_indexes import ModelIndexes
 from frugal.cache.sqlite_file import Loaded, SqliteFile
-from frugal.cache.store import BASE_MODEL_ID, Entry, Match, StoreStats
+from frugal.cache.store import BASE_MODEL_ID, Entry, Match, StoreStats, checked_vector
 from frugal.cache.write_behind import WriteBehind
 
 logger = logging.getLogger(__name__)
@@ -171,6 +171,7 @@ class EmbeddedStore:
                 continue
             if partition is not None and entry.partition != partition:
                 continue
+            assert entry.vector is not None  # indexed: never exact-only
             similarity = float(entry.vector @ query)
             if similarity >= min_similarity:
                 matches.append(Match(entry=entry, similarity=similarity))
@@ -180,7 +181,7 @@ class EmbeddedStore:
     async def put(self, entry: Entry) -> None:
         """Store ``entry`` as the most recently used, replacing an entry with its id and one
         with its scope and prompt_hash; evict past the bound. ValueError for a bad vector."""
-        vector = self._check_vector(entry.vector)
+        vector = checked_vector(entry, self.dimensions)
         if vector is not entry.vector:
             entry = replace(entry, vector=vector)
         self._remove(entry.id)
@@ -233,14 +234,15 @@ class EmbeddedStore:
         """Exhaustive on purpose: an invalidation must not miss what an approximate index would."""
         query = self._check_vector(vector)
         candidates = [
-            e
+            (e, e.vector)
             for e in self._entries.values()
-            if e.model == model and partition in (None, e.partition)
+            if e.model == model and partition in (None, e.partition) and e.vector is not None
         ]
         doomed: list[Entry] = []
         for start in range(0, len(candidates), _SIMILAR_CHUNK):
-            chunk = candidates[start : start + _SIMILAR_CHUNK]
-            sims = np.stack([entry.vector for entry in chunk]) @ query
+            chunk = [entry for entry, _ in candidates[start : start + _SIMILAR_CHUNK]]
+            sims = np.stack([vector for _, vector in candidates[start : start + _SIMILAR_CHUNK]])
+            sims = sims @ query
             doomed.extend(chunk[i] for i in np.flatnonzero(sims >= min_similarity).tolist())
             await asyncio.sleep(0)  # a large store is swept in slices, letting lookups through
         # An id put again during the sweep holds another vector now: only the compared one goes.
@@ -286,6 +288,8 @@ class EmbeddedStore:
             held = self._entries.get(listed.id)
             if held is None or held.model != listed.model or held.model == model:
                 continue  # removed, replaced or moved since it was listed
+            if held.exact_only:
+                continue  # no vector of any model belongs to it
             self._indexes.remove(held)
             moved = replace(held, vector=vector, model=model)
             self._entries[moved.id] = moved  # the same key: its place in put order stays
@@ -335,7 +339,8 @@ class EmbeddedStore:
         self._entries[entry.id] = entry
         self._by_prompt[(entry.scope, entry.prompt_hash)] = entry.id
         heapq.heappush(self._expiry, (entry.expires_at, entry.id))
-        self._indexes.add(entry)
+        if not entry.exact_only:
+            self._indexes.add(entry)
 
     def _remove(self, entry_id: str) -> bool:
         entry = self._entries.pop(entry_id, None)
@@ -345,7 +350,8 @@ class EmbeddedStore:
         if self._by_prompt.get(key) == entry_id:
             del self._by_prompt[key]
         self._lru.pop(entry_id, None)
-        self._indexes.remove(entry)
+        if not entry.exact_only:
+            self._indexes.remove(entry)
         self._disk.removed(entry_id)
         return True
 

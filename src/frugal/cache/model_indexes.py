@@ -34,7 +34,9 @@ class ModelIndexes:
         return self._indexes.get((model, scope))
 
     def add(self, entry: Entry) -> None:
-        """Index ``entry`` under its model and scope (not indexed already)."""
+        """Index ``entry`` under its model and scope (not indexed already; not exact-only)."""
+        if entry.vector is None:
+            raise ValueError(f"entry {entry.id} has no vector to index")
         key = (entry.model, entry.scope)
         index = self._indexes.get(key)
         if index is None:

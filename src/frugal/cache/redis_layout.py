@@ -1,7 +1,9 @@
 """How the Redis store lays its entries out: one hash per entry, and the index over them.
 
 Each entry is a hash under ``{prefix}entry:{id}``: prompt, answer (JSON), vector (FLOAT32
-bytes), partition and scope, the embedding model's id, created/expires, hits. Beside the real
+bytes; none for an exact-only entry, which the index then keeps out of its vector graph but
+still filters by its TAGs), partition and scope, the embedding model's id, created/expires,
+hits. Beside the real
 values, ``partition_tag``, ``scope_tag``, ``prompt_tag`` and ``model_tag`` hold their hex
 digests, which the index's TAG fields filter on: no partition name can inject query syntax.
 
@@ -30,7 +32,7 @@ import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from frugal.cache.store import BASE_MODEL_ID, Entry
+from frugal.cache.store import BASE_MODEL_ID, EXACT_ONLY, Entry
 from frugal.errors import CacheStoreError
 
 logger = logging.getLogger(__name__)
@@ -56,8 +58,9 @@ def model_filter(model: str) -> str:
 
 
 def other_models_filter(model: str) -> str:
-    """The query clause that keeps the entries of every model but ``model``."""
-    clause = f"-@model_tag:{{{tag(model)}}}"
+    """The query clause that keeps the entries of every model but ``model`` (exact-only entries
+    are embedded by none)."""
+    clause = f"-@model_tag:{{{tag(model)}}} -@model_tag:{{{tag(EXACT_ONLY)}}}"
     return f"{clause} -ismissing(@model_tag)" if model == BASE_MODEL_ID else clause
 
 
@@ -211,9 +214,10 @@ def is_older_layout(info: dict[bytes, Any], *, entry_prefix: str, layout: int) -
     )
 
 
-def to_hash(entry: Entry, vector: np.ndarray) -> dict[str, Any]:
-    """The hash fields of ``entry``, with ``vector`` (already checked) as its vector."""
-    return {
+def to_hash(entry: Entry, vector: np.ndarray | None) -> dict[str, Any]:
+    """The hash fields of ``entry``, with ``vector`` (already checked) as its vector; an
+    exact-only entry's hash has no ``vector`` field."""
+    fields = {
         "id": entry.id,
         "partition": entry.partition,
         "partition_tag": tag(entry.partition),
@@ -225,13 +229,15 @@ def to_hash(entry: Entry, vector: np.ndarray) -> dict[str, Any]:
         "model": entry.model,
         "model_tag": tag(entry.model),
         "response": json.dumps(entry.response),
-        "vector": vector.tobytes(),
         "created_at": number(entry.created_at),
         "expires_at": number(entry.expires_at),
         "labels": json.dumps(entry.labels),
         "hits": entry.hits,
         "last_used_at": "" if entry.last_used_at is None else number(entry.last_used_at),
     }
+    if vector is not None:
+        fields["vector"] = vector.tobytes()
+    return fields
 
 
 def from_hash(raw: dict[bytes, Any]) -> Entry:
@@ -248,7 +254,9 @@ def from_hash(raw: dict[bytes, Any]) -> Entry:
         prompt=fields["prompt"].decode(),
         prompt_hash=fields["prompt_hash"].decode(),
         response=json.loads(fields["response"]),
-        vector=np.frombuffer(fields["vector"], dtype=np.float32).copy(),
+        vector=(
+            np.frombuffer(fields["vector"], dtype=np.float32).copy() if "vector" in fields else None
+        ),
         created_at=float(fields["created_at"]),
         expires_at=float(fields["expires_at"]),
         labels=json.loads(fields["labels"]),

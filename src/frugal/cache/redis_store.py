@@ -36,7 +36,14 @@ from redis.exceptions import RedisError, ResponseError
 from frugal.cache import redis_layout as layout
 from frugal.cache import redis_scripts as scripts
 from frugal.cache.redis_layout import command, model_filter, number, other_models_filter, tag
-from frugal.cache.store import BASE_MODEL_ID, Entry, Match, StoreStats
+from frugal.cache.store import (
+    BASE_MODEL_ID,
+    EXACT_ONLY,
+    Entry,
+    Match,
+    StoreStats,
+    checked_vector,
+)
 from frugal.errors import CacheStoreError, RedisStoreConfigError
 
 logger = logging.getLogger(__name__)
@@ -187,7 +194,7 @@ class RedisStore:
     async def put(self, entry: Entry) -> None:
         """Store ``entry`` as the most recently used, replacing an entry with its id and one
         with its scope and prompt_hash; evict past the bound. ValueError for a bad vector."""
-        vector = self._check_vector(entry.vector)
+        vector = checked_vector(entry, self.dimensions)
         twins = await self._ids(
             f"@scope_tag:{{{tag(entry.scope)}}} @prompt_tag:{{{tag(entry.prompt_hash)}}}"
         )
@@ -250,6 +257,8 @@ class RedisStore:
         """Exhaustive on purpose (every vector compared, a page at a time): an invalidation
         must not miss what an approximate search would."""
         query_vector = self._check_vector(vector)
+        if model == EXACT_ONLY:
+            return 0  # no vectors to compare
         query = model_filter(model)
         if partition is not None:
             query += f" @partition_tag:{{{tag(partition)}}}"

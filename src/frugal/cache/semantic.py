@@ -15,6 +15,10 @@ goes on as a miss. Similarity is cosine similarity in [-1, 1]; the threshold is 
 Every entry is stamped with the id of the embedding model in use (``model``, a resolved
 `ModelSpec`), and every lookup, exact or semantic, finds only that model's entries: after a
 change of model the old entries are misses until `reembed` gives them the new model's vectors.
+
+Answers that only an exact repeat may share (a provider's embedding of a text) take the exact
+tier alone: `lookup_exact` and `save_exact` embed nothing, and store exact-only entries
+(`EXACT_ONLY`: no vector, whatever the embedding model).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from frugal.cache.breaker import BreakerState, CircuitBreaker, GuardedStore
 from frugal.cache.embedder import AsyncEmbedder, EmbedderStats
 from frugal.cache.models import ModelSpec
 from frugal.cache.scope import CacheKey
-from frugal.cache.store import Entry, StoreStats, VectorStore
+from frugal.cache.store import EXACT_ONLY, Entry, StoreStats, VectorStore
 from frugal.errors import CacheStoreError, EmbedderError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -238,6 +242,38 @@ class SemanticCache:
         self.counters.misses += not peek
         return Lookup(hit=None, vector=vector)
 
+    async def lookup_exact(self, key: CacheKey) -> Lookup:
+        """The exact-only answer stored for ``key`` (its normalised text in its scope), if
+        any: nothing is embedded and no similar text answers. Counted as an exact hit or a
+        miss; a store failure is a miss (``store_unavailable`` when the breaker is open)."""
+        now = self._clock()
+        try:
+            entry = await self.store.get_exact(
+                scope=key.scope,
+                prompt_hash=key.prompt_hash,
+                now=now,
+                partition=key.partition,
+                model=EXACT_ONLY,
+            )
+        except StoreUnavailable as exc:
+            self._failed("exact lookup", exc)
+            self.counters.misses += 1
+            return Lookup(hit=None, store_unavailable=True)
+        except Exception as exc:  # fail open, as in `lookup`
+            self._failed("exact lookup", exc)
+            entry = None
+        if entry is None:
+            self.counters.misses += 1
+            return Lookup(hit=None)
+        return Lookup(hit=await self._hit(entry, similarity=1.0, exact=True, now=now))
+
+    async def save_exact(
+        self, key: CacheKey, response: dict[str, Any], *, ttl_s: float | None = None
+    ) -> bool:
+        """Store ``response`` as the exact-only answer to ``key`` (found by `lookup_exact`
+        alone); ``False`` when nothing was stored."""
+        return await self._put(key, response, vector=None, ttl_s=ttl_s)
+
     async def save(
         self,
         key: CacheKey,
@@ -247,13 +283,26 @@ class SemanticCache:
         ttl_s: float | None = None,
     ) -> bool:
         """Store ``response`` as the answer to ``key``; ``False`` when nothing was stored."""
-        ttl = self.ttl_s if ttl_s is None else ttl_s
-        if ttl <= 0:  # ttl=0 is a real value: the answer expires at once, so keep nothing
-            return False
+        if (self.ttl_s if ttl_s is None else ttl_s) <= 0:
+            return False  # nothing to embed for an answer that is not kept
         if vector is None:
             vector = await self.embed(key.prompt)
             if vector is None:
                 return False
+        return await self._put(key, response, vector=vector, ttl_s=ttl_s)
+
+    async def _put(
+        self,
+        key: CacheKey,
+        response: dict[str, Any],
+        *,
+        vector: np.ndarray | None,
+        ttl_s: float | None,
+    ) -> bool:
+        """Store an entry of the model in use, or an exact-only one when ``vector`` is None."""
+        ttl = self.ttl_s if ttl_s is None else ttl_s
+        if ttl <= 0:  # ttl=0 is a real value: the answer expires at once, so keep nothing
+            return False
         now = self._clock()
         entry = Entry(
             id=uuid.uuid4().hex,
@@ -266,7 +315,7 @@ class SemanticCache:
             created_at=now,
             expires_at=now + ttl,
             labels=key.labels,
-            model=self.model.id,
+            model=self.model.id if vector is not None else EXACT_ONLY,
         )
         try:
             await self.store.put(entry)

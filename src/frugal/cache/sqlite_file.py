@@ -10,7 +10,8 @@ waits on the disk and no two calls overlap. This is the one place `sqlite3` erro
 `CacheStoreError`; anything else a call raises comes through unchanged.
 
 Layout: one table, ``entries``, one row per entry, with ``used_seq`` (the store's order of use,
-for its LRU) and ``model`` (the id of the embedding model that made the vector). `open` brings
+for its LRU) and ``model`` (the id of the embedding model that made the vector; an exact-only
+entry's ``vector`` is an empty blob, the column being NOT NULL). `open` brings
 a file of an older frugal up to date: a ``partition`` column named ``tenant`` is renamed, and a
 file without ``model`` gets the column with the base model's id in every row, since the base
 model embedded every entry of it (an upgrade keeps the cache). WAL mode with
@@ -30,7 +31,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from frugal.cache.store import BASE_MODEL_ID, Entry
+from frugal.cache.store import BASE_MODEL_ID, EXACT_ONLY, Entry
 from frugal.errors import CacheStoreError
 
 T = TypeVar("T")
@@ -182,7 +183,8 @@ def _rows(changes: dict[str, Change]) -> Iterator[tuple[Any, ...]]:
             e, used_seq = change
             yield (
                 e.id, e.partition, e.scope, e.prompt, e.prompt_hash, json.dumps(e.response),
-                e.vector.tobytes(), e.created_at, e.expires_at, json.dumps(e.labels), e.hits,
+                b"" if e.vector is None else e.vector.tobytes(),
+                e.created_at, e.expires_at, json.dumps(e.labels), e.hits,
                 e.last_used_at, used_seq, e.model,
             )  # fmt: skip
 
@@ -190,9 +192,14 @@ def _rows(changes: dict[str, Change]) -> Iterator[tuple[Any, ...]]:
 def _entry_from_row(row: tuple[Any, ...], dimensions: int) -> Entry:
     """Decode a stored row; a row this store cannot read raises `CacheStoreError`."""
     try:
-        vector = np.frombuffer(row[6], dtype=np.float32)
-        if vector.shape != (dimensions,):
-            raise ValueError(f"a vector of {vector.shape[0]} dimensions, not {dimensions}")
+        vector: np.ndarray | None = None
+        if row[13] == EXACT_ONLY:
+            if row[6]:
+                raise ValueError("an exact-only entry with a vector")
+        else:
+            vector = np.frombuffer(row[6], dtype=np.float32)
+            if vector.shape != (dimensions,):
+                raise ValueError(f"a vector of {vector.shape[0]} dimensions, not {dimensions}")
         return Entry(
             id=row[0], partition=row[1], scope=row[2], prompt=row[3], prompt_hash=row[4],
             response=json.loads(row[5]), vector=vector, created_at=row[7], expires_at=row[8],

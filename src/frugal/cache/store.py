@@ -10,12 +10,21 @@ id): vectors of two models are not comparable, so every lookup names its model a
 that model's entries. An entry stored before entries had a model is the base model's
 (`BASE_MODEL_ID`), the only model there was.
 
+An *exact-only* entry (model `EXACT_ONLY`, ``vector`` ``None``) is an answer no embedding model
+has a vector for: a provider's embedding of one text, found again only by that text's hash. No
+search, similarity invalidation or re-embedding ever sees it, and a change of embedding model
+leaves it as it is; ``get_exact(model=EXACT_ONLY)`` finds it, and everything that does not
+filter on a model (listings, deletions by id, partition or scope, the bound, expiry) treats it
+as any other entry.
+
 Contract for every store:
 - a lookup never returns an entry that has expired, was evicted, invalidated or flushed, and
   never an entry of another scope or of another model;
 - ``put`` makes room by evicting the least recently used entries (a hit counts as a use);
 - every method is a coroutine and never blocks the event loop for long;
-- a failure raises `CacheStoreError` (the caller treats it as a miss).
+- a failure raises `CacheStoreError` (the caller treats it as a miss);
+- ``put`` raises ValueError for an entry whose vector does not fit: of the store's dimensions
+  for every model but `EXACT_ONLY`, ``None`` for `EXACT_ONLY`.
 """
 
 from __future__ import annotations
@@ -28,6 +37,9 @@ import numpy as np
 # The id of the packaged all-MiniLM-L6-v2 (FRUGAL_EMBEDDER_MODEL=base), whatever torch exported
 # it: exports agree to 1e-5. Entries stored before entries named their model are its.
 BASE_MODEL_ID = "all-MiniLM-L6-v2"
+# The model of exact-only entries, which have no vector: no embedding model's id looks like it
+# (the base model's is above, a tuned model's is ``name@hex``).
+EXACT_ONLY = "exact-only"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,7 +50,7 @@ class Entry:
     tenants share. ``scope`` is the scope's hash (partition included); ``labels`` is a short,
     human-readable summary of it for listings (partition, endpoint, model), never used for
     matching. ``model`` is the id of the embedding model that made ``vector`` (not the LLM,
-    which is part of the scope).
+    which is part of the scope), or `EXACT_ONLY` for an entry without a vector (``None``).
     """
 
     id: str
@@ -47,13 +59,30 @@ class Entry:
     prompt: str
     prompt_hash: str
     response: dict[str, Any]
-    vector: np.ndarray = field(repr=False, compare=False)  # arrays have no plain ==
+    vector: np.ndarray | None = field(repr=False, compare=False)  # arrays have no plain ==
     created_at: float
     expires_at: float
     labels: dict[str, str] = field(default_factory=dict)
     hits: int = 0
     last_used_at: float | None = None
     model: str = BASE_MODEL_ID
+
+    @property
+    def exact_only(self) -> bool:
+        return self.model == EXACT_ONLY
+
+
+def checked_vector(entry: Entry, dimensions: int) -> np.ndarray | None:
+    """``entry``'s vector as contiguous float32, ``None`` for an exact-only entry; ValueError
+    when it does not fit (the stores' `put`)."""
+    if entry.exact_only or entry.vector is None:
+        if not entry.exact_only or entry.vector is not None:
+            raise ValueError(f"only an {EXACT_ONLY} entry has no vector ({entry.model!r})")
+        return None
+    vector = np.ascontiguousarray(entry.vector, dtype=np.float32)
+    if vector.shape != (dimensions,):
+        raise ValueError(f"expected a vector of shape ({dimensions},), got {vector.shape}")
+    return vector
 
 
 @dataclass(frozen=True)
@@ -89,8 +118,9 @@ class VectorStore(Protocol):
         partition: str | None = None,
         model: str = BASE_MODEL_ID,
     ) -> Entry | None:
-        """The live entry of ``model`` with exactly this normalised prompt in this scope (and
-        of ``partition``, when given: a second, independent filter besides the scope), if any."""
+        """The live entry of ``model`` (`EXACT_ONLY` included) with exactly this normalised
+        prompt in this scope (and of ``partition``, when given: a second, independent filter
+        besides the scope), if any."""
         ...
 
     async def search(
@@ -149,7 +179,7 @@ class VectorStore(Protocol):
 
     async def other_models(self, *, model: str, limit: int, now: float) -> tuple[list[Entry], int]:
         """Up to ``limit`` live entries embedded by another model than ``model``, and how many
-        such entries there are in all."""
+        such entries there are in all (exact-only entries are embedded by none)."""
         ...
 
     async def reembed(self, changes: list[tuple[Entry, np.ndarray]], *, model: str) -> int:
