@@ -47,6 +47,7 @@ PINNED = {
         "Flight",
         "Joined",
         "UpstreamWatcher",
+        "apportion_usage",
     ],
     "frugal.upstream": [
         "LinearConnectionPool",

@@ -116,12 +116,29 @@ async def test_five_concurrent_embeddings_make_one_call(batching: Stack) -> None
             assert alone.json()["data"][0]["embedding"] == vector
 
 
-async def test_identical_chats_in_one_batch_are_sent_once(batching: Stack) -> None:
-    batching.reset_sim()
-    body = {"model": "sim-small", "messages": [{"role": "user", "content": QUESTIONS[0]}]}
-    responses = await post_all(batching, "/chat/completions", [body] * 5)
-    assert all(QUESTIONS[0] in r.json()["choices"][0]["message"]["content"] for r in responses)
-    assert endpoint_stats(batching, "/chat/completions")["calls"] == 1
+async def test_a_chat_miss_goes_at_once_while_a_completion_waits_for_company(
+    make_stack: StackFactory,
+) -> None:
+    """A chat carries one conversation a call, so waiting would only delay it: with a 5 s
+    window, a completion sent first still waits for company when a chat sent after it has
+    been answered, and the provider has seen the chat and not the completion. An identical
+    chat then gets its own call too (with the cache off, nothing folds equal requests)."""
+    stack = make_stack(env={**BATCHING, "FRUGAL_BATCH_WINDOW_MS": "5000"})
+    chat = {"model": "sim-small", "messages": [{"role": "user", "content": QUESTIONS[1]}]}
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+        completion = asyncio.ensure_future(
+            http.post("/completions", json={"model": "sim-small", "prompt": QUESTIONS[0]})
+        )
+        await asyncio.sleep(0.2)  # the completion reaches its queue first
+        first = await http.post("/chat/completions", json=chat)
+        assert first.status_code == 200 and not completion.done()
+        assert endpoint_stats(stack, "/chat/completions")["calls"] == 1
+        assert endpoint_stats(stack, "/completions")["calls"] == 0
+        second = await http.post("/chat/completions", json=chat)
+        assert QUESTIONS[1] in second.json()["choices"][0]["message"]["content"]
+        assert endpoint_stats(stack, "/chat/completions")["calls"] == 2
+        assert QUESTIONS[0] in (await completion).json()["choices"][0]["text"]
+    assert endpoint_stats(stack, "/completions")["calls"] == 1
 
 
 async def test_chat_calls_respect_the_concurrency_cap(make_stack: StackFactory) -> None:

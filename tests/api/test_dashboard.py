@@ -54,6 +54,8 @@ def busy(make_stack: StackFactory) -> Stack:
             pool.map(lambda c: httpx.post(stack.base_url + "/completions", json=c), completions)
         )
     assert all(answer.status_code == 200 for answer in answers)
+    lone = {"model": "gpt-4o-mini", "prompt": "Name the deepest lake on Earth."}  # size 1
+    httpx.post(stack.base_url + "/completions", json=lone, timeout=30).raise_for_status()
     return stack
 
 

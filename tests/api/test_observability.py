@@ -125,7 +125,7 @@ def test_admin_stats_reports_the_batch_sizes_and_top_prompts(
     stack, _ = scripted
     with stack.admin() as admin:
         stats = admin.get("/admin/stats").json()
-    assert stats["batching"]["batch_sizes"] == {"1": 1, "3": 1}  # the chat miss, the batch
+    assert stats["batching"]["batch_sizes"] == {"3": 1}  # the completions (a chat goes at once)
     top = stats["summary"]["top_prompts"]
     assert [(t["prompt"], t["hits"]) for t in top] == [(FRANCE, 2)]
     misses = [m["prompt"] for m in stats["summary"]["recent_misses"]]

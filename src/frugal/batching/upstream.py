@@ -1,16 +1,23 @@
 """An `Upstream` that sends cache misses together, in as few calls as the provider's API allows.
 
-| endpoint              | a batch is sent as                                                    |
-|-----------------------|-----------------------------------------------------------------------|
-| ``/completions``      | ONE call with ``prompt`` as a list; choices matched back by ``index`` |
-| ``/embeddings``       | ONE call with ``input`` as a list (at most 2,048 inputs); by ``index``|
-| ``/chat/completions`` | concurrent calls, identical requests sent once and the answer shared  |
+| endpoint                           | a miss is sent                                             |
+|------------------------------------|------------------------------------------------------------|
+| ``/completions`` (string prompts)  | in ONE call with ``prompt`` as a list; matched by ``index`` |
+| ``/embeddings``                    | in ONE call with ``input`` as a list (at most 2,048 inputs) |
+| ``/chat/completions``, ``/responses`` and token prompts | at once, in a call of its own |
 
-Requests share a queue only when they may share a call: same endpoint and every parameter but
-the prompts. Every upstream call, streams included, holds a slot of one per-upstream
-concurrency cap. When the provider rejects a whole list call (a 4xx), its requests are retried
-alone, so a poisoned prompt fails only its own request. A provider reports one ``usage`` for a
-list call; it is apportioned to the requests by the length of their prompts and answers.
+Only an API that takes a list gains from waiting: a chat or a Responses API call carries one
+conversation, so the window would only delay it. Such a miss goes at once, under the same
+per-upstream concurrency cap (waiting for a free connection at most ``timeout_s``, with at most
+``max_queue`` waiting). Equal and near-equal misses in flight are the pipeline's coalescer's to
+fold; identical requests that reach this layer each get their own call, as they would from the
+provider (two identical requests at a temperature above 0 expect two samples).
+
+Requests share a list queue only when they may share a call: same endpoint and every parameter
+but the prompts. Every upstream call, streams included, holds a slot of the cap. When the
+provider rejects a whole list call (a 4xx), its requests are retried alone, so a poisoned prompt
+fails only its own request. A provider reports one ``usage`` for a list call; it is apportioned
+to the requests by the length of their prompts and answers (`apportion_usage`).
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from functools import partial
 from typing import Any, Protocol
 
 from frugal.batching.batcher import Batcher, BatchStats
-from frugal.errors import UpstreamStatusError
+from frugal.batching.usage import apportion_usage
+from frugal.errors import OverloadedError, QueueTimeoutError, UpstreamStatusError
 from frugal.provider import Endpoint, OpenStream, Upstream
 
 EMBEDDING_INPUTS_PER_CALL = 2048
@@ -56,7 +64,8 @@ class UpstreamWatcher(Protocol):
 
 
 class BatchingUpstream:
-    """Wraps an `Upstream`; ``post`` batches, ``stream`` passes through under the cap."""
+    """Wraps an `Upstream`; ``post`` batches what a list can carry and sends the rest at once,
+    ``stream`` passes through; all of it under the concurrency cap."""
 
     def __init__(
         self, upstream: Upstream, settings: BatchSettings, watcher: UpstreamWatcher | None = None
@@ -65,8 +74,9 @@ class BatchingUpstream:
         self._settings = settings
         self._watcher = watcher
         self._slots = asyncio.Semaphore(settings.max_concurrency)
-        # One batcher per queue while it has work: a chat's queue is its conversation, so
-        # keeping every queue ever seen would grow with the traffic. Their stats add up here.
+        self._waiting = 0  # calls sent at once that wait for a free slot
+        # One batcher per queue while it has work: a queue is every parameter but the prompts,
+        # so keeping every queue ever seen would grow with the traffic. Their stats add up here.
         self._batchers: dict[str, Batcher[_Request, dict[str, Any]]] = {}
         self.stats = BatchStats()
         self.calls = 0  # upstream calls made, list calls counting once
@@ -79,8 +89,8 @@ class BatchingUpstream:
         self, endpoint: Endpoint, body: dict[str, Any], *, request_id: str
     ) -> dict[str, Any]:
         items = _items(endpoint, body)
-        if items is None:  # nothing to pack (token prompts, say): one call of its own
-            return await self._call(endpoint, body, request_id)
+        if items is None:  # one conversation (chat, responses) or token prompts: at once
+            return await self._at_once(endpoint, body, request_id)
         queue_key = json.dumps(
             {
                 "endpoint": endpoint,
@@ -91,9 +101,8 @@ class BatchingUpstream:
         batcher = self._batchers.get(queue_key)
         if batcher is None:
             batcher = self._batchers[queue_key] = self._new_batcher(endpoint, queue_key)
-        units = 1 if endpoint == Endpoint.CHAT else len(items)
         try:
-            return await batcher.submit(_Request(body, items, request_id), units=units)
+            return await batcher.submit(_Request(body, items, request_id), units=len(items))
         finally:
             self._retire_if_idle(queue_key)  # e.g. refused: no batch task left to do it
 
@@ -123,9 +132,8 @@ class BatchingUpstream:
         max_size = settings.max_size
         if endpoint == Endpoint.EMBEDDINGS:
             max_size = min(max_size, EMBEDDING_INPUTS_PER_CALL)
-        handler = self._chat_batch if endpoint == Endpoint.CHAT else self._list_batch(endpoint)
         return Batcher(
-            handler,
+            self._list_batch(endpoint),
             window_s=settings.window_s,
             max_size=max_size,
             max_queue=settings.max_queue,
@@ -139,6 +147,34 @@ class BatchingUpstream:
             on_idle=partial(self._retire_if_idle, queue_key),
         )
 
+    async def _at_once(
+        self, endpoint: Endpoint, body: dict[str, Any], request_id: str
+    ) -> dict[str, Any]:
+        """A call of its own, as soon as a slot is free. While every slot is busy, at most
+        ``max_queue`` calls wait (beyond: `OverloadedError`, 429), each at most ``timeout_s``
+        (beyond: `QueueTimeoutError`, 504, never sent): the bounds a batch queue keeps."""
+        settings = self._settings
+        if self._slots.locked() and self._waiting >= settings.max_queue:
+            self.stats.rejected_full += 1
+            raise OverloadedError(
+                f"Too many requests are waiting upstream ({self._waiting} waiting).",
+                retry_after_s=1.0,
+            )
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(settings.timeout_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            self.stats.expired += 1
+            raise QueueTimeoutError("The request waited too long to be sent upstream.") from None
+        finally:
+            self._waiting -= 1
+        try:
+            self._count_call(endpoint, body)
+            return await self._upstream.post(endpoint, body, request_id=request_id)
+        finally:
+            self._slots.release()
+
     async def _call(
         self, endpoint: Endpoint, body: dict[str, Any], request_id: str
     ) -> dict[str, Any]:
@@ -151,18 +187,6 @@ class BatchingUpstream:
         if self._watcher is not None:
             items = _items(endpoint, body)
             self._watcher.upstream_call(endpoint, len(items) if items is not None else 1)
-
-    async def _chat_batch(self, batch: list[_Request]) -> list[Result]:
-        """One call per distinct request, concurrently; equal requests share the answer."""
-        distinct: dict[str, _Request] = {}
-        for request in batch:
-            distinct.setdefault(_canonical(request.body), request)
-        answers = await asyncio.gather(
-            *(self._call(Endpoint.CHAT, r.body, r.request_id) for r in distinct.values()),
-            return_exceptions=True,
-        )
-        by_body = dict(zip(distinct, answers, strict=True))
-        return [by_body[_canonical(request.body)] for request in batch]
 
     def _list_batch(
         self, endpoint: Endpoint
@@ -206,7 +230,7 @@ def split_answer(
         size = len(request.items) * per_item
         owns.append(by_index[offset : offset + size])
         offset += size
-    usages = _apportion(
+    usages = apportion_usage(
         answer.get("usage"),
         [_weight(request, own) for request, own in zip(batch, owns, strict=True)],
     )
@@ -228,40 +252,9 @@ def _weight(request: _Request, own: list[dict[str, Any]]) -> tuple[int, int]:
     return prompt, answer
 
 
-def _apportion(usage: Any, weights: list[tuple[int, int]]) -> list[dict[str, Any]] | None:
-    """Split a list call's usage by weight; the parts add up to the whole exactly."""
-    if not isinstance(usage, dict):
-        return None
-    prompt_total = int(usage.get("prompt_tokens") or 0)
-    completion_total = int(usage.get("completion_tokens") or 0)
-    prompts = _split(prompt_total, [w[0] for w in weights])
-    completions = _split(completion_total, [w[1] for w in weights])
-    return [
-        {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
-        if "completion_tokens" in usage
-        else {"prompt_tokens": p, "total_tokens": p}
-        for p, c in zip(prompts, completions, strict=True)
-    ]
-
-
-def _split(total: int, weights: list[int]) -> list[int]:
-    """Largest-remainder split of ``total`` in proportion to ``weights``."""
-    whole = sum(weights)
-    if whole == 0:
-        weights, whole = [1] * len(weights), len(weights)
-    shares = [total * w / whole for w in weights]
-    parts = [int(share) for share in shares]
-    by_remainder = sorted(range(len(shares)), key=lambda i: shares[i] - parts[i], reverse=True)
-    for i in by_remainder[: total - sum(parts)]:
-        parts[i] += 1
-    return parts
-
-
 def _items(endpoint: Endpoint, body: dict[str, Any]) -> list[Any] | None:
     """What a request contributes to a list call, or ``None`` when it cannot share one."""
-    if endpoint == Endpoint.CHAT:
-        return [body]
-    if endpoint == Endpoint.RESPONSES:  # no list form: a response is one call
+    if endpoint in (Endpoint.CHAT, Endpoint.RESPONSES):  # no list form: one conversation a call
         return None
     value = body.get("prompt" if endpoint == Endpoint.COMPLETIONS else "input")
     if isinstance(value, str):
@@ -269,10 +262,6 @@ def _items(endpoint: Endpoint, body: dict[str, Any]) -> list[Any] | None:
     if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
         return list(value)
     return None
-
-
-def _canonical(body: dict[str, Any]) -> str:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
 class _SlotStream:
