@@ -12,7 +12,7 @@ from frugal.batching.coalescer import Coalescer
 from frugal.cache.shadow import ShadowLog
 from frugal.labels import RecentHits
 from frugal.outcome import Outcome
-from frugal.pipeline import Pipeline, RequestContext
+from frugal.pipeline import CacheControl, Pipeline, RequestContext
 from frugal.provider import Endpoint
 from tests.cache.test_semantic import ANSWER, ListStore, make, unit
 
@@ -132,3 +132,135 @@ async def test_every_hit_served_is_remembered_for_a_report_and_nothing_else() ->
     assert served.prompt == "What's the capital of France?"
     assert served.cached_prompt == "What is the capital of France?"
     assert recent.take("streamed", partition="acme") is not None
+
+
+# -- lists, item by item ---------------------------------------------------------------------
+
+
+class ListUpstream:
+    """A provider of embeddings and completions for lists: a text's vector is its length, a
+    prompt's ``n`` answers name it; ``calls`` records each body it was sent."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    async def post(self, path: str, body: dict[str, Any], *, request_id: str) -> dict[str, Any]:
+        self.calls.append(body)
+        field = "input" if path == Endpoint.EMBEDDINGS else "prompt"
+        texts = body[field] if isinstance(body[field], list) else [body[field]]
+        tokens = sum(len(str(text).split()) for text in texts)
+        if path == Endpoint.EMBEDDINGS:
+            data = [{"object": "embedding", "index": i, "embedding": [float(len(str(t)))]}
+                    for i, t in enumerate(texts)]  # fmt: skip
+            usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+            return {"object": "list", "model": body["model"], "data": data, "usage": usage}
+        n = body.get("n", 1)
+        choices = [
+            {"index": p * n + k, "text": f"answer {k} to {text}", "finish_reason": "stop"}
+            for p, text in enumerate(texts)
+            for k in range(n)
+        ]
+        usage = {"prompt_tokens": tokens, "completion_tokens": 3 * len(choices),
+                 "total_tokens": tokens + 3 * len(choices)}  # fmt: skip
+        return {"id": "cmpl-up", "object": "text_completion", "created": 1,
+                "model": body["model"], "choices": choices, "usage": usage}  # fmt: skip
+
+    async def stream(self, path: str, body: dict[str, Any], *, request_id: str) -> Any:
+        raise AssertionError("no stream in these tests")
+
+
+def embeddings(*texts: str) -> dict[str, Any]:
+    return {"model": "e", "input": list(texts), "encoding_format": "float"}
+
+
+async def test_an_embeddings_list_sends_only_its_misses_each_once_and_embeds_nothing() -> None:
+    upstream = ListUpstream()
+    cache = make(ListStore(), {})  # an empty table: embedding anything would fail
+    pipeline = Pipeline(upstream=upstream, cache=cache)
+    ctx = RequestContext(request_id="r")
+    first = await pipeline.answer(Endpoint.EMBEDDINGS, embeddings("a", "bb"), ctx)
+    assert first.outcome is Outcome.MISS and first.items is not None
+    assert (first.items.hits, first.items.misses) == (0, 2)
+    assert upstream.calls == [embeddings("a", "bb")]  # the body as sent
+
+    answer = await pipeline.answer(Endpoint.EMBEDDINGS, embeddings("ccc", "a", "ccc", "bb"), ctx)
+    assert upstream.calls[-1]["input"] == ["ccc"]  # the one new text, once
+    assert [d["embedding"] for d in answer.body["data"]] == [[3.0], [1.0], [3.0], [2.0]]
+    assert [d["index"] for d in answer.body["data"]] == [0, 1, 2, 3]
+    assert answer.body["usage"] == {"prompt_tokens": 1, "total_tokens": 1}  # "ccc" alone
+    assert answer.outcome is Outcome.PARTIAL and answer.items is not None
+    assert (answer.items.hits, answer.items.misses) == (2, 2)
+    assert answer.items.saved_prompt_tokens == 2  # what "a" and "bb" cost when they were sent
+    assert cache.embedder.calls == 0  # type: ignore[attr-defined]
+
+    again = await pipeline.answer(Endpoint.EMBEDDINGS, {**embeddings("bb"), "input": "bb"}, ctx)
+    assert again.outcome is Outcome.HIT_EXACT and len(upstream.calls) == 2
+    assert again.body["data"] == [{"object": "embedding", "index": 0, "embedding": [2.0]}]
+    assert again.body["usage"] == {"prompt_tokens": 0, "total_tokens": 0}
+
+
+async def test_what_changes_an_embedding_is_its_scope_and_token_arrays_are_not_cached() -> None:
+    upstream = ListUpstream()
+    pipeline = Pipeline(upstream=upstream, cache=make(ListStore(), {}))
+    ctx = RequestContext(request_id="r")
+    await pipeline.answer(Endpoint.EMBEDDINGS, embeddings("a"), ctx)
+    for other in ({"dimensions": 8}, {"encoding_format": "base64"}, {"model": "f"}):
+        answer = await pipeline.answer(Endpoint.EMBEDDINGS, {**embeddings("a"), **other}, ctx)
+        assert answer.outcome is Outcome.MISS
+    user = await pipeline.answer(Endpoint.EMBEDDINGS, {**embeddings("a"), "user": "u1"}, ctx)
+    assert user.outcome is Outcome.HIT_EXACT  # the end user never changes a vector
+    elsewhere = RequestContext(request_id="r", tenant="other")
+    assert (await pipeline.answer(Endpoint.EMBEDDINGS, embeddings("a"), elsewhere)).outcome is (
+        Outcome.MISS
+    )
+    tokens = await pipeline.answer(Endpoint.EMBEDDINGS, {"model": "e", "input": [1, 2]}, ctx)
+    assert tokens.outcome is Outcome.BYPASS and tokens.items is None
+
+
+async def test_a_prompt_list_shares_answers_with_single_prompts_both_ways() -> None:
+    upstream = ListUpstream()
+    table = {
+        "What is the capital of France?": unit(1, 0),
+        "What's the capital of France?": unit(0.99, 0.141),
+        "Name a river.": unit(0, 1),
+        "Name a colour.": unit(-1, 0),
+    }
+    pipeline = Pipeline(upstream=upstream, cache=make(ListStore(), table))
+    ctx = RequestContext(request_id="r")
+    single = {"model": "m", "n": 2, "prompt": "What is the capital of France?"}
+    await pipeline.answer(Endpoint.COMPLETIONS, single, ctx)
+    listed = {"model": "m", "n": 2, "prompt": ["Name a river.", "What's the capital of France?"]}
+    answer = await pipeline.answer(Endpoint.COMPLETIONS, listed, ctx)
+    assert upstream.calls[-1]["prompt"] == ["Name a river."]
+    assert [(c["index"], c["text"]) for c in answer.body["choices"]] == [
+        (0, "answer 0 to Name a river."),
+        (1, "answer 1 to Name a river."),
+        (2, "answer 0 to What is the capital of France?"),  # a paraphrase: the cached answer
+        (3, "answer 1 to What is the capital of France?"),
+    ]
+    assert answer.outcome is Outcome.PARTIAL and answer.similarity is not None
+    assert answer.body["usage"]["completion_tokens"] == 6  # the river's two choices alone
+    hit = await pipeline.answer(Endpoint.COMPLETIONS, {**single, "prompt": "Name a river."}, ctx)
+    assert hit.outcome is Outcome.HIT_EXACT
+    assert [c["text"] for c in hit.body["choices"]] == [
+        "answer 0 to Name a river.", "answer 1 to Name a river.",
+    ]  # fmt: skip
+    other_n = await pipeline.answer(Endpoint.COMPLETIONS, {**listed, "n": 1}, ctx)
+    assert other_n.outcome is Outcome.MISS  # n is part of the scope
+
+
+async def test_cache_control_applies_to_the_whole_list() -> None:
+    upstream = ListUpstream()
+    cache = make(ListStore(), {})
+    pipeline = Pipeline(upstream=upstream, cache=cache)
+    no_store = RequestContext(request_id="r", control=CacheControl(no_store=True))
+    assert (await pipeline.answer(Endpoint.EMBEDDINGS, embeddings("a"), no_store)).items
+    assert cache.store.entries == {}  # type: ignore[attr-defined]
+    no_cache = RequestContext(request_id="r", control=CacheControl(no_cache=True, ttl_s=5))
+    answer = await pipeline.answer(Endpoint.EMBEDDINGS, embeddings("a", "b"), no_cache)
+    assert answer.outcome is Outcome.BYPASS and answer.items is None
+    stored = list(cache.store.entries.values())  # type: ignore[attr-defined]
+    assert sorted(e.prompt for e in stored) == ["a", "b"]  # not read, but written
+    assert {e.expires_at - e.created_at for e in stored} == {5}
+    hit = await pipeline.answer(Endpoint.EMBEDDINGS, embeddings("a", "b"), context([]))
+    assert hit.outcome is Outcome.HIT_EXACT and len(upstream.calls) == 2

@@ -34,6 +34,7 @@ PINNED = {
         "StoreStats",
         "VectorStore",
         "cache_key",
+        "item_keys",
         "load_embedder",
         "resolve_model",
         "storable",

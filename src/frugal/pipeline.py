@@ -10,8 +10,9 @@
 Streams take the same path but for coalescing: a hit is replayed as events; a miss is relayed
 event by event as it arrives and stored once it has reached its end (chat and completions in
 OpenAI's chunk format, `frugal.streaming`; the Responses API in its typed events,
-`frugal.responses_events`). The API layer calls only `Pipeline.answer` and
-`Pipeline.answer_stream`.
+`frugal.responses_events`). A list (embeddings, completions with a list of prompts) is
+answered item by item (`frugal.pipeline_items`). The API layer calls only `Pipeline.answer`
+and `Pipeline.answer_stream`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,22 @@ from frugal.errors import LeaderGone
 from frugal.ids import random_hex
 from frugal.labels import RecentHits
 from frugal.outcome import Outcome
+from frugal.pipeline_items import ItemCounts, ItemPath
 from frugal.provider import Endpoint, Upstream
 from frugal.responses_events import ResponseAssembler, replay_response
 from frugal.streaming import EventKind, EventSplitter, StreamAssembler, replay
+
+__all__ = [
+    "MINTED_RESPONSE_PREFIX",
+    "Answer",
+    "CacheControl",
+    "CachePolicy",
+    "ItemCounts",
+    "Pipeline",
+    "RequestContext",
+    "StreamedAnswer",
+    "fresh",
+]
 
 # The ids of Responses API answers served from the cache: the provider never stored them, so
 # `GET /v1/responses/{id}` answers 404 for these without asking it.
@@ -84,13 +98,16 @@ class CachePolicy:
 @dataclass(frozen=True)
 class Answer:
     """``hit`` names the entry a cached answer came from; ``question`` is the embedded text
-    (``None`` when the request was not cacheable)."""
+    (``None`` when the request was not cacheable; a list's first item and how many follow).
+    ``items`` says how a list's items were answered (``None``: not a list, or the cache was
+    not read); ``similarity`` is then the lowest of its hits'."""
 
     body: dict[str, Any]
     outcome: Outcome
     similarity: float | None = None
     hit: Hit | None = None
     question: str | None = None
+    items: ItemCounts | None = None
 
 
 async def _nothing() -> None:
@@ -138,8 +155,25 @@ class Pipeline:
         self._coalescer = coalescer
         self._shadow = shadow
         self._recent_hits = recent_hits
+        self._items = (
+            None
+            if cache is None
+            else ItemPath(
+                upstream=upstream, cache=cache, policy=self._policy, shadowing=shadow is not None
+            )
+        )
 
     async def answer(self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext) -> Answer:
+        if self._items is not None:
+            listed = await self._items.answer(endpoint, body, ctx)
+            if listed is not None:
+                return Answer(
+                    listed.body,
+                    listed.outcome,
+                    listed.similarity,
+                    question=listed.question,
+                    items=listed.items,
+                )
         key = self._key(endpoint, body, ctx)
         question = key.prompt if key is not None else None
         if self._shadowing(key, ctx):

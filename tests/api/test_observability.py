@@ -103,6 +103,7 @@ def test_savings_are_the_cached_answers_tokens_at_list_price(
         "hit_semantic": 1,
         "coalesced": 0,
         "miss": 4,
+        "partial": 0,
         "bypass": 0,
         "shadow": 0,
         "error": 1,

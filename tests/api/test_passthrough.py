@@ -87,7 +87,7 @@ async def test_every_response_has_a_request_id_and_the_clients_is_kept(stack: St
     async with httpx.AsyncClient(base_url=stack.gateway.url) as http:
         mine = await http.post(
             "/v1/embeddings",
-            json={"model": "m", "input": "x"},
+            json={"model": "m", "input": [1, 2, 3]},  # token ids: relayed, not cached
             headers={"x-request-id": "my-trace-42"},
         )
         fresh = await http.get("/healthz")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from frugal.cache.scope import cache_key, normalise
+from frugal.cache.scope import cache_key, item_keys, normalise
 from frugal.provider import Endpoint
 
 BASE: dict[str, Any] = {
@@ -259,3 +259,83 @@ def test_a_stateful_acting_or_non_text_responses_call_is_not_cacheable(
     change: dict[str, Any],
 ) -> None:
     assert responses_key({**RESPONSES, **change}) is None
+
+
+# -- lists, item by item ---------------------------------------------------------------------
+
+prompt_lists = st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=6)
+extra_fields = st.dictionaries(
+    st.sampled_from(["temperature", "max_tokens", "n", "user", "stream", "suffix"]),
+    st.one_of(st.integers(0, 3), st.text(max_size=3)),
+    max_size=3,
+)
+
+
+@given(prompts=prompt_lists, extra=extra_fields, user_is_label=st.booleans())
+def test_each_prompt_of_a_list_has_the_key_it_would_have_alone(
+    prompts: list[str], extra: dict[str, Any], user_is_label: bool
+) -> None:
+    body = {"model": "m", "prompt": prompts, **extra}
+    keys = item_keys(Endpoint.COMPLETIONS, body, partition="acme", user_is_label=user_is_label)
+    assert keys is not None
+    alone = [
+        cache_key(
+            Endpoint.COMPLETIONS,
+            {**body, "prompt": prompt},
+            partition="acme",
+            user_is_label=user_is_label,
+        )
+        for prompt in prompts
+    ]
+    assert keys == alone
+
+
+@given(texts=prompt_lists)
+def test_an_embedding_is_keyed_on_its_text_and_every_field_but_the_end_user(
+    texts: list[str],
+) -> None:
+    body = {"model": "e", "input": texts, "dimensions": 8, "encoding_format": "float"}
+    keys = item_keys(Endpoint.EMBEDDINGS, body, partition="acme")
+    assert keys is not None and [k.prompt for k in keys] == texts
+    assert [k.prompt_hash for k in keys] == [
+        k.prompt_hash
+        for k in item_keys(Endpoint.EMBEDDINGS, {**body, "user": "u"}, partition="acme")
+    ]
+    assert {k.scope for k in keys} == {
+        k.scope
+        for k in item_keys(Endpoint.EMBEDDINGS, {**body, "user": "u"}, partition="acme",
+                           user_is_label=False)
+    }  # fmt: skip
+    for other in ({"dimensions": 16}, {"encoding_format": "base64"}, {"model": "f"}, {"x": 1}):
+        moved = item_keys(Endpoint.EMBEDDINGS, {**body, **other}, partition="acme")
+        assert moved is not None and moved[0].scope != keys[0].scope
+    elsewhere = item_keys(Endpoint.EMBEDDINGS, body, partition="globex")
+    assert elsewhere is not None and elsewhere[0].scope != keys[0].scope
+    single = item_keys(Endpoint.EMBEDDINGS, {**body, "input": texts[0]}, partition="acme")
+    assert single == keys[:1]
+
+
+def test_an_embedding_is_never_a_completions_answer() -> None:
+    embedded = item_keys(Endpoint.EMBEDDINGS, {"model": "m", "input": ["x"]}, partition="a")
+    prompted = item_keys(Endpoint.COMPLETIONS, {"model": "m", "prompt": ["x"]}, partition="a")
+    assert embedded is not None and prompted is not None
+    assert embedded[0].scope != prompted[0].scope
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body"),
+    [
+        (Endpoint.COMPLETIONS, {"model": "m", "prompt": "a single prompt"}),
+        (Endpoint.COMPLETIONS, {"model": "m", "prompt": [1, 2, 3]}),
+        (Endpoint.COMPLETIONS, {"model": "m", "prompt": [[1, 2], [3]]}),
+        (Endpoint.COMPLETIONS, {"model": "m", "prompt": []}),
+        (Endpoint.EMBEDDINGS, {"model": "m", "input": [1, 2, 3]}),
+        (Endpoint.EMBEDDINGS, {"model": "m", "input": [[1, 2], [3]]}),
+        (Endpoint.EMBEDDINGS, {"model": "m", "input": ["a", 1]}),
+        (Endpoint.CHAT, BASE),
+    ],
+)
+def test_what_is_not_a_list_of_texts_has_no_item_keys(
+    endpoint: Endpoint, body: dict[str, Any]
+) -> None:
+    assert item_keys(endpoint, body, partition="acme") is None

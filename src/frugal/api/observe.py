@@ -24,11 +24,19 @@ def record_answer(
     response: dict[str, Any] | None,
 ) -> None:
     """Report an answered request; ``response`` is the answer's body, when there is one whole
-    (a replayed or non-streamed answer), for its token counts."""
+    (a replayed or non-streamed answer), for its token counts: a list answered item by item
+    reports the tokens of its cached items instead (its answer's usage counts only what was
+    sent), which is what it saved."""
     observer = state.observer
     model = observer.model_label(body.get("model"))
     outcome = answer.outcome
+    items = answer.items if isinstance(answer, Answer) else None
     usage = (response or {}).get("usage")
+    if items is not None:
+        usage = {
+            "prompt_tokens": items.saved_prompt_tokens,
+            "completion_tokens": items.saved_completion_tokens,
+        }
     prompt_tokens, completion_tokens, cost = observer.cost(model, usage)
     hit = answer.hit
     observer.request(
@@ -49,6 +57,8 @@ def record_answer(
             cached_prompt=hit.prompt if hit is not None else None,
             entry_id=hit.entry_id if hit is not None else None,
             streamed=isinstance(answer, StreamedAnswer),
+            items_hit=items.hits if items is not None else 0,
+            items_missed=items.misses if items is not None else 0,
         )
     )
 

@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_HEADER = "x-frugal-cache"
 SIMILARITY_HEADER = "x-frugal-similarity"
+ITEMS_HEADER = "x-frugal-cache-items"  # a list's items: "hits=60, misses=40"
 
 router = APIRouter()
 
@@ -174,7 +175,10 @@ async def _serve(request: Request, endpoint: Endpoint, schema: type[BaseModel]) 
         _record_failure(request, state, endpoint, body, exc, started)
         raise
     record_answer(state, ctx, endpoint, body, answer, started=started, response=answer.body)
-    return JSONResponse(answer.body, headers=_cache_headers(answer.outcome, answer.similarity))
+    headers = _cache_headers(answer.outcome, answer.similarity)
+    if answer.items is not None:
+        headers[ITEMS_HEADER] = answer.items.header
+    return JSONResponse(answer.body, headers=headers)
 
 
 def _record_failure(

@@ -11,7 +11,7 @@ from frugal.cache.embedded import EmbeddedStore
 from frugal.cache.embedder import AsyncEmbedder, Embedder, EmbedderStats, load_embedder
 from frugal.cache.models import ModelSpec, resolve_model
 from frugal.cache.redis_store import RedisStore
-from frugal.cache.scope import CacheKey, cache_key
+from frugal.cache.scope import CacheKey, cache_key, item_keys
 from frugal.cache.semantic import (
     BreakerStats,
     CacheCounters,
@@ -50,6 +50,7 @@ __all__ = [
     "StoreStats",
     "VectorStore",
     "cache_key",
+    "item_keys",
     "load_embedder",
     "resolve_model",
     "storable",

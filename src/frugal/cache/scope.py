@@ -10,12 +10,18 @@ left out: ``stream``, ``stream_options`` and, when configured as a label,
 ``user``, and for the Responses API ``store`` (false or absent: a stateless call either way).
 
 A request frugal cannot reduce to one question (images in the question, a list of prompts,
-embeddings, a conversation that does not end with the user) is not cacheable: `cache_key`
-returns ``None`` and the request goes upstream untouched. So is a Responses API call that keeps
+embeddings, a conversation that does not end with the user) is not cacheable as a whole:
+`cache_key` returns ``None``. So is a Responses API call that keeps
 or reads state at the provider (``store: true``, ``previous_response_id``, ``conversation``,
 ``background``, a stored ``prompt`` template) or that brings a tool acting in the world (any
 tool but a ``function`` or ``custom`` one the client runs itself: web search, file search,
 computer use, code interpreter, MCP, ...): its answer depends on more than the request says.
+
+A list is cached item by item instead (`item_keys`): each prompt of a completion's list has the
+key it would have alone (the scope is the body without ``prompt``), so a list and a single
+prompt share answers; each text of an embedding's ``input`` is keyed on the body without
+``input`` and ``user`` (model, ``dimensions``, ``encoding_format`` and any other field) and its
+normalised text. Token arrays are not cacheable.
 """
 
 from __future__ import annotations
@@ -72,6 +78,47 @@ def cache_key(
     ignored = DELIVERY_FIELDS | ({"user"} if user_is_label else set())
     if endpoint is Endpoint.RESPONSES:
         ignored |= {"store"}
+    return _keys(endpoint, rest, [question], partition=partition, ignored=ignored)[0]
+
+
+def item_keys(
+    endpoint: Endpoint, body: dict[str, Any], *, partition: str, user_is_label: bool = True
+) -> list[CacheKey] | None:
+    """One key per item of a list request, in order: the prompts of a completion whose
+    ``prompt`` is a list of strings (each key equal to its prompt's `cache_key` alone), or the
+    texts of an embedding's ``input`` (a string or a list of strings). ``None`` for anything
+    else: a single prompt (`cache_key`'s), token arrays, other endpoints."""
+    if endpoint is Endpoint.COMPLETIONS:
+        texts = body.get("prompt")
+        if not isinstance(texts, list) or not _all_strings(texts):
+            return None
+        rest = {name: value for name, value in body.items() if name != "prompt"}
+        ignored = DELIVERY_FIELDS | ({"user"} if user_is_label else set())
+        return _keys(endpoint, rest, texts, partition=partition, ignored=ignored)
+    if endpoint is Endpoint.EMBEDDINGS:
+        given = body.get("input")
+        texts = [given] if isinstance(given, str) else given
+        if not isinstance(texts, list) or not _all_strings(texts):
+            return None
+        # An embedding is the text's alone: ``user`` never changes it, whatever the setting.
+        rest = {name: value for name, value in body.items() if name != "input"}
+        return _keys(endpoint, rest, texts, partition=partition, ignored=frozenset({"user"}))
+    return None
+
+
+def _all_strings(values: list[Any]) -> bool:
+    return bool(values) and all(isinstance(value, str) for value in values)
+
+
+def _keys(
+    endpoint: Endpoint,
+    rest: dict[str, Any],
+    questions: list[str],
+    *,
+    partition: str,
+    ignored: frozenset[str] | set[str],
+) -> list[CacheKey]:
+    """The keys of ``questions`` asked with ``rest`` (the body without them), one scope."""
     scope_fields = {name: value for name, value in rest.items() if name not in ignored}
     # The hashed form keeps the key "tenant": renaming it would change every scope hash and
     # strand every entry stored before.
@@ -79,15 +126,18 @@ def cache_key(
     labels = {
         "partition": partition,
         "endpoint": endpoint.value,
-        "model": str(body.get("model", "")),
+        "model": str(rest.get("model", "")),
     }
-    return CacheKey(
-        partition=partition,
-        scope=scope,
-        prompt=question,
-        prompt_hash=_digest(normalise(question)),
-        labels=labels,
-    )
+    return [
+        CacheKey(
+            partition=partition,
+            scope=scope,
+            prompt=question,
+            prompt_hash=_digest(normalise(question)),
+            labels=labels,
+        )
+        for question in questions
+    ]
 
 
 def _split_question(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:

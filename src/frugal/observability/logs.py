@@ -3,8 +3,9 @@
 Every record becomes ``{"ts", "level", "logger", "message", ...}``; fields passed as
 ``extra={"fields": {...}}`` are added at the top level. The request line (logger
 ``frugal.requests``) carries the request id, tenant, endpoint, model, outcome, similarity,
-latency and upstream calls. Prompt text appears only with ``log_prompts`` on; keys never do:
-nothing that logs here is given one.
+latency and upstream calls, and a list's ``items`` (hits, misses) when answered item by item.
+Prompt text appears only with ``log_prompts`` on; keys never do: nothing that logs here is
+given one.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def log_request(record: RequestRecord, *, include_prompt: bool) -> None:
         "upstream_calls": record.upstream_calls,
         "stream": record.streamed,
     }
+    if record.items_hit or record.items_missed:
+        fields["items"] = {"hits": record.items_hit, "misses": record.items_missed}
     if include_prompt:
         fields["prompt"] = record.prompt
     logger.info("request", extra={"fields": fields})

@@ -2,9 +2,10 @@
 
 Per request, labelled by tenant (unless ``tenant_label`` is off, for setups with many tenants),
 endpoint and model, never by prompt or key: requests by outcome, latency by outcome, tokens and
-money saved, semantic-hit similarity. Per upstream call and batch: calls, items, batch sizes and
-queue waits. What other parts already count (the store's entries, evictions and expirations,
-store errors, the breaker, the embedder) is read when scraped, by `GatewayCollector`.
+money saved, semantic-hit similarity; the items of lists answered item by item, by result.
+Per upstream call and batch: calls, items, batch sizes and queue waits. What other parts
+already count (the store's entries, evictions and expirations, store errors, the breaker, the
+embedder) is read when scraped, by `GatewayCollector`.
 """
 
 from __future__ import annotations
@@ -167,6 +168,13 @@ class Metrics:
             who,
             registry=self.registry,
         )
+        self.cache_items = Counter(
+            "frugal_cache_items",
+            "Items of lists answered item by item (embeddings, lists of prompts), by result: "
+            "hit (from the cache) or miss (sent upstream).",
+            ["endpoint", "result"],
+            registry=self.registry,
+        )
         self.similarity = Histogram(
             "frugal_hit_similarity",
             "Cosine similarity of semantic hits.",
@@ -186,7 +194,7 @@ class Metrics:
         )
         self.batch_size = Histogram(
             "frugal_batch_size",
-            "Requests (chat) or items (completions, embeddings) per batch sent upstream.",
+            "Items (prompts, inputs) per batch sent upstream (completions, embeddings).",
             ["endpoint"],
             buckets=BATCH_BUCKETS,
             registry=self.registry,
@@ -207,7 +215,10 @@ class Metrics:
         self._child(self.latency, record.endpoint, record.outcome).observe(record.latency_s)
         if record.outcome is Outcome.HIT_SEMANTIC and record.similarity is not None:
             self._child(self.similarity, record.endpoint).observe(record.similarity)
-        if record.saved:
+        if record.items_hit or record.items_missed:
+            self._child(self.cache_items, record.endpoint, "hit").inc(record.items_hit)
+            self._child(self.cache_items, record.endpoint, "miss").inc(record.items_missed)
+        if record.saves_tokens:
             self._child(self.tokens_saved, *who, "prompt").inc(record.prompt_tokens)
             self._child(self.tokens_saved, *who, "completion").inc(record.completion_tokens)
             if record.cost_usd is None:

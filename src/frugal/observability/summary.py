@@ -40,6 +40,8 @@ class Totals:
     usd_saved: float = 0.0
     unpriced: set[str] = field(default_factory=set)
     latency_s: dict[str, deque[float]] = field(default_factory=dict)
+    items_hit: int = 0  # items of lists answered item by item, from the cache
+    items_missed: int = 0  # and upstream
 
     def __post_init__(self) -> None:
         self.latency_s = _latencies(self.latency_limit)
@@ -48,7 +50,9 @@ class Totals:
         self.requests += 1
         self.outcomes[record.outcome] += 1
         self.latency_s[record.outcome.header].append(record.latency_s)
-        if record.saved:
+        self.items_hit += record.items_hit
+        self.items_missed += record.items_missed
+        if record.saves_tokens:
             self.prompt_tokens_saved += record.prompt_tokens
             self.completion_tokens_saved += record.completion_tokens
             if record.cost_usd is None:
@@ -63,15 +67,24 @@ class Totals:
         self.completion_tokens_saved += other.completion_tokens_saved
         self.usd_saved += other.usd_saved
         self.unpriced |= other.unpriced
+        self.items_hit += other.items_hit
+        self.items_missed += other.items_missed
         for name, values in other.latency_s.items():
             self.latency_s[name].extend(values)
 
     @property
     def hit_rate(self) -> float:
-        """Hits among the requests the cache was asked about (bypasses and errors aside)."""
+        """Hits among the requests the cache was asked about (bypasses and errors aside); a
+        partial list is asked about and not a hit (``items`` counts its items)."""
         hits = sum(n for outcome, n in self.outcomes.items() if outcome.is_hit)
         looked_up = sum(n for outcome, n in self.outcomes.items() if outcome.looked_up)
         return hits / looked_up if looked_up else 0.0
+
+    @property
+    def items_hit_rate(self) -> float:
+        """Items from the cache among the items of lists answered item by item."""
+        items = self.items_hit + self.items_missed
+        return self.items_hit / items if items else 0.0
 
     @property
     def calls_saved(self) -> int:
@@ -89,6 +102,11 @@ class Totals:
                 "total": self.prompt_tokens_saved + self.completion_tokens_saved,
             },
             "money_saved_usd": round(self.usd_saved, 6),
+            "items": {
+                "hits": self.items_hit,
+                "misses": self.items_missed,
+                "hit_rate": self.items_hit_rate,
+            },
             "unpriced_models": sorted(self.unpriced),
             "latency_ms": {
                 name: _percentiles(values) for name, values in self.latency_s.items() if values
