@@ -220,7 +220,10 @@ def print_report(report: DemoReport, console: Console | None = None) -> None:
         table.add_section()
         table.add_row("a batch of work that can wait (lines)", f"{batch.lines} ({batch.status})")
         table.add_row("  answered from the cache", figures.get("frugal_cache_hits", "–"))
-        table.add_row("  folded onto an equal or near-equal line", figures.get("frugal_duplicates_folded", "–"))
+        table.add_row(
+            "  folded onto an equal or near-equal line",
+            figures.get("frugal_duplicates_folded", "–"),
+        )
         table.add_row("  sent as one provider batch", figures.get("frugal_lines_sent", "–"))
         table.add_row(
             "  cost at batch price / every line live",
