@@ -121,7 +121,13 @@ def _partition(state: GatewayState, *, tenant: str | None, namespace: str | None
 @router.get("/stats")
 async def stats(request: Request) -> dict[str, Any]:
     """The gateway's counters, and the Batch API's (``batches``)."""
-    summary = await gateway_stats(admin(request))
+    return await all_stats(request, admin(request))
+
+
+async def all_stats(request: Request, state: GatewayState) -> dict[str, Any]:
+    """What `/admin/stats` answers (and the dashboard draws): `gateway_stats`, and the Batch
+    API's counters under ``batches`` where the app runs one. The caller checks the admin."""
+    summary = await gateway_stats(state)
     batches = getattr(request.app.state, "batches", None)
     return {**summary, "batches": batches.stats()} if batches is not None else summary
 

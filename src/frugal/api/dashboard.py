@@ -1,5 +1,6 @@
 """The live dashboard (``GET /dashboard``): one page served by the gateway, drawing with SVG,
-fed by ``GET /dashboard/data`` (what `/admin/stats` shows) every two seconds.
+fed by ``GET /dashboard/data`` (what `/admin/stats` shows, the Batch API's ``batches`` included)
+every two seconds.
 
 With ``FRUGAL_ADMIN_KEY`` set, both need the admin: ``Authorization: Bearer <key>``, or the
 cookie that signing in at the page sets (HttpOnly, SameSite=Strict; it holds an HMAC of the key,
@@ -27,7 +28,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from frugal.api.admin import bearer_is_admin, gateway_stats
+from frugal.api.admin import all_stats, bearer_is_admin
 from frugal.api.state import GatewayState, gateway
 from frugal.errors import AuthenticationError
 
@@ -128,4 +129,4 @@ async def data(request: Request) -> JSONResponse:
     state = gateway(request)
     if not _allowed(request, state):
         raise AuthenticationError("A valid admin key is required.")
-    return JSONResponse(await gateway_stats(state), headers={"cache-control": "no-store"})
+    return JSONResponse(await all_stats(request, state), headers={"cache-control": "no-store"})
