@@ -1,6 +1,7 @@
 """The dashboard in real headless Chromium (Debian's, driven by Playwright) against a running
-gateway with traffic: it signs in, renders its charts, shows the numbers `/admin/stats` has, and
-logs no console errors. ``FRUGAL_UPDATE_SCREENSHOT=1`` also refreshes ``docs/dashboard.png``."""
+gateway with traffic: it signs in, renders its charts, shows the numbers `/admin/stats` has
+(the per-item cache's included), and logs no console errors.
+``FRUGAL_UPDATE_SCREENSHOT=1`` also refreshes ``docs/dashboard.png``."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import os
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import httpx
 import pytest
+from openai import OpenAI
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.conftest import ADMIN_KEY, ROOT, Stack, StackFactory
@@ -28,6 +31,9 @@ PARAPHRASES = [
     "How can I reverse a Python list?",
     "Who is the author of Pride and Prejudice?",
 ]
+PASSAGES = ["the first passage", "the second passage", "the third passage", "the fourth passage"]
+# Latency classes in the order the page draws them (`OUTCOMES` in dashboard.html).
+LATENCY_ORDER = ["hit", "partial", "miss", "coalesced", "bypass", "shadow", "error"]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +47,12 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def busy(make_stack: StackFactory) -> Stack:
-    """A gateway that has served misses, exact and semantic hits and a batch of completions."""
-    stack = make_stack(env={"FRUGAL_BATCH_WINDOW_MS": "200"})
+    """A gateway that has served misses, exact and semantic hits, a batch of completions, a list
+    of embeddings answered in part from the cache, a request that bypassed the cache and one the
+    provider refused; never a batch of the Batch API."""
+    stack = make_stack(
+        sim_args=["--reject-containing", "POISON"], env={"FRUGAL_BATCH_WINDOW_MS": "200"}
+    )
     with httpx.Client(base_url=stack.base_url, timeout=30) as http:
         for text in QUESTIONS + PARAPHRASES + QUESTIONS[:2]:
             body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
@@ -56,7 +66,39 @@ def busy(make_stack: StackFactory) -> Stack:
     assert all(answer.status_code == 200 for answer in answers)
     lone = {"model": "gpt-4o-mini", "prompt": "Name the deepest lake on Earth."}  # size 1
     httpx.post(stack.base_url + "/completions", json=lone, timeout=30).raise_for_status()
+    with client_of(stack) as client:
+        client.embeddings.create(model="sim-embed", input=PASSAGES[:2])
+        # One text cached, two not: a partial answer.
+        partial = client.embeddings.with_raw_response.create(model="sim-embed", input=PASSAGES[1:])
+    assert partial.headers["x-frugal-cache"] == "partial"
+    with httpx.Client(base_url=stack.base_url, timeout=30) as http:
+        asked = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": QUESTIONS[0]}]}
+        unread = http.post(
+            "/chat/completions", json=asked, headers={"x-frugal-cache-control": "no-cache"}
+        )
+        assert unread.headers["x-frugal-cache"] == "bypass"
+        poison = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "POISON"}]}
+        assert http.post("/chat/completions", json=poison).status_code == 400
     return stack
+
+
+def client_of(stack: Stack) -> OpenAI:
+    return OpenAI(base_url=stack.base_url, api_key="unused", max_retries=0)
+
+
+def fixed(value: float, digits: int) -> str:
+    """``value.toFixed(digits)`` as the page's JavaScript writes it: the exact binary value,
+    a tie rounded up (Python's format rounds a tie to even)."""
+    return str(Decimal(value).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
+def percent(share: float) -> str:
+    return fixed(100 * share, 1) + "%"
+
+
+def dollars(usd: float) -> str:
+    """The page's ``usd``: cents from a dollar up, finer below."""
+    return "$" + fixed(usd, 2 if usd >= 1 else 4 if usd >= 0.01 else 6)
 
 
 def signed_in(browser: Browser, stack: Stack, errors: list[str]) -> Page:
@@ -82,17 +124,19 @@ def test_the_dashboard_shows_what_admin_stats_says(
     assert overall["calls_saved"] == 5  # two exact and three semantic hits
     assert page.text_content("#calls-saved") == f"{overall['calls_saved']:,}"
     assert page.text_content("#requests") == f"{overall['requests']:,}"
-    assert page.text_content("#hit-rate-all") == f"{100 * overall['hit_rate']:.1f}%"
+    assert page.text_content("#hit-rate-all") == percent(overall["hit_rate"])
     assert page.text_content("#tokens-saved") == f"{overall['tokens_saved']['total']:,}"
-    assert page.text_content("#money-saved") == f"${overall['money_saved_usd']:.6f}"
+    assert page.text_content("#money-saved") == dollars(overall["money_saved_usd"])
     assert page.text_content("#health") == "cache ok"
     # The charts are drawn: a hit-rate line, a bar per batch size, latency bars per outcome.
     assert page.locator("#timeline path.hit-rate").count() == 1
     batch_sizes = stats["batching"]["batch_sizes"]
     assert page.locator("#batch-sizes rect.bar").count() == len(batch_sizes) >= 2
-    assert page.locator("#latency rect.p50").count() == len(
-        [name for name in ("hit", "miss", "coalesced", "bypass") if name in overall["latency_ms"]]
-    )
+    drawn = [name for name in LATENCY_ORDER if name in overall["latency_ms"]]
+    assert drawn == sorted(overall["latency_ms"], key=LATENCY_ORDER.index)
+    assert page.locator("#latency rect.p50").count() == len(drawn)
+    rows = page.locator("#latency-table tbody tr")
+    assert [rows.nth(i).get_attribute("data-outcome") for i in range(rows.count())] == drawn
     top = page.locator("#top-prompts tbody tr")
     assert top.count() == len(stats["summary"]["top_prompts"]) == 3
     first = stats["summary"]["top_prompts"][0]
@@ -105,6 +149,37 @@ def test_the_dashboard_shows_what_admin_stats_says(
     assert shot.stat().st_size > 10_000
     if os.environ.get("FRUGAL_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, ROOT / "docs" / "dashboard.png")
+    page.close()
+
+
+def test_a_partial_list_shows_in_the_outcomes_and_the_item_hit_rate(
+    browser: Browser, busy: Stack
+) -> None:
+    errors: list[str] = []
+    page = signed_in(browser, busy, errors)
+    with busy.admin() as admin:
+        overall = admin.get("/admin/stats").json()["summary"]["since_start"]
+    assert overall["outcomes"]["partial"] == 1
+    items = overall["items"]
+    assert (items["hits"], items["misses"]) == (1, 4)  # the fixture's two lists: 0 of 2, 1 of 3
+    assert page.is_visible("#items") and page.is_hidden("#items-none")
+    assert page.text_content("#item-hit-rate") == percent(items["hit_rate"])
+    assert (
+        page.text_content("#items-count") == f"{items['hits']} of {items['hits'] + items['misses']}"
+    )
+    row = page.locator("#latency-table tbody tr[data-outcome=partial] td")
+    assert row.nth(0).text_content() == "partial"
+    assert row.nth(1).text_content() == str(overall["latency_ms"]["partial"]["count"])
+    assert row.nth(2).text_content() == fixed(overall["latency_ms"]["partial"]["p50"], 1)
+    # More than four classes, and every bar inside the chart: it grows with its rows.
+    bars = page.locator("#latency rect.p50")
+    assert bars.count() == len(overall["latency_ms"]) > 4
+    room = page.eval_on_selector("#latency", "svg => svg.viewBox.baseVal.height")
+    lowest = page.eval_on_selector_all(
+        "#latency rect.p50", "rects => Math.max(...rects.map((r) => r.y.baseVal.value + 20))"
+    )
+    assert lowest <= room
+    assert errors == []
     page.close()
 
 
