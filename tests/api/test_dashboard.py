@@ -1,16 +1,18 @@
 """The dashboard in real headless Chromium (Debian's, driven by Playwright) against a running
 gateway with traffic: it signs in, renders its charts, shows the numbers `/admin/stats` has
-(the per-item cache's included), and logs no console errors.
+(the Batch API's and the per-item cache's included), and logs no console errors.
 ``FRUGAL_UPDATE_SCREENSHOT=1`` also refreshes ``docs/dashboard.png``."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from openai import OpenAI
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.conftest import ADMIN_KEY, ROOT, Stack, StackFactory
+from tests.deferred.batch_client import chat_line, run
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 QUESTIONS = [
@@ -181,6 +184,108 @@ def test_a_partial_list_shows_in_the_outcomes_and_the_item_hit_rate(
     assert lowest <= room
     assert errors == []
     page.close()
+
+
+def test_the_batch_panel_says_plainly_when_no_batch_was_submitted(
+    browser: Browser, busy: Stack
+) -> None:
+    errors: list[str] = []
+    page = signed_in(browser, busy, errors)
+    with busy.admin() as admin:
+        assert admin.get("/admin/stats").json()["batches"]["by_status"] == {}
+    assert page.is_visible("#batch-empty")
+    assert "No batch has been submitted yet" in (page.text_content("#batch-empty") or "")
+    assert page.is_hidden("#batch-body")
+    assert page.locator("#batch-api svg:visible").count() == 0  # no empty chart
+    assert page.text_content("#batch-mode") == "misses go to the provider's Batch API"
+    assert errors == []
+    page.close()
+
+
+def test_the_batch_panel_shows_what_a_batch_saved(
+    browser: Browser, make_stack: StackFactory
+) -> None:
+    """Open before any batch, the page shows the batch once it ends, as `/admin/stats` has it:
+    of five lines one from the cache, two folded (a repeat, a paraphrase), two sent."""
+    stack = make_stack(
+        sim_args=["--batch-delay-s", "0.2"],
+        env={"FRUGAL_BATCH_API_MODE": "provider", "FRUGAL_BATCH_API_POLL_S": "0.2"},
+    )
+    errors: list[str] = []
+    page = signed_in(browser, stack, errors)
+    assert page.is_visible("#batch-empty")
+    assert page.is_visible("#items-none")  # nor a list, on this gateway
+    with client_of(stack) as client:
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Name a prime above 90."}]
+        )
+        batch = run(
+            client,
+            [
+                chat_line("a", "What is the capital of Peru?"),
+                chat_line("b", "Name a prime above 90."),
+                chat_line("c", "What is the capital of Peru?"),
+                chat_line("d", "What's the capital of Peru?"),
+                chat_line("e", "How many legs does a spider have?"),
+            ],
+        )
+    assert batch.status == "completed"
+    section = ended_batches(stack)
+    assert section["lines_since_start"] == {"hit": 1, "folded": 2, "sent": 2, "failed": 0}
+    cost, live = section["cost_usd_since_start"], section["live_cost_usd_since_start"]
+    assert live > cost > 0
+    # The next refresh draws it, without a reload.
+    seen = int(page.evaluate("document.body.dataset.rendered"))
+    page.wait_for_function(f"Number(document.body.dataset.rendered) > {seen}", timeout=10_000)
+    assert page.is_hidden("#batch-empty")
+    assert page.is_visible("#batch-body")
+    statuses = page.locator("#batch-status tbody tr")
+    assert statuses.count() == 1
+    assert statuses.nth(0).get_attribute("data-status") == "completed"
+    assert statuses.nth(0).locator("td").nth(1).text_content() == "1"
+    lines = section["lines_since_start"]
+    assert figure(page, "total") == sum(lines[name] for name in ("hit", "folded", "sent")) == 5
+    assert (figure(page, "hit"), figure(page, "folded"), figure(page, "sent")) == (
+        lines["hit"],
+        lines["folded"],
+        lines["sent"],
+    )
+    assert page.is_hidden("#batch-lines-failed")  # no line failed
+    widths = {
+        result: float(page.get_attribute(f"#batch-lines rect[data-result={result}]", "width") or 0)
+        for result in ("hit", "folded", "sent")
+    }
+    for result, width in widths.items():
+        assert width / sum(widths.values()) == pytest.approx(lines[result] / 5)
+    assert page.text_content("#batch-cost text.cost-label[data-cost=live]") == dollars(live)
+    assert page.text_content("#batch-cost text.cost-label[data-cost=batch]") == dollars(cost)
+    drawn = {
+        name: float(page.get_attribute(f"#batch-cost rect[data-cost={name}]", "width") or 0)
+        for name in ("live", "batch")
+    }
+    assert drawn["batch"] / drawn["live"] == pytest.approx(cost / live)
+    assert page.text_content("#batch-saved") == dollars(live - cost)
+    assert page.text_content("#batch-saved-share") == percent((live - cost) / live)
+    assert errors == []
+    page.close()
+
+
+def ended_batches(stack: Stack, bound_s: float = 30) -> dict[str, Any]:
+    """`/admin/stats` ``batches`` once a batch has ended in its counts (a batch reads as
+    completed a moment before they count it; a bound on the wait, not a timing assertion)."""
+    deadline = time.monotonic() + bound_s
+    with stack.admin() as admin:
+        while True:
+            section: dict[str, Any] = admin.get("/admin/stats").json()["batches"]
+            if section["finished_since_start"] or time.monotonic() > deadline:
+                return section
+            time.sleep(0.05)
+
+
+def figure(page: Page, name: str) -> int:
+    """A number of the panel's line figures (its label aside)."""
+    text = page.evaluate(f"document.getElementById('batch-lines-{name}').firstChild.nodeValue")
+    return int(str(text).replace(",", ""))
 
 
 def test_the_dashboard_updates_itself(browser: Browser, busy: Stack) -> None:
