@@ -66,9 +66,10 @@ def the_pipeline_stays_below_the_api(module: str, imported: str) -> bool:
 
 
 def the_api_uses_public_faces(module: str, imported: str) -> bool:
-    """api/, deferred/ and the pipeline reach cache/, batching/ and upstream/ through their
-    packages."""
-    if not within(module, "frugal.api", "frugal.deferred", "frugal.pipeline"):
+    """api/, deferred/, the pipeline, the assembly and the library reach cache/, batching/
+    and upstream/ through their packages."""
+    users = ("frugal.api", "frugal.deferred", "frugal.pipeline", "frugal.assembly")
+    if not within(module, *users, "frugal.library", "frugal.langchain"):
         return True
     return not any(within(imported, package) and imported != package for package in THE_THREE)
 
@@ -98,6 +99,16 @@ def nothing_below_imports_the_api(module: str, imported: str) -> bool:
     return not (below and within(imported, "frugal.api", "frugal.cli"))
 
 
+def only_the_front_doors_import_the_library(module: str, imported: str) -> bool:
+    """library/ is a face of frugal, not a part: only ``frugal`` (its lazy ``wrap``) and the
+    LangChain cache reach it, through its package; it never reaches the command line."""
+    if within(module, "frugal.library"):
+        return not within(imported, "frugal.cli")
+    if not within(imported, "frugal.library"):
+        return True
+    return module in ("frugal", "frugal.langchain") and imported == "frugal.library"
+
+
 RULES = {
     rule.__name__: rule
     for rule in (
@@ -109,6 +120,7 @@ RULES = {
         nothing_below_imports_the_api,
         the_deferred_tier_is_reached_through_its_package,
         the_deferred_tier_stays_below_the_api,
+        only_the_front_doors_import_the_library,
     )
 }
 
@@ -116,6 +128,7 @@ RULES = {
 def test_the_modules_were_found() -> None:
     assert {"frugal.pipeline", "frugal.api.routes", "frugal.cache.semantic"} <= set(MODULES)
     assert "frugal.deferred.runner" in MODULES
+    assert {"frugal.library.clients", "frugal.assembly"} <= set(MODULES)
     assert "frugal.cache" in MODULES["frugal.pipeline"]
 
 
@@ -138,3 +151,7 @@ def test_a_crossing_import_is_caught() -> None:
         "frugal.api.batches", "frugal.deferred.runner"
     )
     assert not the_deferred_tier_stays_below_the_api("frugal.deferred.lines", "frugal.api.schemas")
+    assert not the_api_uses_public_faces("frugal.library.engine", "frugal.cache.semantic")
+    assert not only_the_front_doors_import_the_library("frugal.api.app", "frugal.library")
+    assert not only_the_front_doors_import_the_library("frugal", "frugal.library.clients")
+    assert not only_the_front_doors_import_the_library("frugal.library.clients", "frugal.cli")

@@ -1,5 +1,5 @@
-"""The public faces of cache/, batching/ and upstream/: what they export is pinned here, so a
-change to it is a decision made in this file, not an accident of an import."""
+"""The public faces of cache/, batching/, upstream/ and library/: what they export is pinned
+here, so a change to it is a decision made in this file, not an accident of an import."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ PINNED = {
         "UpstreamWatcher",
         "apportion_usage",
     ],
+    "frugal.library": ["wrap"],
     "frugal.upstream": [
         "LinearConnectionPool",
         "OpenAIUpstream",
