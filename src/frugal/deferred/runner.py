@@ -25,7 +25,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,12 +69,25 @@ class RunnerParts:
     admit_tool_calls: bool = False
 
 
-class BatchRunner:
-    """Runs one batch (`run`), saving its record at every change of state."""
+def _nothing(record: BatchRecord) -> None:
+    return None
 
-    def __init__(self, parts: RunnerParts, record: BatchRecord) -> None:
+
+class BatchRunner:
+    """Runs one batch (`run`), saving its record at every change of state. ``on_end`` is
+    called once the batch has ended, in the same step as its final status is set: whoever
+    reads the status then also finds it counted."""
+
+    def __init__(
+        self,
+        parts: RunnerParts,
+        record: BatchRecord,
+        *,
+        on_end: Callable[[BatchRecord], None] = _nothing,
+    ) -> None:
         self.parts = parts
         self.record = record
+        self._on_end = on_end
         self.stop = asyncio.Event()
         if record.status == "cancelling":
             self.stop.set()
@@ -116,6 +129,7 @@ class BatchRunner:
         record.status, record.failed_at = "failed", int(time.time())
         record.errors = [{"code": code, "message": message, "param": None, "line": None}]
         self._save()
+        self._on_end(record)
 
     # ---- validating ------------------------------------------------------------------------
 
@@ -130,6 +144,7 @@ class BatchRunner:
             record.status, record.failed_at = "failed", int(time.time())
             record.errors = [error.as_object() for error in exc.errors]
             self._save()
+            self._on_end(record)
             return None
         if record.status == "validating":
             record.status, record.in_progress_at = "in_progress", int(time.time())
@@ -304,6 +319,7 @@ class BatchRunner:
         record.status = ended
         setattr(record, f"{ended}_at", now)
         self._save()
+        self._on_end(record)
         await asyncio.to_thread(store.drop_work, record.id)
 
     def _work(self) -> Path:

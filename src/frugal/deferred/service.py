@@ -171,7 +171,7 @@ class BatchService:
         }
 
     def _start(self, record: BatchRecord) -> None:
-        runner = BatchRunner(self.parts, record)
+        runner = BatchRunner(self.parts, record, on_end=self._count)
         self._runners[record.id] = runner
         task = asyncio.create_task(self._run(runner), name=f"batch {record.id}")
         self._tasks.add(task)
@@ -179,9 +179,12 @@ class BatchService:
 
     async def _run(self, runner: BatchRunner) -> None:
         try:
-            record = await runner.run()
+            await runner.run()
         finally:
             self._runners.pop(runner.record.id, None)
+
+    def _count(self, record: BatchRecord) -> None:
+        """Add an ended batch to the figures since start (`BatchRunner`'s ``on_end``)."""
         self.finished[record.status] += 1
         figures = record.figures
         lines: dict[str, int] = {}
