@@ -50,7 +50,7 @@ PINNED = {
         "UpstreamWatcher",
         "apportion_usage",
     ],
-    "frugal.library": ["wrap"],
+    "frugal.library": ["LoopThread", "wrap"],
     "frugal.upstream": [
         "LinearConnectionPool",
         "OpenAIUpstream",

@@ -119,7 +119,7 @@ async def open_core(
     stack.push_async_callback(batching.aclose)
     cache = threshold = labels = recent_hits = shadow = None
     if settings.cache_mode != "off":
-        cache, threshold = await _open_cache(settings, stack)
+        cache, threshold = await open_cache(settings, stack)
         labels = Labels(_open_labels(settings), model=cache.model.id)
         stack.push_async_callback(labels.aclose)
         if settings.cache_mode == "on":
@@ -168,11 +168,12 @@ async def open_core(
     )
 
 
-async def _open_cache(
+async def open_cache(
     settings: Settings, stack: AsyncExitStack
 ) -> tuple[SemanticCache, ThresholdChoice]:
-    """The cache, for the embedding model ``FRUGAL_EMBEDDER_MODEL`` names (its entries carry
-    the model's id), and the threshold in force."""
+    """The cache alone (embedder and store), for the embedding model ``FRUGAL_EMBEDDER_MODEL``
+    names (its entries carry the model's id), and the threshold in force; its closing pushed
+    on ``stack``. Raises as `open_core` does."""
     spec = resolve_model(settings.embedder_model, model_dir=settings.models_path)
     threshold = _threshold(settings, spec)  # before the model loads: a bad budget stops at once
     model = await asyncio.to_thread(load_embedder, backend=settings.embedder_backend, model=spec)

@@ -5,6 +5,7 @@ thread for the client's whole life, never one per call; `close` stops and joins 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -34,6 +35,10 @@ class LoopThread:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coroutine`` on the loop; ``asyncio.wrap_future`` awaits it from another."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` on the loop and wait for its result (or its exception). An
