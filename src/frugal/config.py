@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     cache_max_wrong_hit_rate: float | None = Field(None, ge=0.0, lt=1.0)
     cache_ttl_s: float = Field(3600.0, gt=0)
     cache_max_entries: int = Field(100_000, ge=1)
+    # Embedded store: a bound on what entries count (answer compressed, prompt, id, vector).
+    cache_max_bytes: int | None = Field(None, ge=1)
+    # Embedded store: how often the HNSW graphs changed since are written beside cache.sqlite3.
+    cache_index_checkpoint_s: float = Field(300.0, gt=0)
     cache_store_length_finish: bool = False  # also store answers cut by max_tokens
     cache_store_tool_calls: bool = False
     cache_user_is_label: bool = True  # `user` names the end user and does not change the answer

@@ -5,10 +5,15 @@
         await store.put(entry)
         await store.search(scope=..., vector=..., k=3, min_similarity=0.9, now=time.time())
     finally:
-        await store.aclose()            # writes what is still pending
+        await store.aclose()            # writes what is pending, and the index files
 
-Memory is the truth for every lookup. The SQLite file (`SqliteFile`) only lets entries survive
-a restart: `open` loads the live ones and rebuilds the indexes from them.
+Memory is the truth for every lookup. The SQLite file (`SqliteFile`) lets entries survive a
+restart; the index files beside it (`frugal.cache.index_file`) let the approximate indexes
+survive one without building their graphs again.
+
+Memory: an entry is held as a `Held` (its fields, the answer zlib-compressed, no vector); its
+vector is held once, by its scope index, and read back from there when an entry is handed out
+or written. See `Held.size` for what counts toward ``max_bytes``.
 
 Models: each (embedding model, scope) pair has an index of its own (`ModelIndexes`), so a
 semantic lookup only ever compares vectors of its model, and the exact tier checks the entry's
@@ -22,29 +27,43 @@ write that fails is logged and retried, never dropped, and `stats` counts failed
 still pending. A crash (not a clean shutdown) loses at most the last ``write_delay_s`` of changes
 and the batch being written; losing a cache entry only costs a miss.
 
+Restart: `open` loads the entries (not their vectors) from SQLite, then, per index, the graph
+its file holds, when the file checks (`read_index_file`). A graph position is used only when
+SQLite holds its id in that model and scope at the same vector version (``vgen``, a generation
+the store counts up at each `put` and `reembed`); every other position becomes a tombstone, and
+the entries SQLite holds that the graph lacks (written after the file) are read with their
+vectors and added. An index without a usable file is built from SQLite's vectors. The graphs
+are written on `aclose` and every ``index_checkpoint_s`` (`checkpoint`); ``opening`` says what
+the last `open` loaded and built. SQLite stays the truth: a stale, foreign, torn or missing
+index file costs time, never an answer.
+
 Expiry and eviction: an entry is live while ``now < expires_at``. Each call that carries
 ``now`` (and `put`, with the new entry's ``created_at``) first purges what has expired, counted
 in ``StoreStats.expirations``; `stats` counts entries held, which may include expired ones no
-call has swept yet. Past ``max_entries`` the least recently used entries go (a `put` and a
-`record_hit` are uses), counted in ``evictions``. Every removal leaves the entry map, the
-exact-tier map, the by-model map and the index in agreement, and `search` re-checks each index
-answer against the entry map besides, recomputing the similarity from the entry's own vector.
+call has swept yet. Past ``max_entries``, or past ``max_bytes``, the least recently used entries
+go (a `put` and a `record_hit` are uses), counted in ``evictions``. Every removal leaves the
+entry map, the exact-tier map, the by-model map and the index in agreement, and `search`
+re-checks each index answer against the entry map besides, recomputing the similarity from the
+vector the index holds for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Coroutine
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from frugal.cache import index_file
+from frugal.cache.held import Held, LabelsTable
 from frugal.cache.index import IndexOptions, ScopeIndex
 from frugal.cache.model_indexes import ModelIndexes
 from frugal.cache.sqlite_file import Loaded, SqliteFile
@@ -57,12 +76,24 @@ logger = logging.getLogger(__name__)
 _SIMILAR_CHUNK = 8192
 
 
+@dataclass
+class Opening:
+    """What the last `EmbeddedStore.open` did for the approximate indexes: graphs loaded from
+    their files, graphs built from SQLite's vectors, and vectors read from SQLite."""
+
+    graphs_loaded: int = 0
+    graphs_built: int = 0
+    vectors_read: int = 0
+
+
 class EmbeddedStore:
     """A `VectorStore` in this process, persisted to one SQLite file. Build it with `open`.
 
-    ``max_entries`` bounds the entries held (at least 1); ``dimensions`` is the vector length
-    every entry and query must have. ``index_options`` tunes the per-scope indexes (tests use
-    it to force the approximate index on tiny scopes). The store owns ``file``.
+    ``max_entries`` bounds the entries held (at least 1), ``max_bytes`` (None: no bound) what
+    they count (`Held.size`); ``dimensions`` is the vector length every entry and query must
+    have. ``index_options`` tunes the per-scope indexes (tests use it to force the approximate
+    index on tiny scopes). ``index_checkpoint_s`` (None: only on `aclose`) is how often the
+    graphs changed since are written to their files. The store owns ``file``.
     """
 
     def __init__(
@@ -70,25 +101,40 @@ class EmbeddedStore:
         file: SqliteFile,
         *,
         max_entries: int,
+        max_bytes: int | None = None,
         dimensions: int = 384,
         index_options: IndexOptions | None = None,
         write_delay_s: float = 0.05,
+        index_checkpoint_s: float | None = 300.0,
     ) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, got {max_entries}")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
         self.path = file.path
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self.dimensions = dimensions
-        self._entries: dict[str, Entry] = {}  # in put order: list_entries ties break on it
+        self.index_checkpoint_s = index_checkpoint_s
+        self.opening = Opening()
+        self._vector_bytes = 4 * dimensions  # float32, as the indexes hold them
+        self._held: dict[str, Held] = {}  # in put order: list_entries ties break on it
         self._by_prompt: dict[tuple[str, str], str] = {}
         self._lru: OrderedDict[str, int] = OrderedDict()  # id -> use number, least recent first
         self._use_seq = 0
+        self._generation = 0  # the last vector version given (Held.vgen)
+        self._bytes = 0
+        self._labels = LabelsTable()
         self._expiry: list[tuple[float, str]] = []  # heap; stale pairs are skipped when popped
-        self._indexes = ModelIndexes(dimensions=dimensions, options=index_options or IndexOptions())
+        self._options = index_options or IndexOptions()
+        self._indexes = ModelIndexes(dimensions=dimensions, options=self._options)
         self._evictions = 0
         self._expirations = 0
         self._tasks: set[asyncio.Task[None]] = set()  # index rebuilds
         self._disk = WriteBehind(file, delay_s=write_delay_s)
+        self._file_id = ""
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._dirty = False  # changed since the last checkpoint
         self._closed = False
 
     @classmethod
@@ -97,12 +143,15 @@ class EmbeddedStore:
         path: Path,
         *,
         max_entries: int,
+        max_bytes: int | None = None,
         dimensions: int = 384,
         now: float | None = None,
         index_options: IndexOptions | None = None,
         write_delay_s: float = 0.05,
+        index_checkpoint_s: float | None = 300.0,
     ) -> EmbeddedStore:
-        """Open (creating if needed) the file at ``path`` and load its live entries.
+        """Open (creating if needed) the file at ``path``, load its live entries and their
+        indexes (module docstring); return once every index is ready to search.
 
         ``now`` (unix seconds, default: the clock) decides which stored entries have expired.
         Raises `CacheStoreError` when the file cannot be opened or read.
@@ -112,18 +161,27 @@ class EmbeddedStore:
             store = cls(
                 file,
                 max_entries=max_entries,
+                max_bytes=max_bytes,
                 dimensions=dimensions,
                 index_options=index_options,
                 write_delay_s=write_delay_s,
+                index_checkpoint_s=index_checkpoint_s,
             )
             loaded = await file.load(
-                now=time.time() if now is None else now, max_entries=max_entries
+                now=time.time() if now is None else now,
+                max_entries=max_entries,
+                labels=store._labels,
             )
-            await asyncio.to_thread(store._restore, loaded)
+            groups = await asyncio.to_thread(store._restore, loaded)
+            await store._restore_indexes(file, groups)
         except BaseException:
             await file.aclose()
             raise
         store._disk.start()
+        if index_checkpoint_s is not None:
+            store._checkpointer = asyncio.get_running_loop().create_task(
+                store._checkpoint_loop(index_checkpoint_s), name="frugal-index-checkpoint"
+            )
         return store
 
     # ---- the VectorStore protocol -------------------------------------------------------
@@ -139,10 +197,10 @@ class EmbeddedStore:
     ) -> Entry | None:
         self._sweep(now)
         entry_id = self._by_prompt.get((scope, prompt_hash))
-        entry = None if entry_id is None else self._entries[entry_id]
-        if entry is None or entry.model != model or partition not in (None, entry.partition):
+        held = None if entry_id is None else self._held[entry_id]
+        if held is None or held.model != model or partition not in (None, held.partition):
             return None
-        return entry
+        return held.entry(self._vector_of(held))
 
     async def search(
         self,
@@ -156,56 +214,62 @@ class EmbeddedStore:
         model: str = BASE_MODEL_ID,
     ) -> list[Match]:
         """Best first. Each index answer is re-checked against the entries (live, this scope
-        and model) and its similarity recomputed from the entry's own vector; ValueError for a
-        bad shape."""
+        and model) and its similarity recomputed from the vector the index holds for it;
+        ValueError for a bad shape."""
         query = self._check_vector(vector)
         self._sweep(now)
         index = self._indexes.get(model, scope)
         if index is None or k < 1:
             return []
-        matches = []
+        found = []
         for entry_id, _ in index.search(query, k):
-            entry = self._entries.get(entry_id)
-            if entry is None or entry.scope != scope or entry.model != model:
+            held = self._held.get(entry_id)
+            if held is None or held.scope != scope or held.model != model:
                 logger.error("scope index returned a foreign or removed entry %s", entry_id)
                 continue
-            if partition is not None and entry.partition != partition:
+            if partition is not None and held.partition != partition:
                 continue
-            assert entry.vector is not None  # indexed: never exact-only
-            similarity = float(entry.vector @ query)
+            found.append(held)
+        if not found:
+            return []
+        vectors = index.vectors_of([held.id for held in found])
+        matches = []
+        for held, own in zip(found, vectors, strict=True):
+            similarity = float(own @ query)
             if similarity >= min_similarity:
-                matches.append(Match(entry=entry, similarity=similarity))
+                matches.append(Match(entry=held.entry(own), similarity=similarity))
         matches.sort(key=lambda match: match.similarity, reverse=True)
         return matches
 
     async def put(self, entry: Entry) -> None:
         """Store ``entry`` as the most recently used, replacing an entry with its id and one
-        with its scope and prompt_hash; evict past the bound. ValueError for a bad vector."""
+        with its scope and prompt_hash; evict past the bounds. ValueError for a bad vector."""
         vector = checked_vector(entry, self.dimensions)
-        if vector is not entry.vector:
-            entry = replace(entry, vector=vector)
         self._remove(entry.id)
         twin = self._by_prompt.get((entry.scope, entry.prompt_hash))
         if twin is not None:
             self._remove(twin)
-        self._insert(entry)
-        self._disk.changed(entry, used_seq=self._touch(entry.id))
+        self._generation += 1
+        held = Held.of(entry, vgen=self._generation, labels=self._labels)
+        self._insert(held, vector)
+        self._disk.changed(held, used_seq=self._touch(held.id), vector=vector)
         # Sweeping after the insert: an entry born expired (ttl 0) goes as an expiry, without
         # evicting a live one for it.
         self._sweep(entry.created_at)
-        while len(self._entries) > self.max_entries:
+        while self._lru and self._over_bound():
             self._remove(next(iter(self._lru)))
             self._evictions += 1
         self._changed()
 
     async def record_hit(self, entry_id: str, *, now: float) -> None:
         self._sweep(now)
-        entry = self._entries.get(entry_id)
-        if entry is None:  # evicted or expired between the lookup and the hit: nothing to do
+        held = self._held.get(entry_id)
+        if held is None:  # evicted or expired between the lookup and the hit: nothing to do
             return
-        entry = replace(entry, hits=entry.hits + 1, last_used_at=now)
-        self._entries[entry_id] = entry
-        self._disk.changed(entry, used_seq=self._touch(entry_id))
+        held.hits += 1
+        held.last_used_at = now
+        vector = self._vector_of(held)
+        self._disk.changed(held, used_seq=self._touch(entry_id), vector=vector)
         self._changed()
 
     async def delete(self, entry_ids: list[str]) -> int:
@@ -217,9 +281,9 @@ class EmbeddedStore:
         if partition is None and scope is None:
             raise ValueError("delete_where needs a partition or a scope")
         doomed = [
-            entry.id
-            for entry in self._entries.values()
-            if partition in (None, entry.partition) and scope in (None, entry.scope)
+            held.id
+            for held in self._held.values()
+            if partition in (None, held.partition) and scope in (None, held.scope)
         ]
         return await self.delete(doomed)
 
@@ -233,31 +297,38 @@ class EmbeddedStore:
     ) -> int:
         """Exhaustive on purpose: an invalidation must not miss what an approximate index would."""
         query = self._check_vector(vector)
-        candidates = [
-            (e, e.vector)
-            for e in self._entries.values()
-            if e.model == model and partition in (None, e.partition) and e.vector is not None
-        ]
-        doomed: list[Entry] = []
-        for start in range(0, len(candidates), _SIMILAR_CHUNK):
-            chunk = [entry for entry, _ in candidates[start : start + _SIMILAR_CHUNK]]
-            sims = np.stack([vector for _, vector in candidates[start : start + _SIMILAR_CHUNK]])
-            sims = sims @ query
-            doomed.extend(chunk[i] for i in np.flatnonzero(sims >= min_similarity).tolist())
-            await asyncio.sleep(0)  # a large store is swept in slices, letting lookups through
+        doomed: list[tuple[str, int]] = []  # (id, vector version) of each match
+        for (of_model, _), index in self._indexes.items():
+            if of_model != model:
+                continue
+            ids = index.ids()
+            for start in range(0, len(ids), _SIMILAR_CHUNK):
+                chunk = [
+                    held
+                    for entry_id in ids[start : start + _SIMILAR_CHUNK]
+                    if (held := self._held.get(entry_id)) is not None
+                    and partition in (None, held.partition)
+                    and entry_id in index  # not removed while the loop ran others
+                ]
+                if chunk:
+                    sims = index.vectors_of([held.id for held in chunk]) @ query
+                    hits = np.flatnonzero(sims >= min_similarity).tolist()
+                    doomed.extend((chunk[i].id, chunk[i].vgen) for i in hits)
+                await asyncio.sleep(0)  # a large store is swept in slices, letting lookups through
         # An id put again during the sweep holds another vector now: only the compared one goes.
-        unchanged = []
-        for entry in doomed:
-            held = self._entries.get(entry.id)
-            if held is not None and held.vector is entry.vector:
-                unchanged.append(entry.id)
+        unchanged = [
+            entry_id
+            for entry_id, vgen in doomed
+            if (held := self._held.get(entry_id)) is not None and held.vgen == vgen
+        ]
         return await self.delete(unchanged)
 
     async def flush(self) -> int:
-        count = len(self._entries)
-        for collection in (self._entries, self._by_prompt, self._lru, self._indexes):
+        count = len(self._held)
+        for collection in (self._held, self._by_prompt, self._lru, self._indexes):
             collection.clear()
         self._expiry.clear()
+        self._bytes = 0
         self._disk.wiped()
         self._changed()
         return count
@@ -271,53 +342,64 @@ class EmbeddedStore:
         self._sweep(now)
         if limit == 0:
             return []
-        selected = (e for e in reversed(self._entries.values()) if partition in (None, e.partition))
-        newest = heapq.nlargest(offset + limit, selected, key=lambda entry: entry.created_at)
-        return newest[offset:]
+        selected = (h for h in reversed(self._held.values()) if partition in (None, h.partition))
+        newest = heapq.nlargest(offset + limit, selected, key=lambda held: held.created_at)
+        return [held.entry(self._vector_of(held)) for held in newest[offset:]]
 
     async def other_models(self, *, model: str, limit: int, now: float) -> tuple[list[Entry], int]:
         """The earliest indexed first, model by model."""
         self._sweep(now)
         ids, total = self._indexes.other_models(model, limit=limit)
-        return [self._entries[entry_id] for entry_id in ids], total
+        return [(h := self._held[entry_id]).entry(self._vector_of(h)) for entry_id in ids], total
 
     async def reembed(self, changes: list[tuple[Entry, np.ndarray]], *, model: str) -> int:
         checked = [(listed, self._check_vector(vector)) for listed, vector in changes]
         changed = 0
         for listed, vector in checked:
-            held = self._entries.get(listed.id)
+            held = self._held.get(listed.id)
             if held is None or held.model != listed.model or held.model == model:
                 continue  # removed, replaced or moved since it was listed
-            if held.exact_only:
+            if held.vector_less:
                 continue  # no vector of any model belongs to it
             self._indexes.remove(held)
-            moved = replace(held, vector=vector, model=model)
-            self._entries[moved.id] = moved  # the same key: its place in put order stays
-            self._indexes.add(moved)
-            self._disk.changed(moved, used_seq=self._lru[moved.id])  # its use stays as it was
+            self._generation += 1
+            # A new object, not a change in place: a write in flight holds the old one.
+            moved = held.moved(model=model, vgen=self._generation)
+            self._held[moved.id] = moved  # the same key: its place in put order stays
+            self._indexes.add(moved, vector)
+            self._disk.changed(moved, used_seq=self._lru[moved.id], vector=vector)  # use kept
             changed += 1
         self._changed()
         return changed
 
     async def stats(self) -> StoreStats:
         return StoreStats(
-            entries=len(self._entries),
+            entries=len(self._held),
             evictions=self._evictions,
             expirations=self._expirations,
             write_failures=self._disk.write_failures,
             unsaved=self._disk.unsaved,
+            bytes=self._bytes,
         )
 
     async def aclose(self) -> None:
-        """Stop background work and write what is pending; `CacheStoreError` (saying how many
-        changes were not written) if that fails. The file is closed either way."""
+        """Stop background work, write what is pending and the index files; `CacheStoreError`
+        (saying how many changes were not written) if the entries' last write fails. The file
+        is closed either way; an index file that cannot be written is logged (the next start
+        builds that index from SQLite)."""
         if self._closed:
             return
         self._closed = True
         tasks = list(self._tasks)
+        if self._checkpointer is not None:
+            tasks.append(self._checkpointer)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self.checkpoint()
+        except Exception:
+            logger.exception("writing the index files of %s failed", self.path)
         await self._disk.aclose()
 
     # ---- beyond the protocol --------------------------------------------------------------
@@ -333,27 +415,76 @@ class EmbeddedStore:
         do not change it."""
         return self._indexes.get(model, scope)
 
+    async def checkpoint(self) -> int:
+        """Write the graph of each approximate index to its file (an index being rebuilt keeps
+        its older file) and remove the files of indexes no longer held; how many were written.
+        Each graph is copied on the loop (about 1 s per million vectors) and written on a
+        worker thread. OSError when a file cannot be written."""
+        self._dirty = False
+        folder = index_file.folder_of(self.path)
+        kept: set[str] = set()
+        written = 0
+        for (model, scope), index in self._indexes.items():
+            name = index_file.file_name(model, scope)
+            if index.rebuilding:
+                kept.add(name)
+                continue
+            snapshot = index_file.IndexSnapshot.take(
+                index,
+                model=model,
+                scope=scope,
+                file_id=self._file_id,
+                generation=self._generation,
+                vgen_of=lambda entry_id: self._held[entry_id].vgen,
+            )
+            if snapshot is None:
+                continue
+            kept.add(name)
+            await asyncio.to_thread(snapshot.write, folder)
+            written += 1
+        await asyncio.to_thread(_remove_files_but, folder, kept)
+        return written
+
     # ---- the in-memory state --------------------------------------------------------------
 
-    def _insert(self, entry: Entry) -> None:
-        self._entries[entry.id] = entry
-        self._by_prompt[(entry.scope, entry.prompt_hash)] = entry.id
-        heapq.heappush(self._expiry, (entry.expires_at, entry.id))
-        if not entry.exact_only:
-            self._indexes.add(entry)
+    def _insert(self, held: Held, vector: np.ndarray | None) -> None:
+        self._held[held.id] = held
+        self._by_prompt[(held.scope, held.prompt_hash)] = held.id
+        heapq.heappush(self._expiry, (held.expires_at, held.id))
+        self._bytes += self._size(held)
+        if vector is not None:
+            self._indexes.add(held, vector)
 
     def _remove(self, entry_id: str) -> bool:
-        entry = self._entries.pop(entry_id, None)
-        if entry is None:
+        held = self._held.pop(entry_id, None)
+        if held is None:
             return False
-        key = (entry.scope, entry.prompt_hash)
+        key = (held.scope, held.prompt_hash)
         if self._by_prompt.get(key) == entry_id:
             del self._by_prompt[key]
         self._lru.pop(entry_id, None)
-        if not entry.exact_only:
-            self._indexes.remove(entry)
+        self._bytes -= self._size(held)
+        if not held.vector_less:
+            self._indexes.remove(held)
         self._disk.removed(entry_id)
         return True
+
+    def _size(self, held: Held) -> int:
+        return held.size(0 if held.vector_less else self._vector_bytes)
+
+    def _over_bound(self) -> bool:
+        return len(self._held) > self.max_entries or (
+            self.max_bytes is not None and self._bytes > self.max_bytes
+        )
+
+    def _vector_of(self, held: Held) -> np.ndarray | None:
+        """The vector the index holds for ``held`` (None: exact-only)."""
+        if held.vector_less:
+            return None
+        index = self._indexes.get(held.model, held.scope)
+        assert index is not None  # every entry with a vector is indexed
+        vector: np.ndarray = index.vectors_of([held.id])[0]
+        return vector
 
     def _touch(self, entry_id: str) -> int:
         """Make the entry the most recently used; its new use number."""
@@ -366,15 +497,16 @@ class EmbeddedStore:
         expiry = self._expiry
         while expiry and expiry[0][0] <= now:
             expires_at, entry_id = heapq.heappop(expiry)
-            entry = self._entries.get(entry_id)
-            if entry is not None and entry.expires_at == expires_at and self._remove(entry_id):
+            held = self._held.get(entry_id)
+            if held is not None and held.expires_at == expires_at and self._remove(entry_id):
                 self._expirations += 1
-        if len(expiry) > 2 * len(self._entries) + 1024:  # drop the pairs of replaced entries
-            self._expiry = [(e.expires_at, e.id) for e in self._entries.values()]
+        if len(expiry) > 2 * len(self._held) + 1024:  # drop the pairs of replaced entries
+            self._expiry = [(h.expires_at, h.id) for h in self._held.values()]
             heapq.heapify(self._expiry)
 
     def _changed(self) -> None:
         """After any change: schedule the index rebuilds that are due."""
+        self._dirty = True
         for index in self._indexes.take_touched():
             if len(index) and not index.rebuilding and index.needs_rebuild():
                 self._spawn(index.rebuild_async())
@@ -389,23 +521,116 @@ class EmbeddedStore:
         if not task.cancelled() and task.exception() is not None:
             logger.error("index rebuild failed", exc_info=task.exception())
 
+    async def _checkpoint_loop(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            if not self._dirty:
+                continue
+            try:
+                await self.checkpoint()
+            except Exception:  # the files are a shortcut for restarts: log, try again later
+                logger.exception("writing the index files of %s failed", self.path)
+
     def _check_vector(self, vector: np.ndarray) -> np.ndarray:
         array = np.ascontiguousarray(vector, dtype=np.float32)
         if array.shape != (self.dimensions,):
             raise ValueError(f"expected a vector of shape ({self.dimensions},), got {array.shape}")
         return array
 
-    def _restore(self, loaded: Loaded) -> None:
-        """Rebuild the in-memory state from what the file held, off the loop."""
+    # ---- start-up -------------------------------------------------------------------------
+
+    def _restore(self, loaded: Loaded) -> dict[tuple[str, str], list[str]]:
+        """Rebuild the entries from what the file held, off the loop, applying ``max_bytes``;
+        return the ids of each (model, scope) to index."""
+        self._file_id = loaded.file_id
         self._expirations += loaded.expired
         self._evictions += loaded.evicted
-        by_use = sorted(loaded.entries, key=lambda pair: pair[1])
-        for entry, _ in sorted(by_use, key=lambda pair: pair[0].created_at):  # put order
-            self._insert(entry)
-        for entry, used_seq in by_use:
-            self._lru[entry.id] = used_seq
+        by_use = loaded.entries  # least recently used first
+        total = sum(self._size(held) for held, _ in by_use)
+        dropped = 0
+        while self.max_bytes is not None and total > self.max_bytes and dropped < len(by_use):
+            held = by_use[dropped][0]
+            total -= self._size(held)
+            self._disk.removed(held.id)
+            dropped += 1
+        self._evictions += dropped
+        by_use = by_use[dropped:]
+        groups: dict[tuple[str, str], list[str]] = {}
+        for held, _ in sorted(by_use, key=lambda pair: pair[0].created_at):  # put order
+            self._insert(held, None)
+            if not held.vector_less:
+                groups.setdefault((held.model, held.scope), []).append(held.id)
+        for held, used_seq in by_use:
+            self._lru[held.id] = used_seq
+            self._generation = max(self._generation, held.vgen)
         self._use_seq = by_use[-1][1] if by_use else 0
-        for index in self._indexes:
+        return groups
+
+    async def _restore_indexes(
+        self, file: SqliteFile, groups: dict[tuple[str, str], list[str]]
+    ) -> None:
+        """Load or build the index of each group (module docstring), off the loop."""
+        folder = index_file.folder_of(self.path)
+        for path in folder.glob(f"*{index_file.SUFFIX}") if folder.is_dir() else []:
+            header = index_file.read_header(path)
+            if header is not None:  # versions a file used may still hold: never given again
+                with contextlib.suppress(KeyError, TypeError, ValueError):
+                    self._generation = max(self._generation, int(header[0]["generation"]))
+        for (model, scope), ids in groups.items():
+            path = folder / index_file.file_name(model, scope)
+            index: ScopeIndex | None = None
+            missing: list[str] | None = None  # None: every vector
+            if path.exists():
+                found = await asyncio.to_thread(
+                    index_file.read_index_file,
+                    path,
+                    file_id=self._file_id,
+                    dimensions=self.dimensions,
+                    options=self._options,
+                )
+                if found is not None and (found.model, found.scope) == (model, scope):
+                    index, missing = await asyncio.to_thread(self._adopt, found, ids)
+                    self.opening.graphs_loaded += 1
+            if index is None:
+                index = ScopeIndex(dimensions=self.dimensions, options=self._options)
+            if missing is None or missing:
+                got, vectors = await file.vectors(model=model, scope=scope, ids=missing)
+                self.opening.vectors_read += len(got)
+                await asyncio.to_thread(index.add_many, got, vectors)
             if index.needs_rebuild():
-                index.rebuild()
+                built = not index.approximate or index.tombstones > 0
+                await asyncio.to_thread(index.rebuild)
+                self.opening.graphs_built += built and index.approximate
+            self._indexes.install(model, scope, index)
         self._indexes.take_touched()
+        logger.info(
+            "cache indexes of %s: %d graphs loaded from their files, %d built, %d vectors read",
+            self.path,
+            self.opening.graphs_loaded,
+            self.opening.graphs_built,
+            self.opening.vectors_read,
+        )
+
+    def _adopt(self, found: index_file.IndexFile, ids: list[str]) -> tuple[ScopeIndex, list[str]]:
+        """The index of a file's graph, keeping the positions SQLite agrees with, and the ids of
+        ``ids`` it lacks."""
+        kept: list[str | None] = []
+        for entry_id, vgen in zip(found.ids, found.vgens.tolist(), strict=True):
+            held = None if entry_id is None else self._held.get(entry_id)
+            agrees = held is not None and (held.model, held.scope, held.vgen) == (
+                found.model,
+                found.scope,
+                vgen,
+            )
+            kept.append(entry_id if agrees else None)
+        index = ScopeIndex.loaded(found.graph, kept, options=self._options)
+        return index, [entry_id for entry_id in ids if entry_id not in index]
+
+
+def _remove_files_but(folder: Path, kept: set[str]) -> None:
+    """Remove the index files (and leftover temporary files) in ``folder`` not named in ``kept``."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if path.name not in kept and path.name.endswith((index_file.SUFFIX, ".tmp")):
+            path.unlink(missing_ok=True)

@@ -149,6 +149,17 @@ class _Hnsw:
         self._pos: dict[int, int] = {}
         self.dead = 0
 
+    @classmethod
+    def loaded(cls, index: Any, keys: np.ndarray, options: IndexOptions) -> _Hnsw:
+        """The graph ``index`` (read from a file) with ``keys`` by position, -1 where a
+        position is a tombstone."""
+        hnsw = cls(index.d, options)
+        hnsw._index = index
+        hnsw._keys = keys
+        hnsw._pos = {key: pos for pos, key in enumerate(keys.tolist()) if key >= 0}
+        hnsw.dead = len(keys) - len(hnsw._pos)
+        return hnsw
+
     def __len__(self) -> int:
         return len(self._pos)
 
@@ -261,6 +272,52 @@ class ScopeIndex:
             for key, sim in zip(keys.tolist(), sims.tolist(), strict=True)
             if key in self._id_of
         ]
+
+    def vectors_of(self, entry_ids: list[str]) -> np.ndarray:
+        """The vectors of ``entry_ids`` (all held here), one row each, as the index holds them."""
+        return self._backend.vectors([self._key_of[entry_id] for entry_id in entry_ids])
+
+    def ids(self) -> list[str]:
+        """Every id held, the earliest added first."""
+        return list(self._key_of)
+
+    def graph(self) -> tuple[Any, list[str | None]] | None:
+        """The faiss graph of an approximate index and the id at each of its positions (None
+        for a tombstone), to be written to a file on the loop; None for an exact index, which
+        is rebuilt from its vectors instead. Do not change the graph."""
+        if not isinstance(self._backend, _Hnsw):
+            return None
+        backend = self._backend
+        keys = backend._keys[: backend._index.ntotal].tolist()
+        return backend._index, [self._id_of.get(key) if key >= 0 else None for key in keys]
+
+    @classmethod
+    def loaded(
+        cls, graph: Any, ids: list[str | None], *, options: IndexOptions | None = None
+    ) -> ScopeIndex:
+        """An approximate index of the faiss ``graph`` read from a file, ``ids`` by position
+        (None: the position's vector is not to be used, a tombstone)."""
+        index = cls(dimensions=graph.d, options=options)
+        keys = np.full(len(ids), -1, dtype=np.int64)
+        for pos, entry_id in enumerate(ids):
+            if entry_id is not None and entry_id not in index._key_of:
+                key = index._next_key
+                index._next_key += 1
+                index._key_of[entry_id] = key
+                index._id_of[key] = entry_id
+                keys[pos] = key
+        index._backend = _Hnsw.loaded(graph, keys, index.options)
+        return index
+
+    def add_many(self, entry_ids: list[str], vectors: np.ndarray) -> None:
+        """Add entries not held yet, in one call to the backend (start-up)."""
+        keys = np.arange(self._next_key, self._next_key + len(entry_ids), dtype=np.int64)
+        self._next_key += len(entry_ids)
+        for key, entry_id in zip(keys.tolist(), entry_ids, strict=True):
+            self._key_of[entry_id] = key
+            self._id_of[key] = entry_id
+        if len(entry_ids):
+            self._backend.add(keys, np.ascontiguousarray(vectors, dtype=np.float32))
 
     def needs_rebuild(self) -> bool:
         """Whether the index should change kind, or shed its tombstones."""

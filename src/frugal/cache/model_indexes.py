@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from itertools import islice
 
+import numpy as np
+
+from frugal.cache.held import Held
 from frugal.cache.index import IndexOptions, ScopeIndex
-from frugal.cache.store import Entry
 
 
 class ModelIndexes:
@@ -33,21 +35,30 @@ class ModelIndexes:
         """The index of ``model``'s entries in ``scope``, if it has any."""
         return self._indexes.get((model, scope))
 
-    def add(self, entry: Entry) -> None:
-        """Index ``entry`` under its model and scope (not indexed already; not exact-only)."""
-        if entry.vector is None:
-            raise ValueError(f"entry {entry.id} has no vector to index")
+    def items(self) -> Iterator[tuple[tuple[str, str], ScopeIndex]]:
+        """Each index with its (model, scope)."""
+        return iter(list(self._indexes.items()))
+
+    def install(self, model: str, scope: str, index: ScopeIndex) -> None:
+        """Hold ``index`` (built or loaded at start-up) as the one of ``model`` in ``scope``."""
+        self._indexes[(model, scope)] = index
+        ids = self._by_model.setdefault(model, {})
+        for entry_id in index.ids():
+            ids[entry_id] = None
+
+    def add(self, entry: Held, vector: np.ndarray) -> None:
+        """Index ``entry`` (not indexed already; not exact-only) under its model and scope."""
         key = (entry.model, entry.scope)
         index = self._indexes.get(key)
         if index is None:
             index = self._indexes[key] = ScopeIndex(
                 dimensions=self.dimensions, options=self.options
             )
-        index.add(entry.id, entry.vector)
+        index.add(entry.id, vector)
         self._touched.add(index)
         self._by_model.setdefault(entry.model, {})[entry.id] = None
 
-    def remove(self, entry: Entry) -> None:
+    def remove(self, entry: Held) -> None:
         """Forget ``entry`` (indexed under its model and scope); an index left empty goes."""
         key = (entry.model, entry.scope)
         index = self._indexes[key]

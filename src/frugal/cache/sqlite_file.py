@@ -1,21 +1,27 @@
 """The embedded store's file: one SQLite database, read and written on a thread of its own.
 
     file = await SqliteFile.open(data_dir / "cache.sqlite3", dimensions=384)
-    loaded = await file.load(now=time.time(), max_entries=100_000)
-    await file.write(wipe=False, changes={"id-1": (entry, used_seq), "id-2": None})
+    loaded = await file.load(now=time.time(), max_entries=100_000, labels=LabelsTable())
+    ids, vectors = await file.vectors(model=..., scope=...)     # the vectors of one index
+    await file.write(wipe=False, changes={"id-1": (held, used_seq, vector), "id-2": None})
     await file.aclose()
 
 Every SQLite call runs on the file's single worker thread, in order, so the event loop never
 waits on the disk and no two calls overlap. This is the one place `sqlite3` errors become
 `CacheStoreError`; anything else a call raises comes through unchanged.
 
-Layout: one table, ``entries``, one row per entry, with ``used_seq`` (the store's order of use,
-for its LRU) and ``model`` (the id of the embedding model that made the vector; an exact-only
-entry's ``vector`` is an empty blob, the column being NOT NULL). `open` brings
-a file of an older frugal up to date: a ``partition`` column named ``tenant`` is renamed, and a
-file without ``model`` gets the column with the base model's id in every row, since the base
-model embedded every entry of it (an upgrade keeps the cache). WAL mode with
-``synchronous=NORMAL``: a crash loses the last writes, never the file.
+Layout: table ``entries``, one row per entry, with ``used_seq`` (the store's order of use,
+for its LRU), ``model`` (the id of the embedding model that made the vector; an exact-only
+entry's ``vector`` is an empty blob, the column being NOT NULL), ``vgen`` (the version of the
+vector, `Held.vgen`) and ``answer`` (the answer as zlib-compressed JSON; ``response`` is left
+empty then). Table ``meta`` holds ``file_id``, a random id given to the file when it is created,
+which an index file written beside it repeats (`frugal.cache.index_file`). `open` brings a file
+of an older frugal up to date: a ``partition`` column named ``tenant`` is renamed, a file without
+``model`` gets the column with the base model's id in every row, since the base model embedded
+every entry of it (an upgrade keeps the cache), and rows whose answer is in ``response`` (JSON
+text) are read as they are. `load` reads no vectors: those an index file does not hold are read
+per index (`vectors`). WAL mode with ``synchronous=NORMAL``: a crash loses the last writes,
+never the file.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,14 +38,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from frugal.cache.store import BASE_MODEL_ID, EXACT_ONLY, Entry
+from frugal.cache.held import Held, LabelsTable, pack_answer
+from frugal.cache.store import BASE_MODEL_ID, EXACT_ONLY
 from frugal.errors import CacheStoreError
 
 T = TypeVar("T")
 
-# What one changed id becomes on disk: the entry and its place in the order of use, or None
-# when it was removed.
-Change = tuple[Entry, int] | None
+# What one changed id becomes on disk: the entry, its place in the order of use and its vector
+# (None for an exact-only entry), or None when it was removed.
+Change = tuple[Held, int, np.ndarray | None] | None
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -55,26 +63,41 @@ CREATE TABLE IF NOT EXISTS entries (
     hits INTEGER NOT NULL,
     last_used_at REAL,
     used_seq INTEGER NOT NULL,
-    model TEXT NOT NULL
+    model TEXT NOT NULL,
+    vgen INTEGER NOT NULL DEFAULT 0,
+    answer BLOB
 )
 """
+_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 # Rows of a file written before entries named their model were all embedded by the base model.
 _ADD_MODEL = f"ALTER TABLE entries ADD COLUMN model TEXT NOT NULL DEFAULT '{BASE_MODEL_ID}'"
+_ADDED = {
+    "vgen": "ALTER TABLE entries ADD COLUMN vgen INTEGER NOT NULL DEFAULT 0",
+    "answer": "ALTER TABLE entries ADD COLUMN answer BLOB",
+}
 _COLUMNS = (
     "id, partition, scope, prompt, prompt_hash, response, vector, created_at, expires_at, labels,"
-    " hits, last_used_at, used_seq, model"
+    " hits, last_used_at, used_seq, model, vgen, answer"
 )
-_INSERT = f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+_INSERT = f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+# What `load` reads: everything but the vector, and the vector's length, to check it.
+_LOAD = (
+    "SELECT id, partition, scope, prompt, prompt_hash, response, length(vector), created_at,"
+    " expires_at, labels, hits, last_used_at, used_seq, model, vgen, answer"
+    " FROM entries ORDER BY used_seq"
+)
 
 
 @dataclass(frozen=True)
 class Loaded:
     """What `SqliteFile.load` found: the live entries with their ``used_seq``, least recently
-    used first, and how many rows it dropped as expired or as past ``max_entries``."""
+    used first, how many rows it dropped as expired or as past ``max_entries``, and the file's
+    ``file_id``."""
 
-    entries: list[tuple[Entry, int]]
+    entries: list[tuple[Held, int]]
     expired: int
     evicted: int
+    file_id: str
 
 
 class SqliteFile:
@@ -102,11 +125,19 @@ class SqliteFile:
             raise
         return file
 
-    async def load(self, *, now: float, max_entries: int) -> Loaded:
+    async def load(self, *, now: float, max_entries: int, labels: LabelsTable) -> Loaded:
         """Drop rows expired by ``now`` (unix seconds) and the least recently used past
-        ``max_entries`` (the bound may have shrunk since the last run); return the rest.
-        `CacheStoreError` for a row that cannot be read (other dimensions, bad JSON)."""
-        return await self._sql(self.load_rows, now, max_entries)
+        ``max_entries`` (the bound may have shrunk since the last run); return the rest, their
+        labels shared through ``labels``. `CacheStoreError` for a row that cannot be read
+        (a vector of other dimensions, bad JSON)."""
+        return await self._sql(self.load_rows, now, max_entries, labels)
+
+    async def vectors(
+        self, *, model: str, scope: str, ids: list[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        """The ids and vectors (one row each, float32) of ``model``'s entries in ``scope``; of
+        those of ``ids`` only, when given (ids not stored are left out)."""
+        return await self._sql(self.vector_rows, model, scope, ids)
 
     async def write(self, *, wipe: bool, changes: dict[str, Change]) -> None:
         """In one transaction: delete every row first when ``wipe``, then apply ``changes``."""
@@ -130,30 +161,60 @@ class SqliteFile:
                 db.execute("PRAGMA synchronous=NORMAL")  # with WAL: a crash loses, never corrupts
                 with db:
                     db.execute(_SCHEMA)
+                    db.execute(_META)
+                    db.execute(
+                        "INSERT OR IGNORE INTO meta VALUES ('file_id', ?)", (uuid.uuid4().hex,)
+                    )
                     columns = {row[1] for row in db.execute("PRAGMA table_info(entries)")}
                     if "tenant" in columns and "partition" not in columns:
                         db.execute("ALTER TABLE entries RENAME COLUMN tenant TO partition")
                     if "model" not in columns:
                         db.execute(_ADD_MODEL)
+                    for column, statement in _ADDED.items():
+                        if column not in columns:
+                            db.execute(statement)
             except BaseException:
                 db.close()
                 raise
             self._db = db
         return self._db
 
-    def load_rows(self, now: float, max_entries: int) -> Loaded:
+    def load_rows(self, now: float, max_entries: int, labels: LabelsTable) -> Loaded:
         db = self._connect()
         with db:
             expired = db.execute("DELETE FROM entries WHERE expires_at <= ?", (now,)).rowcount
-            rows = db.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY used_seq").fetchall()
+            rows = db.execute(_LOAD).fetchall()
             surplus = max(0, len(rows) - max_entries)
             if surplus:
                 db.executemany(
                     "DELETE FROM entries WHERE id = ?", [(r[0],) for r in rows[:surplus]]
                 )
-                rows = rows[surplus:]
-        entries = [(_entry_from_row(row, self.dimensions), row[12]) for row in rows]
-        return Loaded(entries=entries, expired=expired, evicted=surplus)
+                del rows[:surplus]
+            (file_id,) = db.execute("SELECT value FROM meta WHERE key = 'file_id'").fetchone()
+        scopes: dict[str, str] = {}  # one string per scope and model, not one per row
+        entries = []
+        for i, row in enumerate(rows):
+            entries.append((_held_from_row(row, self.dimensions, labels, scopes), row[12]))
+            rows[i] = None  # the row goes as its entry comes: no second copy of the cache
+        return Loaded(entries=entries, expired=expired, evicted=surplus, file_id=file_id)
+
+    def vector_rows(
+        self, model: str, scope: str, ids: list[str] | None
+    ) -> tuple[list[str], np.ndarray]:
+        db = self._connect()
+        query = "SELECT id, vector FROM entries WHERE model = ? AND scope = ?"
+        if ids is None:
+            rows = db.execute(query, (model, scope)).fetchall()
+        else:
+            rows = []
+            for start in range(0, len(ids), 500):  # SQLite's bound on variables is 999 or more
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows += db.execute(f"{query} AND id IN ({marks})", (model, scope, *chunk))
+        matrix = np.empty((len(rows), self.dimensions), dtype=np.float32)
+        for i, (_, blob) in enumerate(rows):
+            matrix[i] = np.frombuffer(blob, dtype=np.float32)
+        return [row[0] for row in rows], matrix
 
     def write_rows(self, wipe: bool, changes: dict[str, Change]) -> None:
         db = self._connect()
@@ -180,30 +241,39 @@ class SqliteFile:
 def _rows(changes: dict[str, Change]) -> Iterator[tuple[Any, ...]]:
     for change in changes.values():
         if change is not None:
-            e, used_seq = change
+            e, used_seq, vector = change
             yield (
-                e.id, e.partition, e.scope, e.prompt, e.prompt_hash, json.dumps(e.response),
-                b"" if e.vector is None else e.vector.tobytes(),
-                e.created_at, e.expires_at, json.dumps(e.labels), e.hits,
-                e.last_used_at, used_seq, e.model,
+                e.id, e.partition, e.scope, e.prompt, e.prompt_hash, "",
+                b"" if vector is None else vector.tobytes(),
+                e.created_at, e.expires_at, _labels_json(e.labels), e.hits,
+                e.last_used_at, used_seq, e.model, e.vgen, e.answer,
             )  # fmt: skip
 
 
-def _entry_from_row(row: tuple[Any, ...], dimensions: int) -> Entry:
-    """Decode a stored row; a row this store cannot read raises `CacheStoreError`."""
+def _labels_json(labels: dict[str, str]) -> str:
+    return json.dumps(labels, sort_keys=True)
+
+
+def _held_from_row(
+    row: tuple[Any, ...], dimensions: int, labels: LabelsTable, scopes: dict[str, str]
+) -> Held:
+    """Decode a stored row (its vector's length, not the vector); a row this store cannot read
+    raises `CacheStoreError`."""
     try:
-        vector: np.ndarray | None = None
         if row[13] == EXACT_ONLY:
             if row[6]:
                 raise ValueError("an exact-only entry with a vector")
-        else:
-            vector = np.frombuffer(row[6], dtype=np.float32)
-            if vector.shape != (dimensions,):
-                raise ValueError(f"a vector of {vector.shape[0]} dimensions, not {dimensions}")
-        return Entry(
-            id=row[0], partition=row[1], scope=row[2], prompt=row[3], prompt_hash=row[4],
-            response=json.loads(row[5]), vector=vector, created_at=row[7], expires_at=row[8],
-            labels=json.loads(row[9]), hits=row[10], last_used_at=row[11], model=row[13],
+        elif row[6] != 4 * dimensions:
+            raise ValueError(f"a vector of {row[6] // 4} dimensions, not {dimensions}")
+        answer = row[15]
+        if answer is None:  # written by an older frugal: the answer as JSON text
+            answer = pack_answer(json.loads(row[5]))
+        scope = scopes.setdefault(row[2], row[2])
+        return Held(
+            id=row[0], partition=row[1], scope=scope, prompt=row[3], prompt_hash=row[4],
+            answer=answer, created_at=row[7], expires_at=row[8],
+            labels=labels.parsed(row[9]), hits=row[10], last_used_at=row[11],
+            model=scopes.setdefault(row[13], row[13]), vgen=row[14],
         )  # fmt: skip
     except (ValueError, TypeError) as exc:
         raise CacheStoreError(f"unreadable cache entry {row[0]!r}: {exc}") from exc

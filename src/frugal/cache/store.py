@@ -97,6 +97,8 @@ class StoreStats:
 
     ``write_failures`` counts failed attempts to persist changes and ``unsaved`` the changes
     not persisted yet; a store that persists nothing of its own (Redis) reports 0 for both.
+    ``bytes`` is what the entries held count toward ``FRUGAL_CACHE_MAX_BYTES`` (0 where a store
+    has no byte bound: Redis).
     """
 
     entries: int
@@ -104,6 +106,7 @@ class StoreStats:
     expirations: int
     write_failures: int = 0
     unsaved: int = 0
+    bytes: int = 0  # what the entries held count toward a byte bound (embedded store: Held.size)
 
 
 class VectorStore(Protocol):

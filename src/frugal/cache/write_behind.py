@@ -2,7 +2,7 @@
 
     disk = WriteBehind(file, delay_s=0.05)
     disk.start()                        # the background writer (needs a running loop)
-    disk.changed(entry, used_seq=7)     # the latest state of an id is what gets written
+    disk.changed(held, used_seq=7, vector=v)  # the latest state of an id is what gets written
     disk.removed("id-1")
     disk.wiped()                        # every row goes, then what changes after
     await disk.aclose()                 # the last write; CacheStoreError if it fails
@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import numpy as np
+
+from frugal.cache.held import Held
 from frugal.cache.sqlite_file import Change, SqliteFile
-from frugal.cache.store import Entry
 from frugal.errors import CacheStoreError
 
 logger = logging.getLogger(__name__)
@@ -63,9 +65,10 @@ class WriteBehind:
         """Start the background writer."""
         self._start(backoff_s=0.0)
 
-    def changed(self, entry: Entry, *, used_seq: int) -> None:
-        """``entry`` (new or changed) is to be written, at ``used_seq`` in the order of use."""
-        self._pending[entry.id] = (entry, used_seq)
+    def changed(self, held: Held, *, used_seq: int, vector: np.ndarray | None) -> None:
+        """``held`` (new or changed; its state now, since it changes in place) is to be
+        written, at ``used_seq`` in the order of use, with ``vector`` (None: exact-only)."""
+        self._pending[held.id] = (held, used_seq, vector)
         self._wake.set()
 
     def removed(self, entry_id: str) -> None:
