@@ -218,6 +218,8 @@ async def _open_store(settings: Settings, *, dimensions: int) -> VectorStore:
             settings.data_dir / "cache.sqlite3",
             max_entries=settings.cache_max_entries,
             dimensions=dimensions,
+            max_bytes=settings.cache_max_bytes,
+            index_checkpoint_s=settings.cache_index_checkpoint_s,
         )
     assert settings.redis_url is not None  # load_settings insists on it
     redis_store = await RedisStore.open(
