@@ -43,6 +43,8 @@ def named_paths(text: str) -> set[str]:
         word = word.strip("(),;:'\"")
         if "/" not in word or "://" in word or word.startswith("/"):
             continue  # a bare name, a URL or a route of the API
+        if word.startswith(".frugal/"):
+            continue  # a local cache or work file a script derives from the data
         if (
             word.startswith("../")
             or word.split("/", 1)[0] in CHECKED

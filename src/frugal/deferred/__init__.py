@@ -12,16 +12,14 @@ The public face is below; the modules behind it are private rooms.
 
 from frugal.deferred.lines import BatchLine, LineError, LinesInvalid, parse_lines
 from frugal.deferred.runner import RunnerParts
-from frugal.deferred.service import BatchNotFound, BatchService, FileNotFound
+from frugal.deferred.service import BatchService
 from frugal.deferred.store import BatchRecord, BatchStore, FileRecord
 
 __all__ = [
     "BatchLine",
-    "BatchNotFound",
     "BatchRecord",
     "BatchService",
     "BatchStore",
-    "FileNotFound",
     "FileRecord",
     "LineError",
     "LinesInvalid",

@@ -1,7 +1,7 @@
 """The batches of a gateway: made, read, listed, cancelled, and resumed at start-up.
 
 Every batch and file belongs to the tenant that made it: another tenant's id is not found, as
-is an unknown one (`BatchNotFound`, `FileNotFound`: 404s). Each running batch is a task of its
+is an unknown one (`NotFoundError`: 404s). Each running batch is a task of its
 own (`frugal.deferred.runner`); `resume` starts one for every batch a previous process left
 unfinished, and `aclose` stops them all where they are (they resume at the next start).
 """
@@ -26,14 +26,6 @@ logger = logging.getLogger(__name__)
 WINDOW_S = {"24h": 24 * 3600}
 
 
-class BatchNotFound(NotFoundError):
-    pass
-
-
-class FileNotFound(NotFoundError):
-    pass
-
-
 class BatchService:
     def __init__(
         self, parts: RunnerParts, *, mode: str = "provider", metrics: BatchMetrics | None = None
@@ -56,7 +48,7 @@ class BatchService:
     def file(self, tenant: str, file_id: str) -> FileRecord:
         found = self.store.file(file_id) if file_id.startswith(FILE_PREFIX) else None
         if found is None or found.tenant != tenant:
-            raise FileNotFound(f"No such File object: {file_id}", param="id")
+            raise NotFoundError(f"No such File object: {file_id}", param="id")
         return found
 
     # ---- batches ----------------------------------------------------------------------------
@@ -111,7 +103,7 @@ class BatchService:
         if found is None and batch_id.startswith(BATCH_PREFIX):
             found = self.store.batch(batch_id)
         if found is None or found.tenant != tenant:
-            raise BatchNotFound(f"No such Batch object: {batch_id}", param="id")
+            raise NotFoundError(f"No such Batch object: {batch_id}", param="id")
         return found
 
     def listed(
