@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 from openai import NotFoundError, OpenAI
@@ -21,8 +23,21 @@ def live(make_stack: StackFactory) -> Stack:
     return make_stack(sim_args=["--reject-containing", "POISON"], env=LIVE)
 
 
+_OPENED: list[OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Every client a test made is closed after it (their sockets would outlive the test)."""
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
 def client_of(stack: Stack, key: str = "unused") -> OpenAI:
-    return OpenAI(base_url=stack.base_url, api_key=key, max_retries=0)
+    client = OpenAI(base_url=stack.base_url, api_key=key, max_retries=0)
+    _OPENED.append(client)
+    return client
 
 
 def test_a_live_batch_answers_every_line_in_order_folding_repeats_and_paraphrases(
