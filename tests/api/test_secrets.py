@@ -11,7 +11,10 @@ key and value under the deployment's prefix.
 
 from __future__ import annotations
 
+import sqlite3
+import zlib
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -70,6 +73,13 @@ def redis_contents(server: RedisServer, prefix: str) -> Iterator[bytes]:
     connection.close()
 
 
+def sqlite_answers(path: Path) -> Iterator[bytes]:
+    """Every stored answer of an embedded store's file, decompressed."""
+    with closing(sqlite3.connect(path)) as connection:
+        for (answer,) in connection.execute("SELECT answer FROM entries WHERE answer IS NOT NULL"):
+            yield zlib.decompress(answer)
+
+
 @pytest.mark.parametrize("store", ["embedded", "redis"])
 def test_no_secret_is_written_anywhere(
     make_stack: StackFactory,
@@ -96,10 +106,15 @@ def test_no_secret_is_written_anywhere(
         stored = list(redis_contents(redis_server, env["FRUGAL_REDIS_PREFIX"]))
     else:
         stack.gateway.stop()  # the embedded store writes behind; stopping flushes it
-        stored = [path.read_bytes() for path in data_dir.rglob("cache.sqlite3*")]
+        files = [path for path in data_dir.rglob("cache.sqlite3*") if path.is_file()]
+        stored = [path.read_bytes() for path in files]
+        # Answers are stored zlib-compressed: read them as the store would, to search them too.
+        stored += list(sqlite_answers(data_dir / "cache.sqlite3"))
     # The search can see what it looks for: the prompts themselves were logged and cached.
     assert b"capital of France" in log
     assert any(b"capital of France" in chunk for chunk in stored)
+    if redis_server is None:  # and the answers, decompressed
+        assert any(b"Answer to: What is the capital of France" in chunk for chunk in stored)
 
     for secret in (CANARY_KEY, client_secret):
         leaks = [chunk[:200] for chunk in [*produced, log, *stored] if secret.encode() in chunk]
