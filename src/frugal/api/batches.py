@@ -19,7 +19,6 @@ A file or batch of another tenant is a 404, as is an unknown id.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import tempfile
 import time
@@ -34,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from python_multipart.exceptions import MultipartParseError
 from starlette.types import Message
 
+from frugal.api.body import json_object, read_bytes
 from frugal.api.errors import invalid_request_from
 from frugal.api.relay import relay
 from frugal.api.routes import tenant_of
@@ -157,17 +157,13 @@ async def delete_file(request: Request, file_id: str) -> Response:
 async def create_batch(request: Request) -> Response:
     state = gateway(request)
     tenant = tenant_of(request, state)
-    raw = await _read_raw(
+    raw = await read_bytes(
         request,
         max_bytes=state.settings.max_body_bytes,
         timeout_s=state.settings.client_body_timeout_s,
     )
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequestError(f"Request body is not valid JSON: {exc}") from None
-    try:
-        parsed = CreateBatchRequest.model_validate(data)
+        parsed = CreateBatchRequest.model_validate(json_object(raw))
     except ValidationError as exc:
         raise invalid_request_from(exc) from None
     if not parsed.input_file_id.startswith(FILE_PREFIX):
@@ -360,23 +356,3 @@ def _with_body(
         return {"type": "http.request", "body": chunk, "more_body": not done}
 
     return Request(request.scope, receive)
-
-
-async def _read_raw(request: Request, *, max_bytes: int, timeout_s: float) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLargeError(f"Request body is larger than {max_bytes} bytes.")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLargeError(f"Request body is larger than {max_bytes} bytes.")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise RequestTimeoutError(
-            f"The request body did not arrive within {timeout_s} s."
-        ) from None
-    return b"".join(chunks)

@@ -20,6 +20,11 @@ async def read_json(
 ) -> dict[str, Any]:
     """The body as a JSON object; 413 past ``max_bytes``, 408 when it takes longer than
     ``timeout_s`` to arrive (a slow client holds nothing else up), 400 when it is not JSON."""
+    return json_object(await read_bytes(request, max_bytes=max_bytes, timeout_s=timeout_s))
+
+
+async def read_bytes(request: Request, *, max_bytes: int, timeout_s: float | None = None) -> bytes:
+    """The whole body; 413 past ``max_bytes``, 408 when it takes longer than ``timeout_s``."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLargeError(f"Request body is larger than {max_bytes} bytes.")
@@ -35,8 +40,13 @@ async def read_json(
     except TimeoutError:
         message = f"The request body did not arrive within {timeout_s} s."
         raise RequestTimeoutError(message) from None
+    return b"".join(chunks)
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """``raw`` parsed as a JSON object; 400 when it is not JSON or not an object."""
     try:
-        data = json.loads(b"".join(chunks))
+        data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRequestError(f"Request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
