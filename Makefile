@@ -4,6 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # The dashboard test drives Debian's Chromium (Playwright downloads no browser).
 CHROMIUM ?= /usr/bin/chromium
+# The local fleet (`frugal fleet`, its tests) puts Debian's HAProxy in front of the gateways and
+# stunnel in front of a Redis for the TLS tests (the PyPI Redis is built without TLS).
+HAPROXY  ?= /usr/sbin/haproxy
+STUNNEL  ?= /usr/bin/stunnel4
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test fuzz redis install install-test install-bench install-redis bench clean
@@ -30,12 +34,12 @@ redis: install-redis
 # time; it is a no-op when the model is already there.
 install: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/frugal model export
-install-test: $(VENV)/.installed-test $(CHROMIUM)
+install-test: $(VENV)/.installed-test $(CHROMIUM) $(HAPROXY) $(STUNNEL)
 	HF_HUB_OFFLINE=1 $(BIN)/frugal model export
 
-$(CHROMIUM):
+$(CHROMIUM) $(HAPROXY) $(STUNNEL):
 	$(SUDO) apt-get update -q
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium haproxy stunnel4
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
