@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frugal.cache.index import as_held
 from frugal.cache.models import ModelSpec
 from frugal.cache.store import BASE_MODEL_ID, Entry
 
@@ -21,13 +22,15 @@ _ids = itertools.count()
 
 
 def unit(rng: np.random.Generator, dim: int = DIM) -> np.ndarray:
+    """A random unit vector (to float16's precision), as the embedded store holds it: what a
+    test puts, it gets back unchanged, and similarities agree to float32's precision."""
     vector = rng.standard_normal(dim).astype(np.float32)
-    return vector / np.linalg.norm(vector)
+    return as_held(vector / np.linalg.norm(vector))
 
 
 def near(vector: np.ndarray, rng: np.random.Generator, noise: float = 0.05) -> np.ndarray:
     moved = vector + noise * rng.standard_normal(vector.shape).astype(np.float32)
-    return (moved / np.linalg.norm(moved)).astype(np.float32)
+    return as_held(moved / np.linalg.norm(moved))
 
 
 def make(

@@ -24,7 +24,7 @@ MAX_BYTES = 2500  # two or three entries: the bound, not the count, decides
 
 def counted(entry: Entry) -> int:
     """What the README says an entry counts: its compressed answer, prompt and id, vector."""
-    vector = 0 if entry.model == EXACT_ONLY else 4 * DIM
+    vector = 0 if entry.model == EXACT_ONLY else 2 * DIM  # float16, as the index holds it
     return len(pack_answer(entry.response)) + len(entry.prompt.encode()) + len(entry.id) + vector
 
 

@@ -7,20 +7,21 @@ import asyncio
 import numpy as np
 import pytest
 
-from frugal.cache.index import IndexOptions, ScopeIndex
+from frugal.cache.index import IndexOptions, ScopeIndex, as_held
 
 DIM = 32
 
 
 def unit_vectors(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    """Random unit vectors (to float16's precision, as the index holds them)."""
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return as_held(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
 
 
 def near(vector: np.ndarray, rng: np.random.Generator, noise: float = 0.05) -> np.ndarray:
     """A near-duplicate: the vector plus a little noise, renormalised."""
     moved = vector + noise * rng.standard_normal(vector.shape).astype(np.float32)
-    return (moved / np.linalg.norm(moved)).astype(np.float32)
+    return as_held(moved / np.linalg.norm(moved))
 
 
 def filled(index: ScopeIndex, vectors: np.ndarray, prefix: str = "e") -> dict[str, np.ndarray]:
@@ -68,7 +69,7 @@ def test_add_replaces_and_remove_forgets() -> None:
     index.add("x", a)
     index.add("x", b)
     assert len(index) == 1
-    assert index.search(b, 1)[0] == ("x", pytest.approx(1.0, abs=1e-5))
+    assert index.search(b, 1)[0] == ("x", pytest.approx(1.0, abs=1e-3))
     assert index.remove("x") and not index.remove("x")
     assert "x" not in index and index.search(b, 1) == []
 
@@ -173,7 +174,7 @@ async def test_rebuild_async_replays_changes_made_while_it_built() -> None:
     assert index.approximate and not index.rebuilding and len(index) == len(live)
     assert index.tombstones == 100  # the replayed removals
     for entry_id, vector in live.items():
-        assert index.search(vector, 1)[0] == (entry_id, pytest.approx(1.0, abs=1e-5))
+        assert index.search(vector, 1)[0] == (entry_id, pytest.approx(1.0, abs=1e-3))
     assert {i for i, _ in index.search(live["e2"], len(live) + 50)} == set(live)
 
 
@@ -197,3 +198,29 @@ def test_wrong_dimensions_and_bad_options_raise() -> None:
         IndexOptions(approximate_above=0)
     with pytest.raises(ValueError, match="max_dead_share"):
         IndexOptions(max_dead_share=1.0)
+
+
+@pytest.mark.parametrize("approximate_above", [10_000, 50], ids=["exact", "approximate"])
+def test_vectors_are_held_as_float16_and_float32_on_request(approximate_above: int) -> None:
+    rng = np.random.default_rng(7)
+    raw = rng.standard_normal((200, DIM)).astype(np.float32)
+    vectors = raw / np.linalg.norm(raw, axis=1, keepdims=True)  # not float16 values
+    compact = ScopeIndex(dimensions=DIM, options=IndexOptions(approximate_above=approximate_above))
+    full = ScopeIndex(
+        dimensions=DIM,
+        options=IndexOptions(approximate_above=approximate_above, encoding="float32"),
+    )
+    for index in (compact, full):
+        filled(index, vectors)
+        if index.needs_rebuild():
+            index.rebuild()
+        assert index.approximate == (approximate_above < 200)
+    ids = [f"e{i}" for i in range(200)]
+    held = compact.vectors_of(ids)
+    assert np.array_equal(held, as_held(vectors))  # float16 values, handed back as float32
+    assert not np.array_equal(held, vectors)
+    assert np.abs(held - vectors).max() < 1e-3
+    assert np.array_equal(full.vectors_of(ids), vectors)
+    query = near(vectors[3], rng)
+    assert compact.search(query, 1)[0][0] == full.search(query, 1)[0][0] == "e3"
+    assert compact.search(query, 1)[0][1] == pytest.approx(float(held[3] @ query), abs=1e-6)

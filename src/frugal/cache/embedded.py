@@ -12,8 +12,9 @@ restart; the index files beside it (`frugal.cache.index_file`) let the approxima
 survive one without building their graphs again.
 
 Memory: an entry is held as a `Held` (its fields, the answer zlib-compressed, no vector); its
-vector is held once, by its scope index, and read back from there when an entry is handed out
-or written. See `Held.size` for what counts toward ``max_bytes``.
+vector is held once, by its scope index (as float16: `IndexOptions.encoding`), and read back
+from there when an entry is handed out or written. See `Held.size` for what counts toward
+``max_bytes``.
 
 Models: each (embedding model, scope) pair has an index of its own (`ModelIndexes`), so a
 semantic lookup only ever compares vectors of its model, and the exact tier checks the entry's
@@ -117,16 +118,17 @@ class EmbeddedStore:
         self.dimensions = dimensions
         self.index_checkpoint_s = index_checkpoint_s
         self.opening = Opening()
-        self._vector_bytes = 4 * dimensions  # float32, as the indexes hold them
+        self._options = index_options or IndexOptions()
+        self._vector_bytes = self._options.bytes_per_dimension * dimensions  # as indexes hold them
         self._held: dict[str, Held] = {}  # in put order: list_entries ties break on it
-        self._by_prompt: dict[tuple[str, str], str] = {}
+        # scope -> prompt_hash -> id: nested, so no (scope, hash) tuple is held per entry.
+        self._by_prompt: dict[str, dict[str, str]] = {}
         self._lru: OrderedDict[str, int] = OrderedDict()  # id -> use number, least recent first
         self._use_seq = 0
         self._generation = 0  # the last vector version given (Held.vgen)
         self._bytes = 0
         self._labels = LabelsTable()
         self._expiry: list[tuple[float, str]] = []  # heap; stale pairs are skipped when popped
-        self._options = index_options or IndexOptions()
         self._indexes = ModelIndexes(dimensions=dimensions, options=self._options)
         self._evictions = 0
         self._expirations = 0
@@ -196,7 +198,7 @@ class EmbeddedStore:
         model: str = BASE_MODEL_ID,
     ) -> Entry | None:
         self._sweep(now)
-        entry_id = self._by_prompt.get((scope, prompt_hash))
+        entry_id = self._by_prompt.get(scope, {}).get(prompt_hash)
         held = None if entry_id is None else self._held[entry_id]
         if held is None or held.model != model or partition not in (None, held.partition):
             return None
@@ -246,7 +248,7 @@ class EmbeddedStore:
         with its scope and prompt_hash; evict past the bounds. ValueError for a bad vector."""
         vector = checked_vector(entry, self.dimensions)
         self._remove(entry.id)
-        twin = self._by_prompt.get((entry.scope, entry.prompt_hash))
+        twin = self._by_prompt.get(entry.scope, {}).get(entry.prompt_hash)
         if twin is not None:
             self._remove(twin)
         self._generation += 1
@@ -449,7 +451,7 @@ class EmbeddedStore:
 
     def _insert(self, held: Held, vector: np.ndarray | None) -> None:
         self._held[held.id] = held
-        self._by_prompt[(held.scope, held.prompt_hash)] = held.id
+        self._by_prompt.setdefault(held.scope, {})[held.prompt_hash] = held.id
         heapq.heappush(self._expiry, (held.expires_at, held.id))
         self._bytes += self._size(held)
         if vector is not None:
@@ -459,9 +461,11 @@ class EmbeddedStore:
         held = self._held.pop(entry_id, None)
         if held is None:
             return False
-        key = (held.scope, held.prompt_hash)
-        if self._by_prompt.get(key) == entry_id:
-            del self._by_prompt[key]
+        in_scope = self._by_prompt.get(held.scope, {})
+        if in_scope.get(held.prompt_hash) == entry_id:
+            del in_scope[held.prompt_hash]
+            if not in_scope:
+                del self._by_prompt[held.scope]
         self._lru.pop(entry_id, None)
         self._bytes -= self._size(held)
         if not held.vector_less:

@@ -17,6 +17,7 @@ with a copy of their own.
 from __future__ import annotations
 
 import json
+import sys
 import zlib
 from typing import Any
 
@@ -37,6 +38,12 @@ def pack_answer(response: dict[str, Any]) -> bytes:
 def unpack_answer(answer: bytes) -> dict[str, Any]:
     decoded: dict[str, Any] = json.loads(zlib.decompress(answer))
     return decoded
+
+
+def interned(text: str) -> str:
+    """One string object for every entry's equal ``text`` (partitions, scopes and models repeat
+    across thousands of entries); interned strings go when no entry holds them."""
+    return sys.intern(text)
 
 
 class LabelsTable:
@@ -112,11 +119,12 @@ class Held:
     @classmethod
     def of(cls, entry: Entry, *, vgen: int, labels: LabelsTable) -> Held:
         return cls(
-            id=entry.id, partition=entry.partition, scope=entry.scope, prompt=entry.prompt,
+            id=entry.id, partition=interned(entry.partition), scope=interned(entry.scope),
+            prompt=entry.prompt,
             prompt_hash=entry.prompt_hash, answer=pack_answer(entry.response),
             created_at=entry.created_at, expires_at=entry.expires_at,
             labels=labels.shared(entry.labels), hits=entry.hits,
-            last_used_at=entry.last_used_at, model=entry.model, vgen=vgen,
+            last_used_at=entry.last_used_at, model=interned(entry.model), vgen=vgen,
         )  # fmt: skip
 
     @property

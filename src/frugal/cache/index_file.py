@@ -63,7 +63,7 @@ def file_name(model: str, scope: str) -> str:
 
 def options_tag(options: IndexOptions) -> str:
     """What of the options shapes a graph: a graph built with other ones is built again."""
-    return f"HNSWFlat-IP M={options.hnsw_m} efC={options.ef_construction}"
+    return f"HNSW-IP {options.encoding} M={options.hnsw_m} efC={options.ef_construction}"
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class IndexFile:
     model: str
     scope: str
     generation: int
-    graph: Any  # faiss.IndexHNSWFlat
+    graph: Any  # faiss.IndexHNSWSQ (float16) or IndexHNSWFlat (float32)
     ids: list[str | None]
     vgens: np.ndarray
 
@@ -190,7 +190,7 @@ def read_index_file(
             or len(vgens) != len(ids)
             or graph.ntotal != len(ids)
             or graph.d != dimensions
-            or not isinstance(graph, faiss.IndexHNSWFlat)
+            or not isinstance(graph, (faiss.IndexHNSWSQ, faiss.IndexHNSWFlat))
         ):
             return _refused(path, "parts that do not agree")
         return IndexFile(

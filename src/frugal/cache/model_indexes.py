@@ -1,10 +1,9 @@
-"""The embedded store's vector indexes: one `ScopeIndex` per (embedding model, scope), and the
-ids of each model's entries.
+"""The embedded store's vector indexes: one `ScopeIndex` per (embedding model, scope).
 
-Vectors of two models are never compared, so each model has indexes of its own. The ids by
-model let the store find what a re-embedding is to move without a scan. The indexes changed
-since the owner last asked are kept (`take_touched`), for it to schedule their rebuilds; like
-`ScopeIndex`, this is used from one thread (the event loop).
+Vectors of two models are never compared, so each model has indexes of its own, which also
+lets the store find what a re-embedding is to move without a scan of the entries. The indexes
+changed since the owner last asked are kept (`take_touched`), for it to schedule their
+rebuilds; like `ScopeIndex`, this is used from one thread (the event loop).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ class ModelIndexes:
         self.dimensions = dimensions
         self.options = options
         self._indexes: dict[tuple[str, str], ScopeIndex] = {}  # by (model, scope)
-        self._by_model: dict[str, dict[str, None]] = {}  # model -> its entry ids, in add order
         self._touched: set[ScopeIndex] = set()
 
     def __iter__(self) -> Iterator[ScopeIndex]:
@@ -42,9 +40,6 @@ class ModelIndexes:
     def install(self, model: str, scope: str, index: ScopeIndex) -> None:
         """Hold ``index`` (built or loaded at start-up) as the one of ``model`` in ``scope``."""
         self._indexes[(model, scope)] = index
-        ids = self._by_model.setdefault(model, {})
-        for entry_id in index.ids():
-            ids[entry_id] = None
 
     def add(self, entry: Held, vector: np.ndarray) -> None:
         """Index ``entry`` (not indexed already; not exact-only) under its model and scope."""
@@ -56,7 +51,6 @@ class ModelIndexes:
             )
         index.add(entry.id, vector)
         self._touched.add(index)
-        self._by_model.setdefault(entry.model, {})[entry.id] = None
 
     def remove(self, entry: Held) -> None:
         """Forget ``entry`` (indexed under its model and scope); an index left empty goes."""
@@ -66,20 +60,16 @@ class ModelIndexes:
         self._touched.add(index)
         if not len(index):
             del self._indexes[key]
-        ids = self._by_model[entry.model]
-        del ids[entry.id]
-        if not ids:
-            del self._by_model[entry.model]
 
     def other_models(self, model: str, *, limit: int) -> tuple[list[str], int]:
-        """Up to ``limit`` ids of entries of other models than ``model`` (the earliest added
-        first, model by model), and how many there are in all."""
+        """Up to ``limit`` ids of entries of other models than ``model`` (index by index, the
+        earliest added first in each), and how many there are in all."""
         found: list[str] = []
         total = 0
-        for other, ids in self._by_model.items():
+        for (other, _), index in self._indexes.items():
             if other != model:
-                total += len(ids)
-                found.extend(islice(ids, max(0, limit - len(found))))
+                total += len(index)
+                found.extend(islice(index.iter_ids(), max(0, limit - len(found))))
         return found, total
 
     def take_touched(self) -> set[ScopeIndex]:
@@ -89,5 +79,4 @@ class ModelIndexes:
 
     def clear(self) -> None:
         self._indexes.clear()
-        self._by_model.clear()
         self._touched.clear()

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from frugal.cache.held import Held, LabelsTable, pack_answer
+from frugal.cache.held import Held, LabelsTable, interned, pack_answer
 from frugal.cache.store import BASE_MODEL_ID, EXACT_ONLY
 from frugal.errors import CacheStoreError
 
@@ -82,7 +82,10 @@ _COLUMNS = (
 _INSERT = f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
 # What `load` reads: everything but the vector, and the vector's length, to check it.
 _LOAD = (
-    "SELECT id, partition, scope, prompt, prompt_hash, response, length(vector), created_at,"
+    # The answer's JSON text only for rows written before answers were compressed: a row read
+    # costs no uncompressed copy of its answer.
+    "SELECT id, partition, scope, prompt, prompt_hash,"
+    " CASE WHEN answer IS NULL THEN response END, length(vector), created_at,"
     " expires_at, labels, hits, last_used_at, used_seq, model, vgen, answer"
     " FROM entries ORDER BY used_seq"
 )
@@ -191,10 +194,9 @@ class SqliteFile:
                 )
                 del rows[:surplus]
             (file_id,) = db.execute("SELECT value FROM meta WHERE key = 'file_id'").fetchone()
-        scopes: dict[str, str] = {}  # one string per scope and model, not one per row
         entries = []
         for i, row in enumerate(rows):
-            entries.append((_held_from_row(row, self.dimensions, labels, scopes), row[12]))
+            entries.append((_held_from_row(row, self.dimensions, labels), row[12]))
             rows[i] = None  # the row goes as its entry comes: no second copy of the cache
         return Loaded(entries=entries, expired=expired, evicted=surplus, file_id=file_id)
 
@@ -254,9 +256,7 @@ def _labels_json(labels: dict[str, str]) -> str:
     return json.dumps(labels, sort_keys=True)
 
 
-def _held_from_row(
-    row: tuple[Any, ...], dimensions: int, labels: LabelsTable, scopes: dict[str, str]
-) -> Held:
+def _held_from_row(row: tuple[Any, ...], dimensions: int, labels: LabelsTable) -> Held:
     """Decode a stored row (its vector's length, not the vector); a row this store cannot read
     raises `CacheStoreError`."""
     try:
@@ -268,12 +268,12 @@ def _held_from_row(
         answer = row[15]
         if answer is None:  # written by an older frugal: the answer as JSON text
             answer = pack_answer(json.loads(row[5]))
-        scope = scopes.setdefault(row[2], row[2])
         return Held(
-            id=row[0], partition=row[1], scope=scope, prompt=row[3], prompt_hash=row[4],
+            id=row[0], partition=interned(row[1]), scope=interned(row[2]),
+            prompt=row[3], prompt_hash=row[4],
             answer=answer, created_at=row[7], expires_at=row[8],
             labels=labels.parsed(row[9]), hits=row[10], last_used_at=row[11],
-            model=scopes.setdefault(row[13], row[13]), vgen=row[14],
+            model=interned(row[13]), vgen=row[14],
         )  # fmt: skip
     except (ValueError, TypeError) as exc:
         raise CacheStoreError(f"unreadable cache entry {row[0]!r}: {exc}") from exc
