@@ -80,6 +80,15 @@ class Settings(BaseSettings):
     batch_timeout_s: float = Field(30.0, gt=0)  # an item waiting longer is never sent: 504
     coalesce: bool = True  # a miss waits for an equal or near-equal miss already in flight
 
+    # The fleet (replicas on one Redis store, frugal.fleet). This process's name in the fleet
+    # view and the metrics' ``replica`` label; default hostname:pid.
+    replica_id: str | None = Field(None, min_length=1, max_length=200)
+    # With the Redis store, an exact miss another replica is asking upstream waits for its answer.
+    fleet_coalescing: bool = True
+    fleet_wait_s: float = Field(30.0, gt=0)  # the longest such a wait; then it asks itself
+    fleet_lease_ttl_s: float = Field(3.0, gt=0)  # a dead leader's lease lasts this long
+    fleet_report_s: float = Field(5.0, gt=0)  # how often a replica reports to the fleet view
+
     # The Batch API (frugal.deferred): a batch's unique misses go to the provider as one
     # provider batch ("provider") or through the live path ("live").
     batch_api_mode: Literal["provider", "live"] = "provider"

@@ -4,8 +4,12 @@
                │
                ├─ lookup (unless no-cache) ── hit ──▶ the cached answer, fresh id ("hit")
                ├─ an equal miss in flight? ── wait for its answer ("coalesced")
+               ├─ the same question in flight on another replica? ── its answer ("coalesced")
                ▼
             upstream (batched) ──▶ store the answer if complete (unless no-store) ──▶ "miss"
+
+The other replicas are asked only by a process-local leader, and only with the Redis store
+(`frugal.fleet`): an exact question whose answer this process would store.
 
 Streams take the same path but for coalescing: a hit is replayed as events; a miss is relayed
 event by event as it arrives and stored once it has reached its end (chat and completions in
@@ -19,12 +23,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from frugal.batching import Coalescer
 from frugal.cache import CacheKey, Hit, Lookup, SemanticCache, ShadowLog, cache_key, storable
 from frugal.errors import LeaderGone
+from frugal.fleet import FleetLeases, LeaseTurn
 from frugal.ids import random_hex
 from frugal.labels import RecentHits
 from frugal.outcome import Outcome
@@ -147,14 +153,17 @@ class Pipeline:
         coalescer: Coalescer | None = None,
         shadow: ShadowLog | None = None,
         recent_hits: RecentHits | None = None,
+        fleet: FleetLeases | None = None,
     ) -> None:
-        """``recent_hits`` remembers every hit served, so that it can be reported wrong."""
+        """``recent_hits`` remembers every hit served, so that it can be reported wrong;
+        ``fleet`` coalesces exact misses with the other replicas (with a ``coalescer``)."""
         self._upstream = upstream
         self._cache = cache
         self._policy = policy or CachePolicy()
         self._coalescer = coalescer
         self._shadow = shadow
         self._recent_hits = recent_hits
+        self._fleet = fleet
         self._items = (
             None
             if cache is None
@@ -203,10 +212,30 @@ class Pipeline:
                     fresh(shared), Outcome.COALESCED, joined.similarity, question=question
                 )
         with self._coalescer.lead(key.scope, key.prompt_hash, lookup.vector) as flight:
-            payload = await self._upstream.post(endpoint, body, request_id=ctx.request_id)
-            flight.succeed(payload)
-        await self._save(key, payload, lookup, ctx)
+            async with self._fleet_turn(key, lookup, ctx) as turn:
+                if turn.answer is not None:  # another replica's call answered it
+                    flight.succeed(turn.answer)
+                    return Answer(fresh(turn.answer), Outcome.COALESCED, 1.0, question=question)
+                payload = await self._upstream.post(endpoint, body, request_id=ctx.request_id)
+                flight.succeed(payload)
+                # Stored before the turn ends: the other replicas read it from the cache.
+                turn.stored = await self._save(key, payload, lookup, ctx)
         return Answer(payload, Outcome.MISS, question=question)
+
+    def _fleet_turn(
+        self, key: CacheKey, lookup: Lookup, ctx: RequestContext
+    ) -> AbstractAsyncContextManager[LeaseTurn]:
+        """The fleet's turn for ``key``, when this request would store its answer (another
+        replica could not read it otherwise); else a turn that asks upstream alone."""
+        ttl_s = ctx.control.ttl_s
+        if (
+            self._fleet is None
+            or ctx.control.no_store
+            or (ttl_s is not None and ttl_s <= 0)
+            or lookup.store_unavailable  # Redis is down: no fleet to ask
+        ):
+            return nullcontext(LeaseTurn())
+        return self._fleet.turn(key)
 
     async def _shadowed(
         self, endpoint: Endpoint, body: dict[str, Any], ctx: RequestContext, key: CacheKey
@@ -301,14 +330,16 @@ class Pipeline:
         response: dict[str, Any],
         lookup: Lookup,
         ctx: RequestContext,
-    ) -> None:
+    ) -> bool:
+        """Store ``response`` when it may be; whether it was stored."""
         if key is None or self._cache is None or ctx.control.no_store or lookup.store_unavailable:
-            return
+            return False
         policy = self._policy
-        if storable(
+        if not storable(
             response, admit_length=policy.admit_length, admit_tool_calls=policy.admit_tool_calls
         ):
-            await self._cache.save(key, response, vector=lookup.vector, ttl_s=ctx.control.ttl_s)
+            return False
+        return await self._cache.save(key, response, vector=lookup.vector, ttl_s=ctx.control.ttl_s)
 
     def _outcome(self, key: CacheKey | None, ctx: RequestContext) -> Outcome:
         if key is None or ctx.control.no_cache:
