@@ -2,7 +2,8 @@
 
 `processes`: `frugal sim` and `frugal serve` children (the demo, ``frugal bench``, benchmarks and
 tests). `redis_server`: a local Redis 8 with the query engine (``make redis``, tests, benchmarks).
-Neither is imported here, so that ``python -m frugal.local.redis_server`` runs its module once.
+`redis_sentinel`: a primary, a replica and three Sentinels (tests, the local fleet).
+None is imported here, so that ``python -m frugal.local.redis_server`` runs its module once.
 """
 
-__all__ = ["processes", "redis_server"]
+__all__ = ["processes", "redis_sentinel", "redis_server"]

