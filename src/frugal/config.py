@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic import Field, FilePath, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -61,6 +61,16 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None  # redis://[:password@]host:port/db; may hold a password
     redis_prefix: str = Field("frugal:", min_length=1)  # keys; two deployments, two prefixes
     redis_index: str = Field("frugal", min_length=1, pattern=r"^[A-Za-z0-9_:.\-]+$")
+    # Redis behind Sentinel: host:port,host:port and the name the Sentinels monitor; the URL,
+    # if given, then gives only the password, user, db and scheme (rediss:// for TLS).
+    redis_sentinels: str | None = None
+    redis_sentinel_master: str | None = Field(None, min_length=1)
+    redis_read_from_replicas: bool = False  # lookups on a replica (Sentinel); writes: primary
+    # TLS (rediss:// URLs, and Sentinel set-ups when set): the CA that signed the servers'
+    # certificates, and a client certificate and key where the servers ask for one.
+    redis_tls_ca_file: FilePath | None = None
+    redis_tls_cert_file: FilePath | None = None
+    redis_tls_key_file: FilePath | None = None
     store_timeout_ms: float = Field(100.0, gt=0)  # a lookup, store or hit slower than this: miss
     store_breaker_failures: int = Field(5, ge=1)  # failures in a row that open the breaker
     store_breaker_reset_s: float = Field(5.0, gt=0)  # how long it stays open before a probe
@@ -116,6 +126,15 @@ class Settings(BaseSettings):
         # An empty key would let an empty bearer token through: treat it as not set.
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _sentinel_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            return ",".join(f"{host}:{port}" for host, port in parse_host_ports(value))
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -167,9 +186,62 @@ def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Setti
         settings = _FromFile(**given)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
-    if settings.store == "redis" and settings.redis_url is None:
-        raise SettingsError(f"{ENV_PREFIX}REDIS_URL is required when {ENV_PREFIX}STORE=redis")
+    _check_redis(settings)
     return settings
+
+
+def parse_host_ports(value: str) -> list[tuple[str, int]]:
+    """``"host:port,host:port"`` (an IPv6 host in brackets: ``[::1]:26379``) as pairs.
+
+    Raises ValueError naming the entry that is not a host and a port in 1..65535.
+    """
+    pairs = []
+    for entry in (part.strip() for part in value.split(",")):
+        host, _, port = entry.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{entry!r} is not host:port (e.g. 10.0.0.5:26379)")
+        pairs.append((host, int(port)))
+    return pairs
+
+
+def _check_redis(settings: Settings) -> None:
+    """The Redis settings that only make sense together."""
+    sentinels, master = settings.redis_sentinels, settings.redis_sentinel_master
+    if sentinels is not None and master is None:
+        raise SettingsError(
+            f"{ENV_PREFIX}REDIS_SENTINEL_MASTER is required with {ENV_PREFIX}REDIS_SENTINELS: "
+            "the name the Sentinels monitor (sentinel.conf's `sentinel monitor NAME ...`)"
+        )
+    if master is not None and sentinels is None:
+        raise SettingsError(
+            f"{ENV_PREFIX}REDIS_SENTINEL_MASTER is set without {ENV_PREFIX}REDIS_SENTINELS"
+        )
+    if settings.redis_read_from_replicas and sentinels is None:
+        raise SettingsError(
+            f"{ENV_PREFIX}REDIS_READ_FROM_REPLICAS needs {ENV_PREFIX}REDIS_SENTINELS: "
+            "replicas are found through Sentinel"
+        )
+    if settings.store == "redis" and settings.redis_url is None and sentinels is None:
+        raise SettingsError(
+            f"{ENV_PREFIX}REDIS_URL (or {ENV_PREFIX}REDIS_SENTINELS) is required when "
+            f"{ENV_PREFIX}STORE=redis"
+        )
+    if settings.redis_tls_key_file is not None and settings.redis_tls_cert_file is None:
+        raise SettingsError(
+            f"{ENV_PREFIX}REDIS_TLS_KEY_FILE is set without {ENV_PREFIX}REDIS_TLS_CERT_FILE"
+        )
+    tls_files = [
+        name
+        for name in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
+        if getattr(settings, name) is not None
+    ]
+    url = settings.redis_url.get_secret_value() if settings.redis_url is not None else ""
+    if tls_files and sentinels is None and not url.lower().startswith("rediss://"):
+        raise SettingsError(
+            f"{ENV_PREFIX}{tls_files[0].upper()} is set but {ENV_PREFIX}REDIS_URL is not a "
+            "rediss:// URL: TLS is used for rediss:// URLs (and with Sentinel)"
+        )
 
 
 _SECRETS = {"upstream_api_key", "admin_key", "metrics_key", "redis_url"}
