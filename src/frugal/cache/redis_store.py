@@ -1,6 +1,7 @@
 """The Redis store: one cache shared by every gateway replica, searched by Redis itself.
 
     store = await RedisStore.open("redis://host:6379/0", max_entries=100_000)
+    store = await RedisStore.open(RedisTarget.from_settings(settings), max_entries=100_000)
 
 Each entry is a hash under the prefix, indexed by the Redis Query Engine (``FT.CREATE ...
 VECTOR HNSW ... DISTANCE_METRIC COSINE``; the layout is `frugal.cache.redis_layout`'s), and
@@ -15,9 +16,17 @@ Redis TTL, so Redis drops what expires even when no gateway runs; lookups filter
 
 Redis reports cosine *distance*; `similarity_from_distance` is the one place it is converted.
 
+Where Redis is (a URL, or a primary found through Sentinel, with TLS or not) is
+`frugal.cache.redis_connection`'s. Through Sentinel with ``read_from_replicas``, lookups
+(``get_exact``, ``search``) are served by a replica and everything else by the primary; such a
+lookup does not purge what expired (a replica cannot write): the query's ``expires_at`` filter
+keeps it out of the answers, and the next put or primary-side call purges it. During a
+failover, calls fail with `CacheStoreError` (misses) until the Sentinels name the new primary;
+the next call then reaches it.
+
 Errors: a Redis failure raises `CacheStoreError` (the cache treats it as a miss); a server
-without the query engine, or an index built for other vectors, raises `RedisStoreConfigError`
-at start-up.
+without the query engine, an index built for other vectors, or a TLS handshake that fails
+(a certificate the CA setting does not trust) raises `RedisStoreConfigError` at start-up.
 """
 
 from __future__ import annotations
@@ -27,14 +36,11 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import numpy as np
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from frugal.cache import redis_layout as layout
 from frugal.cache import redis_scripts as scripts
+from frugal.cache.redis_connection import RedisClients, RedisTarget, tls_refusal
 from frugal.cache.redis_layout import command, model_filter, number, other_models_filter, tag
 from frugal.cache.store import (
     BASE_MODEL_ID,
@@ -65,11 +71,12 @@ class RedisStore:
     ``prefix`` and ``index`` name this deployment's keys and index, so two deployments can
     share a server; the index's full name carries the layout's version (``{index}:v3``, see
     `frugal.cache.redis_layout`). ``max_entries`` bounds the entries (shared by all replicas).
+    ``clients``: lookups go to its reader, everything else to its writer; closed by `aclose`.
     """
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        clients: RedisClients,
         *,
         prefix: str,
         index: str,
@@ -81,7 +88,9 @@ class RedisStore:
         self.prefix = prefix
         self.max_entries = max_entries
         self.dimensions = dimensions
-        self._client = client
+        self._clients = clients
+        client = self._client = clients.writer
+        self._reader = clients.reader
         self._entry_prefix = f"{prefix}entry:"
         self._index = layout.RedisIndex(
             client, name=index, entry_prefix=self._entry_prefix, dimensions=dimensions
@@ -100,40 +109,42 @@ class RedisStore:
     @classmethod
     async def open(
         cls,
-        url: str,
+        target: str | RedisTarget,
         *,
         prefix: str = "frugal:",
         index: str = "frugal",
         max_entries: int,
         dimensions: int = 384,
     ) -> RedisStore:
-        """Connect and create the index if absent.
+        """Connect to ``target`` (a URL, or a `RedisTarget`) and create the index if absent.
 
-        Raises `RedisStoreConfigError` when the server has no query engine or the index
-        exists with another schema. A server that cannot be reached is not an error here: the
-        store logs it and creates the index on the first call that reaches the server. An
-        older frugal's index under the bare ``index`` name is left alone, with a warning.
+        Raises `RedisStoreConfigError` when the server has no query engine, the index exists
+        with another schema, or the TLS handshake fails. A server that cannot be reached is not
+        an error here: the store logs it and creates the index on the first call that reaches
+        the server. An older frugal's index under the bare ``index`` name is left alone, with a
+        warning.
         """
-        client = aioredis.Redis.from_url(
-            url,
-            protocol=3,
-            socket_connect_timeout=2.0,
-            # A pooled connection that died with a restarted server is retried once, at once, on
-            # a new one: one stale connection must not count as the server failing.
-            retry=Retry(NoBackoff(), 1),
-            retry_on_error=[RedisConnectionError],
-        )
+        if isinstance(target, str):
+            target = RedisTarget(url=target)
+        clients = target.connect(protocol=3, socket_connect_timeout=2.0)
         store = cls(
-            client, prefix=prefix, index=index, max_entries=max_entries, dimensions=dimensions
+            clients, prefix=prefix, index=index, max_entries=max_entries, dimensions=dimensions
         )
         try:
             await store._ensure_index()
             await store._index.warn_of_older_index()
         except CacheStoreError as exc:
+            if (refusal := tls_refusal(exc, target)) is not None:
+                await clients.aclose()
+                raise RedisStoreConfigError(refusal) from None
             store.reachable = False
-            logger.warning("Redis is not reachable at start-up (%s); the cache waits for it", exc)
+            logger.warning(
+                "Redis (%s) is not reachable at start-up (%s); the cache waits for it",
+                target.describe(),
+                exc,
+            )
         except BaseException:
-            await client.aclose()
+            await clients.aclose()
             raise
         return store
 
@@ -153,7 +164,7 @@ class RedisStore:
         if partition is not None:
             query += f" @partition_tag:{{{tag(partition)}}}"
         query += f" @expires_at:[({number(now)} +inf]"
-        found = await self._search_live(now, query, "SORTBY", "created_at", "DESC", "LIMIT", 0, 1)
+        found = await self._lookup(now, query, "SORTBY", "created_at", "DESC", "LIMIT", 0, 1)
         results = found[b"results"]
         return layout.from_hash(results[0][b"extra_attributes"]) if results else None
 
@@ -177,7 +188,7 @@ class RedisStore:
         if partition is not None:
             prefilter += f" @partition_tag:{{{tag(partition)}}}"
         query = f"({prefilter})=>[KNN $k @vector $vector AS distance]"
-        found = await self._search_live(
+        found = await self._lookup(
             now,
             query,
             "PARAMS", 4, "k", k, "vector", query_vector.tobytes(),
@@ -325,16 +336,16 @@ class RedisStore:
         return int(changed)
 
     async def stats(self) -> StoreStats:
-        pipe = self._client.pipeline(transaction=False)
-        pipe.zcard(self._lru)
-        pipe.hmget(self._stats, ["evictions", "expirations"])
-        entries, (evictions, expirations) = await self._run(pipe.execute())
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.zcard(self._lru)
+            pipe.hmget(self._stats, ["evictions", "expirations"])
+            entries, (evictions, expirations) = await self._run(pipe.execute())
         return StoreStats(
             entries=int(entries), evictions=int(evictions or 0), expirations=int(expirations or 0)
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._clients.aclose()
 
     # ---- beyond the protocol --------------------------------------------------------------
 
@@ -350,18 +361,31 @@ class RedisStore:
 
     # ---- internals ----------------------------------------------------------------------------
 
+    async def _lookup(self, now: float, query: str, *args: Any) -> dict[bytes, Any]:
+        """A lookup's ``FT.SEARCH``: on a replica when the store reads from replicas (no purge
+        there: a replica cannot write), else as `_search_live`."""
+        if not self._clients.reads_from_replicas:
+            return await self._search_live(now, query, *args)
+        await self._ready()
+        found = await self._run(
+            command(self._reader, "FT.SEARCH", self.index, query, *args, "DIALECT", 2)
+        )
+        return dict(found)
+
     async def _search_live(self, now: float, query: str, *args: Any) -> dict[bytes, Any]:
         """Purge what expired by ``now`` and search, in one round trip; ``FT.SEARCH``'s answer
         (``results``, ``total_results``)."""
         await self._ready()
-        pipe = self._client.pipeline(transaction=False)
-        await self._purge(  # queued on the pipeline, sent with the search
-            keys=[self._lru, self._expiry, self._entry_prefix, self._stats],
-            args=[number(now)],
-            client=pipe,
-        )
-        pipe.execute_command("FT.SEARCH", self.index, query, *args, "DIALECT", 2)
-        _, found = await self._run(pipe.execute())
+        # Left by `async with`: a pipeline whose script check (SCRIPT EXISTS, sent before the
+        # pipeline) fails keeps its connection until it is reset.
+        async with self._client.pipeline(transaction=False) as pipe:
+            await self._purge(  # queued on the pipeline, sent with the search
+                keys=[self._lru, self._expiry, self._entry_prefix, self._stats],
+                args=[number(now)],
+                client=pipe,
+            )
+            pipe.execute_command("FT.SEARCH", self.index, query, *args, "DIALECT", 2)
+            _, found = await self._run(pipe.execute())
         return dict(found)
 
     async def _search(self, query: str, *args: Any) -> list[dict[bytes, Any]]:

@@ -15,12 +15,13 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from frugal.cache.redis_connection import RedisTarget
 from frugal.errors import CacheStoreError
 from frugal.labels.record import LabelledPair
 
@@ -91,14 +92,21 @@ class FileLabels:
 
 
 class RedisLabels:
-    """Pairs pushed onto a Redis list, trimmed to its newest ``max_pairs``."""
+    """Pairs pushed onto a Redis list, trimmed to its newest ``max_pairs``; on the primary of
+    ``target`` (a URL, or a `RedisTarget`), replicas or not."""
 
-    def __init__(self, url: str, *, prefix: str, max_pairs: int = REDIS_MAX_PAIRS) -> None:
+    def __init__(
+        self, target: str | RedisTarget, *, prefix: str, max_pairs: int = REDIS_MAX_PAIRS
+    ) -> None:
         self.key = f"{prefix}{REDIS_KEY}"
         self._max_pairs = max_pairs
-        self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=_REDIS_TIMEOUT_S, socket_connect_timeout=_REDIS_TIMEOUT_S
+        if isinstance(target, str):
+            target = RedisTarget(url=target)
+        # The primary only: a pair read back must include the last one written.
+        self._clients = replace(target, read_from_replicas=False).connect(
+            socket_timeout=_REDIS_TIMEOUT_S, socket_connect_timeout=_REDIS_TIMEOUT_S
         )
+        self._redis = self._clients.writer
 
     async def append(self, pair: LabelledPair) -> None:
         row = json.dumps(pair.as_row(), ensure_ascii=False)
@@ -127,7 +135,7 @@ class RedisLabels:
             start += len(chunk)
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        await self._clients.aclose()
 
 
 def _read_some(file: IO[str]) -> list[str]:
