@@ -15,7 +15,7 @@ from frugal.cli import app
 from frugal.config import Settings
 
 SURFACE = {
-    "serve": ["--host", "--port", "--config", "--upstream"],
+    "serve": ["--host", "--port", "--config", "--upstream", "--workers"],
     "shadow-report": ["--admin-key", "--url"],
     "sim": [
         "--host", "--port", "--call-latency-ms", "--item-latency-ms", "--token-latency-ms",

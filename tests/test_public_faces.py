@@ -37,6 +37,7 @@ PINNED = {
         "item_keys",
         "load_embedder",
         "resolve_model",
+        "set_process_threads",
         "storable",
     ],
     "frugal.batching": [

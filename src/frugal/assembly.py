@@ -29,6 +29,8 @@ from frugal.cache import (
     load_embedder,
     resolve_model,
 )
+from frugal.cache.loading import LoadingStore
+from frugal.cache.sqlite_file import SqliteFile
 from frugal.calibration import ThresholdChoice, calibration_of, choose_threshold
 from frugal.config import Settings
 from frugal.fleet import Fleet, open_fleet
@@ -78,12 +80,15 @@ async def open_core(
     transport: httpx.AsyncBaseTransport | None = None,
     watcher: UpstreamWatcher | None = None,
     remember_hits: bool = True,
+    load_in_background: bool = False,
 ) -> Core:
     """Open the request path that ``settings`` describe, its closing pushed on ``stack``.
 
     ``transport`` replaces the network (unit tests); ``watcher`` is told of upstream calls and
     batches (the gateway's metrics); ``remember_hits`` keeps the hits served so that one can
-    be reported wrong (the gateway's feedback routes). Raises `ConfigurationError` for an
+    be reported wrong (the gateway's feedback routes); ``load_in_background`` returns before
+    the embedded store has read its entries (`frugal.cache.loading`: the gateway serves
+    misses meanwhile, not ready). Raises `ConfigurationError` for an
     embedding model that cannot be resolved, `SettingsError` for an error budget its
     calibration cannot meet.
     """
@@ -121,7 +126,9 @@ async def open_core(
     stack.push_async_callback(batching.aclose)
     cache = threshold = labels = recent_hits = shadow = None
     if settings.cache_mode != "off":
-        cache, threshold = await open_cache(settings, stack)
+        cache, threshold = await open_cache(
+            settings, stack, load_in_background=load_in_background
+        )
         labels = Labels(_open_labels(settings), model=cache.model.id)
         stack.push_async_callback(labels.aclose)
         if settings.cache_mode == "on":
@@ -176,7 +183,7 @@ async def open_core(
 
 
 async def open_cache(
-    settings: Settings, stack: AsyncExitStack
+    settings: Settings, stack: AsyncExitStack, *, load_in_background: bool = False
 ) -> tuple[SemanticCache, ThresholdChoice]:
     """The cache alone (embedder and store), for the embedding model ``FRUGAL_EMBEDDER_MODEL``
     names (its entries carry the model's id), and the threshold in force; its closing pushed
@@ -186,7 +193,9 @@ async def open_cache(
     model = await asyncio.to_thread(load_embedder, backend=settings.embedder_backend, model=spec)
     embedder = AsyncEmbedder(model, max_batch=settings.embedder_max_batch)
     stack.push_async_callback(embedder.aclose)
-    store = await _open_store(settings, dimensions=model.dimensions)
+    store = await _open_store(
+        settings, dimensions=model.dimensions, load_in_background=load_in_background
+    )
     stack.push_async_callback(store.aclose)
     cache = SemanticCache(
         store=store,
@@ -217,17 +226,22 @@ def _open_labels(settings: Settings) -> LabelStore:
     return RedisLabels(settings.redis_url.get_secret_value(), prefix=settings.redis_prefix)
 
 
-async def _open_store(settings: Settings, *, dimensions: int) -> VectorStore:
-    """The embedded store, or the Redis store behind a timeout and a circuit breaker."""
+async def _open_store(
+    settings: Settings, *, dimensions: int, load_in_background: bool
+) -> VectorStore:
+    """The embedded store (its file checked here, its entries read here or, with
+    ``load_in_background``, behind a `LoadingStore`), or the Redis store behind a timeout and a
+    circuit breaker."""
     if settings.store == "embedded":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return await EmbeddedStore.open(
-            settings.data_dir / "cache.sqlite3",
+        file = await SqliteFile.open(settings.data_dir / "cache.sqlite3", dimensions=dimensions)
+        loading = EmbeddedStore.load(
+            file,
             max_entries=settings.cache_max_entries,
-            dimensions=dimensions,
             max_bytes=settings.cache_max_bytes,
             index_checkpoint_s=settings.cache_index_checkpoint_s,
         )
+        return LoadingStore(loading) if load_in_background else await loading
     assert settings.redis_url is not None  # load_settings insists on it
     redis_store = await RedisStore.open(
         settings.redis_url.get_secret_value(),

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1)  # gateway processes on the one port (the Redis store only)
 
     upstream_base_url: HttpUrl | None = None
     upstream_api_key: SecretStr | None = None

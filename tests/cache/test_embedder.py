@@ -19,6 +19,7 @@ from frugal.cache.embedder import (  # noqa: E402
     OnnxEmbedder,
     SentenceTransformerEmbedder,
     load_embedder,
+    set_process_threads,
 )
 from frugal.cache.export import ONNX_FILENAME, export_onnx, is_exported  # noqa: E402
 from frugal.cache.models import resolve_model  # noqa: E402
@@ -131,6 +132,22 @@ def test_load_embedder_picks_onnx_and_refuses_unknown(model_dir: Path) -> None:
     assert isinstance(load_embedder(backend="onnx", model=base), OnnxEmbedder)
     with pytest.raises(ValueError, match="unknown embedder backend"):
         load_embedder(backend="word2vec", model=base)
+
+
+def test_the_process_share_of_threads_applies_where_none_is_asked(model_dir: Path) -> None:
+    def intra_op(embedder: OnnxEmbedder) -> int:
+        return embedder._session.get_session_options().intra_op_num_threads
+
+    try:
+        set_process_threads(1)
+        assert intra_op(OnnxEmbedder(model_dir)) == 1
+        assert intra_op(OnnxEmbedder(model_dir, threads=2)) == 2  # its own choice wins
+        set_process_threads(None)
+        assert intra_op(OnnxEmbedder(model_dir)) == 0  # ONNX Runtime's default
+        with pytest.raises(ValueError, match="threads must be >= 1"):
+            set_process_threads(0)
+    finally:
+        set_process_threads(None)
 
 
 def test_missing_model_names_the_export_command(tmp_path: Path) -> None:

@@ -49,7 +49,9 @@ class DrainingServer(uvicorn.Server):
             logger.info("frugal gateway listening on http://%s:%d", shown, port)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if sig != signal.SIGTERM or self._drain_s <= 0 or self._draining or self.should_exit:
+        # Before it serves there is nothing to drain: a gateway still starting stops at once.
+        skip = sig != signal.SIGTERM or self._drain_s <= 0 or not self.started
+        if skip or self._draining or self.should_exit:
             super().handle_exit(sig, frame)
             return
         self._draining = True
@@ -153,18 +155,9 @@ def serve(app: FastAPI, *, host: str, port: int, log_level: str, drain_s: float)
     the app's start-up fails; nothing was served then.
     """
     sock = listen_socket(host, port)
-    guard = StartupGuard(CloseWhileDraining(app))
-    config = uvicorn.Config(
-        guard,
-        host=host,
-        port=port,
-        log_level=log_level,
-        log_config=None,  # frugal's JSON lines, configured by the caller, not uvicorn's format
-        access_log=False,  # one line per request comes from frugal, with what it did
-        timeout_graceful_shutdown=30,
-    )
+    server, guard = gateway_server(app, host=host, port=port, log_level=log_level, drain_s=drain_s)
     try:
-        DrainingServer(config, app=app, drain_s=drain_s).run(sockets=[sock])
+        server.run(sockets=[sock])
     except SystemExit:
         if guard.failure is None:
             raise
@@ -172,3 +165,26 @@ def serve(app: FastAPI, *, host: str, port: int, log_level: str, drain_s: float)
         sock.close()
     if guard.failure is not None:
         raise ConfigurationError(f"cannot start: {describe(guard.failure)}")
+
+
+def server_config(app: ASGIApp, *, host: str, port: int, log_level: str) -> uvicorn.Config:
+    """uvicorn's settings for serving ``app``, the gateway or `frugal serve --workers`."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,  # frugal's JSON lines, configured by the caller, not uvicorn's format
+        access_log=False,  # one line per request comes from frugal, with what it did
+        timeout_graceful_shutdown=30,
+    )
+
+
+def gateway_server(
+    app: FastAPI, *, host: str, port: int, log_level: str, drain_s: float
+) -> tuple[DrainingServer, StartupGuard]:
+    """The server that runs ``app`` with the drain, and the guard that keeps its start-up
+    failure (``guard.failure``) once ``run`` has ended."""
+    guard = StartupGuard(CloseWhileDraining(app))
+    config = server_config(guard, host=host, port=port, log_level=log_level)
+    return DrainingServer(config, app=app, drain_s=drain_s), guard

@@ -8,7 +8,13 @@ use `SemanticCache` (lookups, saves, and the operator's face: `stats`, `entries`
 
 from frugal.cache.breaker import BreakerState, CircuitBreaker, GuardedStore
 from frugal.cache.embedded import EmbeddedStore
-from frugal.cache.embedder import AsyncEmbedder, Embedder, EmbedderStats, load_embedder
+from frugal.cache.embedder import (
+    AsyncEmbedder,
+    Embedder,
+    EmbedderStats,
+    load_embedder,
+    set_process_threads,
+)
 from frugal.cache.models import ModelSpec, resolve_model
 from frugal.cache.redis_store import RedisStore
 from frugal.cache.scope import CacheKey, cache_key, item_keys
@@ -53,5 +59,6 @@ __all__ = [
     "item_keys",
     "load_embedder",
     "resolve_model",
+    "set_process_threads",
     "storable",
 ]

@@ -37,6 +37,21 @@ from frugal.futures import settle_error, settle_result
 DIMENSIONS = 384
 MAX_SEQ_LENGTH = 256  # tokens, special ones included; sentence-transformers' limit for the model
 
+# ONNX Runtime's intra-op threads for an `OnnxEmbedder` given none (None: one per physical
+# core). A process-wide choice because it is the process's share of the cores, which only what
+# runs the process knows: `frugal serve --workers N` gives each worker its part.
+_process_threads: int | None = None
+
+
+def set_process_threads(threads: int | None) -> None:
+    """Intra-op threads for the ONNX embedders this process loads from now on without a
+    ``threads`` of their own; ``None`` restores ONNX Runtime's default (one per physical core).
+    Raises ValueError below 1."""
+    global _process_threads
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, not {threads}")
+    _process_threads = threads
+
 
 @dataclass(frozen=True)
 class EmbedderStats:
@@ -65,7 +80,8 @@ class OnnxEmbedder:
     Tokenises as sentence-transformers does: pads to the longest text of the call and truncates
     at 256 tokens (the shipped ``tokenizer.json`` says 128 for both, which is not what the
     model was trained and is served with). Pooling and normalisation are inside the graph.
-    ``threads`` caps ONNX Runtime's intra-op threads (``None``: one per physical core).
+    ``threads`` caps ONNX Runtime's intra-op threads (``None``: the process's share,
+    `set_process_threads`, else one per physical core).
     ``graph`` names the ONNX file in ``model_dir`` (a tuned model's int8 variant, say: its
     ``model.json`` names the files).
 
@@ -85,7 +101,8 @@ class OnnxEmbedder:
                     f"pip install 'frugal[export]') to create it from the packaged weights"
                 )
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads if threads is not None else 0
+        chosen = threads if threads is not None else _process_threads
+        options.intra_op_num_threads = chosen if chosen is not None else 0
         options.inter_op_num_threads = 1
         # Idle intra-op threads sleep instead of spinning: in the gateway they share the cores
         # with the event loop, and spinning took its CPU (more throughput without it, even

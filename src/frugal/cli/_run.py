@@ -19,6 +19,10 @@ def serve(
     upstream: Annotated[
         str | None, typer.Option(help="Upstream base URL, e.g. http://127.0.0.1:9000/v1.")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Gateway processes on the one port (needs FRUGAL_STORE=redis)."),
+    ] = None,
 ) -> None:
     """Run the gateway."""
     from frugal.api import server
@@ -26,12 +30,22 @@ def serve(
     from frugal.cli._startup import check_startup
     from frugal.observability.logs import configure_logging
 
-    chosen = settings(config, host=host, port=port, upstream_base_url=upstream)
+    chosen = settings(config, host=host, port=port, upstream_base_url=upstream, workers=workers)
     if chosen.upstream_base_url is None:
         fail("FRUGAL_UPSTREAM_BASE_URL (or --upstream) is required")
+    if chosen.workers > 1 and chosen.store == "embedded" and chosen.cache_mode != "off":
+        fail(
+            f"--workers {chosen.workers} needs FRUGAL_STORE=redis: with the embedded store each "
+            "worker would hold a cache of its own in its memory"
+        )
     try:
         check_startup(chosen)
         configure_logging(chosen.log_level)
+        if chosen.workers > 1:
+            from frugal.api.workers import serve_workers
+
+            serve_workers(chosen)
+            return
         server.serve(
             create_app(chosen),
             host=chosen.host,

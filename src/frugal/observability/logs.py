@@ -1,6 +1,7 @@
 """Structured logs: one JSON object per line, and one line per request.
 
-Every record becomes ``{"ts", "level", "logger", "message", ...}``; fields passed as
+Every record becomes ``{"ts", "level", "logger", "message", "pid", ...}`` (the process id
+tells apart the workers of `frugal serve --workers`, which share one stderr); fields passed as
 ``extra={"fields": {...}}`` are added at the top level. The request line (logger
 ``frugal.requests``) carries the request id, tenant, endpoint, model, outcome, similarity,
 latency and upstream calls, and a list's ``items`` (hits, misses) when answered item by item.
@@ -28,6 +29,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,
         }
         line.update(getattr(record, "fields", {}))
         if record.exc_info:
