@@ -30,6 +30,7 @@ from frugal.cache import (
     resolve_model,
 )
 from frugal.cache.loading import LoadingStore
+from frugal.cache.redis_connection import RedisTarget
 from frugal.cache.sqlite_file import SqliteFile
 from frugal.calibration import ThresholdChoice, calibration_of, choose_threshold
 from frugal.config import Settings
@@ -222,8 +223,7 @@ def _open_labels(settings: Settings) -> LabelStore:
     """Labelled pairs beside the cache: a file in the data dir, or a list in Redis."""
     if settings.store == "embedded":
         return FileLabels(settings.data_dir / FileLabels.FILENAME)
-    assert settings.redis_url is not None  # load_settings insists on it
-    return RedisLabels(settings.redis_url.get_secret_value(), prefix=settings.redis_prefix)
+    return RedisLabels(RedisTarget.from_settings(settings), prefix=settings.redis_prefix)
 
 
 async def _open_store(
@@ -242,9 +242,8 @@ async def _open_store(
             index_checkpoint_s=settings.cache_index_checkpoint_s,
         )
         return LoadingStore(loading) if load_in_background else await loading
-    assert settings.redis_url is not None  # load_settings insists on it
     redis_store = await RedisStore.open(
-        settings.redis_url.get_secret_value(),
+        RedisTarget.from_settings(settings),
         prefix=settings.redis_prefix,
         index=settings.redis_index,
         max_entries=settings.cache_max_entries,
