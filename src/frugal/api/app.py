@@ -51,7 +51,9 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                 tenant_label=settings.metrics_tenant_label,
                 log_prompts=settings.log_prompts,
             )
-            core = await open_core(settings, stack, transport=transport, watcher=observer)
+            core = await open_core(
+                settings, stack, transport=transport, watcher=observer, load_in_background=True
+            )
             cache, threshold, upstream_key = core.cache, core.threshold, core.upstream_key
             # The relayed routes on a pool of their own: a long upload holds none of the
             # cached routes' connections.

@@ -141,12 +141,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Starting or stopping"}})
+@router.get("/readyz", responses={503: {"description": "Starting, loading the cache, or stopping"}})
 async def readyz(request: Request) -> JSONResponse:
-    """503 until started (and when stopping); a degraded cache still serves, so it stays 200."""
+    """503 until started, while the cache loads its entries (misses are served meanwhile) or
+    failed to, and when stopping; a degraded cache still serves, so it stays 200."""
     state = gateway(request)
-    body = {"status": "ready" if state.ready else "not ready", "cache": state.cache_health}
-    return JSONResponse(body, status_code=200 if state.ready else 503)
+    cache = state.cache_health
+    ready = state.ready and cache not in ("loading", "failed")
+    body = {"status": "ready" if ready else "not ready", "cache": cache}
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 async def _serve(request: Request, endpoint: Endpoint, schema: type[BaseModel]) -> Response:

@@ -159,6 +159,33 @@ class EmbeddedStore:
         Raises `CacheStoreError` when the file cannot be opened or read.
         """
         file = await SqliteFile.open(path, dimensions=dimensions)
+        return await cls.load(
+            file,
+            max_entries=max_entries,
+            max_bytes=max_bytes,
+            now=now,
+            index_options=index_options,
+            write_delay_s=write_delay_s,
+            index_checkpoint_s=index_checkpoint_s,
+        )
+
+    @classmethod
+    async def load(
+        cls,
+        file: SqliteFile,
+        *,
+        max_entries: int,
+        max_bytes: int | None = None,
+        now: float | None = None,
+        index_options: IndexOptions | None = None,
+        write_delay_s: float = 0.05,
+        index_checkpoint_s: float | None = 300.0,
+    ) -> EmbeddedStore:
+        """The store of an opened ``file``: `open`'s second half, the long one (entries and
+        indexes), apart so that a caller can check the file first and load in the background
+        (`frugal.cache.loading`). The store owns ``file`` (closed here if loading fails or is
+        cancelled)."""
+        dimensions = file.dimensions
         try:
             store = cls(
                 file,

@@ -35,6 +35,7 @@ import numpy as np
 
 from frugal.cache.breaker import BreakerState, CircuitBreaker, GuardedStore
 from frugal.cache.embedder import AsyncEmbedder, EmbedderStats
+from frugal.cache.loading import LoadingStore
 from frugal.cache.models import ModelSpec
 from frugal.cache.scope import CacheKey
 from frugal.cache.store import EXACT_ONLY, Entry, StoreStats, VectorStore
@@ -329,8 +330,11 @@ class SemanticCache:
 
     @property
     def health(self) -> str:
-        """``degraded`` while the store's circuit breaker is not closed (requests then go
-        upstream), else ``ok``."""
+        """``loading`` while the store reads its entries (`LoadingStore`), ``failed`` if that
+        failed, ``degraded`` while the store's circuit breaker is not closed (requests then go
+        upstream in each case), else ``ok``."""
+        if isinstance(self.store, LoadingStore) and not self.store.loaded:
+            return "failed" if self.store.failed else "loading"
         breaker = self._breaker()
         return "degraded" if breaker and breaker.state is not BreakerState.CLOSED else "ok"
 
