@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import asdict, fields
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from frugal.api.body import read_body
+from frugal.api.fleet_view import fleet_section, fleet_stats
 from frugal.api.openapi import ADMIN_ERRORS, json_body
 from frugal.api.state import GatewayState, gateway
 from frugal.cache import Entry, SemanticCache, StoreStats
@@ -118,10 +119,19 @@ def _partition(state: GatewayState, *, tenant: str | None, namespace: str | None
     return state.keys.namespace_of(tenant) if state.keys is not None else tenant
 
 
+StatsView = Literal["process", "fleet"]
+
+
 @router.get("/stats")
-async def stats(request: Request) -> dict[str, Any]:
-    """The gateway's counters, and the Batch API's (``batches``)."""
-    return await all_stats(request, admin(request))
+async def stats(
+    request: Request, view: Annotated[StatsView, Query()] = "process"
+) -> dict[str, Any]:
+    """The gateway's counters, and the Batch API's (``batches``); ``view=fleet``: every live
+    replica on the Redis store, summed and listed (404 without the Redis store)."""
+    state = admin(request)
+    if view == "fleet":
+        return await fleet_stats(state)
+    return await all_stats(request, state)
 
 
 async def all_stats(request: Request, state: GatewayState) -> dict[str, Any]:
@@ -141,6 +151,8 @@ async def gateway_stats(state: GatewayState) -> dict[str, Any]:
         "store": {"kind": state.settings.store, "health": "off"},
         "summary": state.observer.summary.report(),
     }
+    if state.fleet is not None:
+        summary["fleet"] = fleet_section(state.fleet)
     if state.cache is None:
         return summary
     held = await state.cache.stats()

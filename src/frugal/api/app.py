@@ -21,6 +21,7 @@ from frugal.api import (
     stored_responses,
 )
 from frugal.api.errors import install_error_handlers
+from frugal.api.fleet_view import replica_report
 from frugal.api.models_route import ModelsCache
 from frugal.api.openapi import install_openapi
 from frugal.api.relay import install_relay
@@ -31,6 +32,7 @@ from frugal.batching import BatchingUpstream
 from frugal.cache import SemanticCache
 from frugal.config import Settings
 from frugal.deferred import BatchService, BatchStore, RunnerParts
+from frugal.fleet import Fleet, FleetCollector, FleetReporter, replica_id
 from frugal.observability.batch_metrics import BatchMetrics
 from frugal.observability.observer import Observer
 from frugal.observability.prices import PriceTable
@@ -50,6 +52,8 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                 prices=PriceTable(settings.prices),
                 tenant_label=settings.metrics_tenant_label,
                 log_prompts=settings.log_prompts,
+                # With the Redis store this is one replica of a fleet: its metrics say which.
+                replica=replica_id(settings) if settings.store == "redis" else None,
             )
             core = await open_core(
                 settings, stack, transport=transport, watcher=observer, load_in_background=True
@@ -82,6 +86,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                 threshold=threshold,
                 recent_hits=core.recent_hits,
                 labels=core.labels,
+                fleet=core.fleet,
             )
             app.state.gateway = state
             app.state.batches = _batch_service(
@@ -116,6 +121,8 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
                 f", embedder model {cache.model.id}" if cache else "",
                 f", threshold {threshold.threshold:g} ({threshold.source})" if threshold else "",
             )
+            if core.fleet is not None:
+                _join_fleet(state, core.fleet, stack)
             state.ready = True
             try:
                 yield
@@ -136,6 +143,25 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     app.include_router(batches.router)
     install_relay(app)  # every other /v1/ path: what no route matches
     return app
+
+
+def _join_fleet(state: GatewayState, fleet: Fleet, stack: AsyncExitStack) -> None:
+    """Count the fleet's leases in the metrics, and report to the fleet view until closed."""
+    if fleet.leases is not None:
+        state.observer.metrics.registry.register(FleetCollector(fleet.leases.counts))
+
+    async def report() -> dict[str, object]:
+        return await replica_report(state, fleet)
+
+    reporter = FleetReporter(
+        fleet.client,
+        names=fleet.names,
+        replica=fleet.replica,
+        interval_s=state.settings.fleet_report_s,
+        report=report,
+    )
+    reporter.start()
+    stack.push_async_callback(reporter.aclose)
 
 
 def _batch_service(

@@ -1,6 +1,7 @@
 """The live dashboard (``GET /dashboard``): one page served by the gateway, drawing with SVG,
 fed by ``GET /dashboard/data`` (what `/admin/stats` shows, the Batch API's ``batches`` included)
-every two seconds.
+every two seconds. With the Redis store a toggle shows the fleet instead (``?view=fleet``: the
+replicas' figures summed, and each replica with its health).
 
 With ``FRUGAL_ADMIN_KEY`` set, both need the admin: ``Authorization: Bearer <key>``, or the
 cookie that signing in at the page sets (HttpOnly, SameSite=Strict; it holds an HMAC of the key,
@@ -28,7 +29,8 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from frugal.api.admin import all_stats, bearer_is_admin
+from frugal.api.admin import StatsView, all_stats, bearer_is_admin
+from frugal.api.fleet_view import fleet_stats
 from frugal.api.state import GatewayState, gateway
 from frugal.errors import AuthenticationError
 
@@ -125,8 +127,10 @@ async def login(request: Request) -> Response:
 
 
 @router.get("/dashboard/data", include_in_schema=False)
-async def data(request: Request) -> JSONResponse:
+async def data(request: Request, view: StatsView = "process") -> JSONResponse:
+    """What `/admin/stats` answers for the same ``view``."""
     state = gateway(request)
     if not _allowed(request, state):
         raise AuthenticationError("A valid admin key is required.")
-    return JSONResponse(await all_stats(request, state), headers={"cache-control": "no-store"})
+    found = await fleet_stats(state) if view == "fleet" else await all_stats(request, state)
+    return JSONResponse(found, headers={"cache-control": "no-store"})

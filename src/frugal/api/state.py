@@ -11,6 +11,7 @@ from frugal.batching import BatchingUpstream, Coalescer
 from frugal.cache import SemanticCache, ShadowLog
 from frugal.calibration import ThresholdChoice
 from frugal.config import Settings
+from frugal.fleet import Fleet
 from frugal.labels import Labels, RecentHits
 from frugal.observability.observer import Observer
 from frugal.pipeline import Pipeline
@@ -32,6 +33,7 @@ class GatewayState:
     threshold: ThresholdChoice | None = None  # the threshold in force and why; None: no cache
     recent_hits: RecentHits | None = None  # the hits a report can name (FRUGAL_CACHE_MODE=on)
     labels: Labels | None = None  # labelled pairs from reports and shadow mode
+    fleet: Fleet | None = None  # with the Redis store: this replica in the fleet
     signin_limiter: SigninLimiter = field(default_factory=SigninLimiter)  # dashboard sign-ins
     ready: bool = False
 

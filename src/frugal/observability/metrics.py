@@ -1,5 +1,10 @@
 """Prometheus metrics (``GET /metrics``), on a registry of the gateway's own.
 
+With a ``replica`` (the Redis store: one of several processes on one cache), every series
+carries a ``replica`` label with its name, and ``frugal_replica_info{replica} 1`` says which
+process answered the scrape: each process counts only its own, and the label keeps two
+processes' counters apart wherever they are scraped from (``--workers`` share one port).
+
 Per request, labelled by tenant (unless ``tenant_label`` is off, for setups with many tenants),
 endpoint and model, never by prompt or key: requests by outcome, latency by outcome, tokens and
 money saved, semantic-hit similarity; the items of lists answered item by item, by result.
@@ -131,12 +136,16 @@ class GatewayCollector(Collector):
 
 
 class Metrics:
-    """The gateway's metrics; ``tenant_label`` False drops the tenant label everywhere."""
+    """The gateway's metrics; ``tenant_label`` False drops the tenant label everywhere;
+    ``replica`` adds a ``replica`` label to every series."""
 
-    def __init__(self, *, tenant_label: bool = True) -> None:
+    def __init__(self, *, tenant_label: bool = True, replica: str | None = None) -> None:
+        self.replica = replica
         self.registry = CollectorRegistry()
         self.collector = GatewayCollector()
         self.registry.register(self.collector)
+        if replica is not None:
+            self.registry.register(_ReplicaInfo())
         self._tenant_label = tenant_label
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         who = ["tenant", "endpoint", "model"] if tenant_label else ["endpoint", "model"]
@@ -246,16 +255,32 @@ class Metrics:
         return child
 
     def exposition(self) -> bytes:
-        return generate_latest(_WithoutCreated(self.registry))
+        return generate_latest(_WithoutCreated(self.registry, replica=self.replica))
+
+
+class _ReplicaInfo(Collector):
+    """``frugal_replica_info 1``: its ``replica`` label is added with every other one's."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "frugal_replica_info", "The process that answered this scrape (its replica label).", 1
+        )
 
 
 class _WithoutCreated(Collector):
-    """A registry's metrics without their ``_created`` samples."""
+    """A registry's metrics without their ``_created`` samples, each labelled with
+    ``replica`` when one is given."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, replica: str | None = None) -> None:
         self._registry = registry
+        self._replica = replica
 
     def collect(self) -> Iterable[Metric]:
         for metric in self._registry.collect():
-            metric.samples = [s for s in metric.samples if not s.name.endswith(_CREATED)]
+            samples = [s for s in metric.samples if not s.name.endswith(_CREATED)]
+            if self._replica is not None:
+                samples = [
+                    s._replace(labels={**s.labels, "replica": self._replica}) for s in samples
+                ]
+            metric.samples = samples
             yield metric

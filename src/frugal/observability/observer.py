@@ -24,10 +24,12 @@ class Observer:
         prices: PriceTable | None = None,
         tenant_label: bool = True,
         log_prompts: bool = False,
+        replica: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``replica`` labels every metric with this process's name in the fleet."""
         self.prices = prices or PriceTable()
-        self.metrics = Metrics(tenant_label=tenant_label)
+        self.metrics = Metrics(tenant_label=tenant_label, replica=replica)
         self.summary = Summary(clock)
         self.log_prompts = log_prompts
         self._models: set[str] = set()
