@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from frugal.cache import CacheKey, SemanticCache
+from frugal.cache.redis_connection import RedisTarget
 from frugal.config import Settings
 from frugal.fleet.leases import AnswerReader, FleetLeases
 from frugal.fleet.listener import DoneListener
@@ -74,22 +72,17 @@ def cached_answer(cache: SemanticCache) -> AnswerReader:
 async def open_fleet(
     settings: Settings, stack: AsyncExitStack, *, cache: SemanticCache | None, coalescing: bool
 ) -> Fleet:
-    """This process's membership of the fleet on the Redis store's server, closed with
-    ``stack``.
+    """This process's membership of the fleet on the Redis store's server (its primary,
+    through Sentinel), closed with ``stack``.
 
     ``coalescing``: whether process-local coalescing runs (on ``cache``), which fleet
     coalescing builds on. Opening never fails for Redis: an unreachable server is a fleet of
     one until it answers.
     """
-    assert settings.redis_url is not None  # load_settings insists on it with the Redis store
-    client = aioredis.Redis.from_url(
-        settings.redis_url.get_secret_value(),
-        socket_connect_timeout=2.0,
-        # A pooled connection that died with a restarted server is retried once on a new one.
-        retry=Retry(NoBackoff(), 1),
-        retry_on_error=[RedisConnectionError],
-    )
-    stack.push_async_callback(client.aclose)
+    clients = RedisTarget.from_settings(settings).connect(socket_connect_timeout=2.0)
+    stack.push_async_callback(clients.aclose)
+    # Leases and reports are written and read on the primary: a replica may lag it.
+    client = clients.writer
     names = FleetNames(settings.redis_prefix)
     replica = replica_id(settings)
     leases = None
