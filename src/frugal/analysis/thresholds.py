@@ -58,13 +58,20 @@ def _pair(record: dict[str, Any]) -> Pair:
     return Pair(str(record["a"]), str(record["b"]), int(record["label"]) == 1)
 
 
-def similarities(embedder: Embedder, pairs: Sequence[Pair]) -> np.ndarray:
-    """Cosine similarity of each pair (each distinct text embedded once)."""
+def similarities(
+    embedder: Embedder, pairs: Sequence[Pair], *, through_store: bool = False
+) -> np.ndarray:
+    """Cosine similarity of each pair (each distinct text embedded once); ``through_store``:
+    as the embedded store reports it (`frugal.analysis.through_store`)."""
     texts = list(dict.fromkeys(text for pair in pairs for text in (pair.a, pair.b)))
     index = {text: i for i, text in enumerate(texts)}
     vectors = embed_all(embedder, texts, label="embedding the pairs")
     a = vectors[[index[pair.a] for pair in pairs]]
     b = vectors[[index[pair.b] for pair in pairs]]
+    if through_store:
+        from frugal.analysis.through_store import store_similarities
+
+        return store_similarities(a, b)
     similarities: np.ndarray = np.einsum("ij,ij->i", a, b)
     return similarities
 

@@ -186,18 +186,20 @@ class SqliteFile:
         db = self._connect()
         with db:
             expired = db.execute("DELETE FROM entries WHERE expires_at <= ?", (now,)).rowcount
-            rows = db.execute(_LOAD).fetchall()
-            surplus = max(0, len(rows) - max_entries)
-            if surplus:
-                db.executemany(
-                    "DELETE FROM entries WHERE id = ?", [(r[0],) for r in rows[:surplus]]
-                )
-                del rows[:surplus]
+            (count,) = db.execute("SELECT count(*) FROM entries").fetchone()
+            surplus = max(0, count - max_entries)
+            doomed: list[tuple[str]] = []
+            entries = []
+            # Row by row: each becomes its entry at once, so the rows never sit in memory all
+            # together beside the entries (a transient copy of the cache that the allocator
+            # would keep as resident memory after the load).
+            for row in db.execute(_LOAD):
+                if len(doomed) < surplus:  # the least recently used, past max_entries
+                    doomed.append((row[0],))
+                    continue
+                entries.append((_held_from_row(row, self.dimensions, labels), row[12]))
+            db.executemany("DELETE FROM entries WHERE id = ?", doomed)
             (file_id,) = db.execute("SELECT value FROM meta WHERE key = 'file_id'").fetchone()
-        entries = []
-        for i, row in enumerate(rows):
-            entries.append((_held_from_row(row, self.dimensions, labels), row[12]))
-            rows[i] = None  # the row goes as its entry comes: no second copy of the cache
         return Loaded(entries=entries, expired=expired, evicted=surplus, file_id=file_id)
 
     def vector_rows(

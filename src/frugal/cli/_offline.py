@@ -110,6 +110,14 @@ def tune(
             f"({DEFAULT_VALIDATION_SHARE})."
         ),
     ] = None,
+    through_store: Annotated[
+        bool,
+        typer.Option(
+            "--through-store",
+            help="Similarities as the embedded store reports them (each pair's first text "
+            "stored, the second looked up), with its float16 vectors, not computed beside it.",
+        ),
+    ] = False,
     models: ModelsOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -129,7 +137,7 @@ def tune(
     same = np.array([pair.same for pair in loaded])
     measured = []
     for model in chosen_models:
-        rows = evaluate(similarities(model.embedder, loaded), same)
+        rows = evaluate(similarities(model.embedder, loaded, through_store=through_store), same)
         chosen = recommend(rows, max_wrong_hit_rate)
         measured.append(Measured(model.label, model.spec.id, rows, chosen))
     title = f"{len(loaded):,} pairs from {pairs.name}"
@@ -138,6 +146,8 @@ def tune(
             f"{len(loaded):,} held-out pairs of {held_out['of']:,} from {pairs.name} "
             f"(seed {held_out['seed']}, share {held_out['validation_share']})"
         )
+    if through_store:
+        title += ", similarities through the embedded store"
     Console().print(tune_table(measured, title))
     for one in measured:
         prefix = f"{one.model}: " if len(measured) > 1 else ""
