@@ -49,12 +49,18 @@ def main() -> None:
         through = tune(Path(folder) / "through", through_store=True)
     rows_beside = {row["threshold"]: row for row in beside["rows"]}
     rows_through = {row["threshold"]: row for row in through["rows"]}
-    operating = {DEFAULT_THRESHOLD, beside["recommended_threshold"]} - {None}
+    recommended = beside["recommended_threshold"]
+    operating = {DEFAULT_THRESHOLD, recommended} - {None}
     lines = [
         f"Pairs: {beside['held_out']['pairs']:,} held out of `{shown(PAIRS)}` "
-        f"(seed {beside['held_out']['seed']}, whole clusters), base model. Operating "
-        f"thresholds: {DEFAULT_THRESHOLD} (the default) and "
-        f"{beside['recommended_threshold']} (recommended for a 1% wrong-hit budget).",
+        f"(seed {beside['held_out']['seed']}, whole clusters), base model. The operating "
+        f"threshold: {DEFAULT_THRESHOLD}, the default"
+        + (
+            f", and {recommended}, recommended for a 1% wrong-hit budget."
+            if recommended is not None
+            else " (no threshold keeps wrong hits of these pairs within a 1% budget, so `frugal "
+            "tune` recommends none)."
+        ),
         "",
         "| threshold | precision beside | precision through the store | recall beside "
         "| recall through the store | hits beside | hits through |",
