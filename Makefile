@@ -10,7 +10,7 @@ HAPROXY  ?= /usr/sbin/haproxy
 STUNNEL  ?= /usr/bin/stunnel4
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test fuzz redis install install-test install-bench install-redis bench clean
+.PHONY: demo test fuzz redis fleet install install-test install-bench install-redis bench clean
 
 demo: install
 	$(BIN)/frugal demo
@@ -28,6 +28,11 @@ fuzz: install-test
 # A Redis 8 with the query engine on a free port of 127.0.0.1, until Ctrl-C stops it.
 redis: install-redis
 	$(BIN)/python -m frugal.local.redis_server
+
+# Redis with Sentinel, three gateways and HAProxy in front, before the simulated provider (or
+# FRUGAL_UPSTREAM_BASE_URL), on free ports of 127.0.0.1, until Ctrl-C stops it all.
+fleet: install-redis $(HAPROXY)
+	$(BIN)/frugal fleet
 
 # The embedder is exported once per user, to ~/.cache/frugal/models ($XDG_CACHE_HOME/frugal/models,
 # or FRUGAL_MODEL_DIR), apart from the cache's data: any FRUGAL_DATA_DIR finds it there. Run each

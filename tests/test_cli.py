@@ -24,6 +24,7 @@ SURFACE = {
         "--batch-delay-s", "--batch-expire-after-s",
     ],
     "demo": ["--workload", "--concurrency", "--call-latency-ms", "--item-latency-ms", "--chart"],
+    "fleet": ["--replicas", "--workers", "--port", "--upstream", "--run-dir"],
     "tune": [
         "--pairs", "--out", "--max-wrong-hit-rate", "--tuning-holdout", "--seed",
         "--validation-share", "--models", "--config",

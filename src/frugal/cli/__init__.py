@@ -1,6 +1,6 @@
 """The `frugal` command line: one Typer app assembled from its rooms.
 
-- `_run`: what runs something (`serve`, `sim`, `demo`, `keys add`);
+- `_run`: what runs something (`serve`, `sim`, `demo`, `fleet`, `keys add`);
 - `_model`: the embedding model (`model export`, `model tune`); `_model_list`: `model list`;
 - `_admin`: what talks to a running gateway (`cache ...`, `shadow-report`);
 - `_offline`: the offline tools (`tune`, `analyze`, `bench`).
@@ -16,7 +16,7 @@ from frugal.cli._admin import cache_app, shadow_report
 from frugal.cli._model import model_app
 from frugal.cli._model_list import model_list
 from frugal.cli._offline import analyze, bench, tune
-from frugal.cli._run import demo, keys_app, serve, sim
+from frugal.cli._run import demo, fleet, keys_app, serve, sim
 
 __all__ = ["app"]
 
@@ -31,6 +31,7 @@ app.command()(serve)
 app.command("shadow-report")(shadow_report)
 app.command()(sim)
 app.command()(demo)
+app.command()(fleet)
 app.command()(tune)
 app.command()(analyze)
 app.command()(bench)

@@ -1,5 +1,6 @@
-"""Commands that run something: the gateway, the simulated provider, the demo, and the
-install-time helper `keys add` (`model export` is with the model's commands, `_model`)."""
+"""Commands that run something: the gateway, the simulated provider, the demo, the local
+fleet, and the install-time helper `keys add` (`model export` is with the model's commands,
+`_model`)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,47 @@ def serve(
             drain_s=chosen.shutdown_drain_s,
         )
     except ConfigurationError as exc:
+        fail(exc)
+
+
+def fleet(
+    replicas: Annotated[int, typer.Option(min=1, help="Gateway replicas.")] = 3,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes per gateway.")] = 1,
+    port: Annotated[
+        int | None, typer.Option(help="HAProxy's port, where clients connect (default: free).")
+    ] = None,
+    upstream: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FRUGAL_UPSTREAM_BASE_URL",
+            help="The provider's base URL (default: start the simulator).",
+        ),
+    ] = None,
+    run_dir: Annotated[
+        Path, typer.Option(help="Where the fleet's logs and data go (emptied first).")
+    ] = Path(".frugal/fleet"),
+) -> None:
+    """Run a local fleet until Ctrl-C: Redis, gateway replicas sharing it, HAProxy in front
+    of them, and the simulated provider unless an upstream is given."""
+    import signal
+
+    from frugal.local.fleet import running_fleet
+    from frugal.local.haproxy import HAProxyUnavailable
+    from frugal.local.redis_server import RedisServerUnavailable
+
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    try:
+        with running_fleet(
+            run_dir=run_dir, replicas=replicas, workers=workers, upstream=upstream, port=port
+        ) as running:
+            # Blocked only now, so the children do not inherit the mask; sigwait takes them.
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+            for line in running.describe():
+                typer.echo(line)
+            typer.echo("Ctrl-C stops it all", err=True)
+            signal.sigwait(stop_signals)
+            typer.echo("stopping the fleet", err=True)
+    except (HAProxyUnavailable, RedisServerUnavailable, RuntimeError) as exc:
         fail(exc)
 
 

@@ -69,13 +69,15 @@ def start_frugal(
     env: dict[str, str] | None = None,
     ready_path: str = "/healthz",
     timeout_s: float = 60.0,
+    port: int | None = None,
 ) -> FrugalProcess:
     """Run ``python -m frugal ARGS --host 127.0.0.1 --port P`` and wait until it answers.
+    ``P`` is ``port``, or a free port when None.
 
     Raises RuntimeError, with the child's output, when it exits early or is not ready (a 200
     from ``ready_path``) within ``timeout_s``; the child is stopped first.
     """
-    port = free_port()
+    port = free_port() if port is None else port
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{args[0]}-{port}.log"
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed by FrugalProcess.stop
