@@ -21,19 +21,18 @@ from frugal.cache import (
     CircuitBreaker,
     EmbeddedStore,
     GuardedStore,
+    LoadingStore,
     ModelSpec,
     RedisStore,
     SemanticCache,
     ShadowLog,
+    SqliteFile,
     VectorStore,
     load_embedder,
     resolve_model,
 )
-from frugal.cache.loading import LoadingStore
-from frugal.cache.redis_connection import RedisTarget
-from frugal.cache.sqlite_file import SqliteFile
 from frugal.calibration import ThresholdChoice, calibration_of, choose_threshold
-from frugal.config import Settings
+from frugal.config import Settings, redis_target
 from frugal.fleet import Fleet, open_fleet
 from frugal.labels import FileLabels, Labels, LabelStore, RecentHits, RedisLabels
 from frugal.pipeline import CachePolicy, Pipeline
@@ -127,9 +126,7 @@ async def open_core(
     stack.push_async_callback(batching.aclose)
     cache = threshold = labels = recent_hits = shadow = None
     if settings.cache_mode != "off":
-        cache, threshold = await open_cache(
-            settings, stack, load_in_background=load_in_background
-        )
+        cache, threshold = await open_cache(settings, stack, load_in_background=load_in_background)
         labels = Labels(_open_labels(settings), model=cache.model.id)
         stack.push_async_callback(labels.aclose)
         if settings.cache_mode == "on":
@@ -223,7 +220,7 @@ def _open_labels(settings: Settings) -> LabelStore:
     """Labelled pairs beside the cache: a file in the data dir, or a list in Redis."""
     if settings.store == "embedded":
         return FileLabels(settings.data_dir / FileLabels.FILENAME)
-    return RedisLabels(RedisTarget.from_settings(settings), prefix=settings.redis_prefix)
+    return RedisLabels(redis_target(settings), prefix=settings.redis_prefix)
 
 
 async def _open_store(
@@ -243,7 +240,7 @@ async def _open_store(
         )
         return LoadingStore(loading) if load_in_background else await loading
     redis_store = await RedisStore.open(
-        RedisTarget.from_settings(settings),
+        redis_target(settings),
         prefix=settings.redis_prefix,
         index=settings.redis_index,
         max_entries=settings.cache_max_entries,

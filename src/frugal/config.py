@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, FilePath, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -22,6 +22,9 @@ from pydantic_settings import (
 
 from frugal.errors import SettingsError
 from frugal.observability.prices import ModelPrice
+
+if TYPE_CHECKING:
+    from frugal.cache import RedisTarget
 
 ENV_PREFIX = "FRUGAL_"
 # The write-up's similarity threshold: the default wherever a threshold is not given.
@@ -189,6 +192,22 @@ def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Setti
         raise SettingsError(_describe(exc)) from None
     _check_redis(settings)
     return settings
+
+
+def redis_target(settings: Settings) -> RedisTarget:
+    """Where the ``FRUGAL_REDIS_*`` settings that `load_settings` validated point."""
+    from frugal.cache import RedisTarget  # here: the settings load without the cache's imports
+
+    sentinels = settings.redis_sentinels
+    return RedisTarget(
+        url=settings.redis_url.get_secret_value() if settings.redis_url else None,
+        sentinels=tuple(parse_host_ports(sentinels)) if sentinels else (),
+        sentinel_master=settings.redis_sentinel_master,
+        read_from_replicas=settings.redis_read_from_replicas,
+        tls_ca_file=settings.redis_tls_ca_file,
+        tls_cert_file=settings.redis_tls_cert_file,
+        tls_key_file=settings.redis_tls_key_file,
+    )
 
 
 def parse_host_ports(value: str) -> list[tuple[str, int]]:

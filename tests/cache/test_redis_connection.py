@@ -12,7 +12,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from frugal.cache.redis_connection import RedisTarget, tls_refusal
-from frugal.config import load_settings, parse_host_ports
+from frugal.config import load_settings, parse_host_ports, redis_target
 from frugal.errors import SettingsError
 
 SENTINELS = "10.0.0.1:26379, sentinel-b.internal:26380,[::1]:26381"
@@ -36,7 +36,7 @@ def test_sentinels_make_the_url_optional_and_are_parsed() -> None:
     settings = load_settings(
         store="redis", redis_sentinels=SENTINELS, redis_sentinel_master="mymaster"
     )
-    target = RedisTarget.from_settings(settings)
+    target = redis_target(settings)
     assert target.sentinels == (
         ("10.0.0.1", 26379),
         ("sentinel-b.internal", 26380),
@@ -82,7 +82,7 @@ def test_tls_files_must_exist_and_need_tls(ca_file: Path, tmp_path: Path) -> Non
     with pytest.raises(SettingsError, match="FRUGAL_REDIS_TLS_KEY_FILE is set without"):
         load_settings(redis_url="rediss://h:6380/0", redis_tls_key_file=ca_file)
     settings = load_settings(redis_url="rediss://h:6380/0", redis_tls_ca_file=ca_file)
-    assert RedisTarget.from_settings(settings).tls
+    assert redis_target(settings).tls
 
 
 async def test_the_url_gives_sentinel_set_ups_their_password_db_and_tls(ca_file: Path) -> None:
@@ -94,7 +94,7 @@ async def test_the_url_gives_sentinel_set_ups_their_password_db_and_tls(ca_file:
         redis_read_from_replicas=True,
         redis_tls_ca_file=ca_file,
     )
-    target = RedisTarget.from_settings(settings)
+    target = redis_target(settings)
     assert target.tls  # a CA file turns it on with Sentinel
     assert "s3cret-pw" not in repr(target) and "s3cret-pw" not in target.describe()
     clients = target.connect(protocol=3)

@@ -15,7 +15,9 @@ from frugal.cache.embedder import (
     load_embedder,
     set_process_threads,
 )
+from frugal.cache.loading import LoadingStore
 from frugal.cache.models import ModelSpec, resolve_model
+from frugal.cache.redis_connection import RedisClients, RedisTarget, tls_refusal
 from frugal.cache.redis_store import RedisStore
 from frugal.cache.scope import CacheKey, cache_key, item_keys
 from frugal.cache.semantic import (
@@ -29,6 +31,7 @@ from frugal.cache.semantic import (
     storable,
 )
 from frugal.cache.shadow import ShadowLog, ShadowPair
+from frugal.cache.sqlite_file import SqliteFile
 from frugal.cache.store import Entry, Match, StoreStats, VectorStore
 
 __all__ = [
@@ -45,14 +48,18 @@ __all__ = [
     "Entry",
     "GuardedStore",
     "Hit",
+    "LoadingStore",
     "Lookup",
     "Match",
     "ModelSpec",
+    "RedisClients",
     "RedisStore",
+    "RedisTarget",
     "ReembedProgress",
     "SemanticCache",
     "ShadowLog",
     "ShadowPair",
+    "SqliteFile",
     "StoreStats",
     "VectorStore",
     "cache_key",
@@ -61,4 +68,5 @@ __all__ = [
     "resolve_model",
     "set_process_threads",
     "storable",
+    "tls_refusal",
 ]

@@ -1,6 +1,6 @@
 """Where frugal's Redis clients are made: one server by URL, or a primary found through Sentinel.
 
-    target = RedisTarget.from_settings(settings)      # or RedisTarget(url="redis://host:6379/0")
+    target = redis_target(settings)     # frugal.config; or RedisTarget(url="redis://host:6379/0")
     clients = target.connect(protocol=3, socket_connect_timeout=2.0)
     await clients.writer.hset(...)                     # the primary, always
     await clients.reader.execute_command("FT.SEARCH", ...)   # a replica, if read_from_replicas
@@ -44,7 +44,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -53,11 +53,6 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-
-from frugal.config import ENV_PREFIX, parse_host_ports
-
-if TYPE_CHECKING:
-    from frugal.config import Settings
 
 # How long a Sentinel may take to answer "who is the primary": it is asked before each new
 # connection, and a Sentinel that hangs must not hold every reconnection for long.
@@ -107,20 +102,6 @@ class RedisTarget:
             raise ValueError("a Redis target needs a URL or sentinels")
         if self.read_from_replicas and not self.sentinels:
             raise ValueError("replicas are found through Sentinel: read_from_replicas needs it")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RedisTarget:
-        """The target that `frugal.config.load_settings` validated (``FRUGAL_REDIS_*``)."""
-        sentinels = settings.redis_sentinels
-        return cls(
-            url=settings.redis_url.get_secret_value() if settings.redis_url else None,
-            sentinels=tuple(parse_host_ports(sentinels)) if sentinels else (),
-            sentinel_master=settings.redis_sentinel_master,
-            read_from_replicas=settings.redis_read_from_replicas,
-            tls_ca_file=settings.redis_tls_ca_file,
-            tls_cert_file=settings.redis_tls_cert_file,
-            tls_key_file=settings.redis_tls_key_file,
-        )
 
     @property
     def tls(self) -> bool:
@@ -211,7 +192,7 @@ def tls_refusal(exc: BaseException, target: RedisTarget) -> str | None:
     cause: BaseException | None = exc
     while cause is not None and not isinstance(cause, ssl.SSLError):
         cause = cause.__cause__ or cause.__context__
-    setting = f"{ENV_PREFIX}REDIS_TLS_CA_FILE"
+    setting = "FRUGAL_REDIS_TLS_CA_FILE"
     where = target.describe()
     # redis-py's Sentinel reports the Sentinels it could not ask in its message, not as a cause.
     unverified = cause is None and "CERTIFICATE_VERIFY_FAILED" in str(exc)

@@ -1,7 +1,7 @@
 """The Redis store: one cache shared by every gateway replica, searched by Redis itself.
 
     store = await RedisStore.open("redis://host:6379/0", max_entries=100_000)
-    store = await RedisStore.open(RedisTarget.from_settings(settings), max_entries=100_000)
+    store = await RedisStore.open(redis_target(settings), max_entries=100_000)   # frugal.config
 
 Each entry is a hash under the prefix, indexed by the Redis Query Engine (``FT.CREATE ...
 VECTOR HNSW ... DISTANCE_METRIC COSINE``; the layout is `frugal.cache.redis_layout`'s), and

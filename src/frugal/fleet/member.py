@@ -17,8 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from frugal.cache import CacheKey, SemanticCache
-from frugal.cache.redis_connection import RedisTarget
-from frugal.config import Settings
+from frugal.config import Settings, redis_target
 from frugal.fleet.leases import AnswerReader, FleetLeases
 from frugal.fleet.listener import DoneListener
 from frugal.fleet.names import FleetNames
@@ -79,7 +78,7 @@ async def open_fleet(
     coalescing builds on. Opening never fails for Redis: an unreachable server is a fleet of
     one until it answers.
     """
-    clients = RedisTarget.from_settings(settings).connect(socket_connect_timeout=2.0)
+    clients = redis_target(settings).connect(socket_connect_timeout=2.0)
     stack.push_async_callback(clients.aclose)
     # Leases and reports are written and read on the primary: a replica may lag it.
     client = clients.writer
