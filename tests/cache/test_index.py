@@ -224,3 +224,40 @@ def test_vectors_are_held_as_float16_and_float32_on_request(approximate_above: i
     query = near(vectors[3], rng)
     assert compact.search(query, 1)[0][0] == full.search(query, 1)[0][0] == "e3"
     assert compact.search(query, 1)[0][1] == pytest.approx(float(held[3] @ query), abs=1e-6)
+
+
+def test_a_frozen_graph_stays_unchanged_while_the_index_serves_every_change() -> None:
+    rng = np.random.default_rng(11)
+    index = ScopeIndex(dimensions=DIM, options=TINY)
+    live = filled(index, unit_vectors(rng, 120))
+    index.rebuild()
+    assert index.approximate
+    with ScopeIndex(dimensions=DIM).frozen() as nothing:
+        assert nothing is None  # an exact index has no graph to write
+    with index.frozen() as found:
+        assert found is not None
+        graph, ids = found
+        before = graph.ntotal
+        late = filled(index, unit_vectors(rng, 30), prefix="late")  # held beside the graph
+        live.update(late)
+        index.remove("late3")  # a held one
+        del live["late3"]
+        index.remove("e5")  # one in the graph: a tombstone
+        del live["e5"]
+        index.add("e6", live["e6"] + 0)  # replaced: the graph's copy becomes a tombstone
+        for _ in range(40):  # enough tombstones for a rebuild, which must wait
+            victim = next(i for i in live if i.startswith("e") and i != "e6")
+            index.remove(victim)
+            del live[victim]
+        assert graph.ntotal == before and not index.needs_rebuild()
+        assert len(ids) == before
+        for entry_id, vector in live.items():  # every change is seen by searches already
+            assert index.search(vector, 1)[0][0] == entry_id
+        assert np.array_equal(
+            index.vectors_of(["late0", "e6"]), np.stack([live["late0"], live["e6"]])
+        )
+        assert {i for i, _ in index.search(live["late0"], len(live) + 10)} == set(live)
+    assert graph.ntotal > before  # what waited joined the graph
+    assert index.needs_rebuild()  # the removals' rebuild is due now
+    for entry_id, vector in live.items():
+        assert index.search(vector, 1)[0][0] == entry_id

@@ -240,3 +240,35 @@ async def test_an_index_no_longer_held_loses_its_file(
     await store.flush()
     await store.aclose()
     assert not list(index_file.folder_of(path).glob(f"*{index_file.SUFFIX}"))
+
+
+async def test_entries_put_while_a_graph_is_written_are_served_and_survive_a_restart(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    entries = await filled(path, rng)
+    late = [make(f"late {i}", unit(rng)) for i in range(30)]
+    store = await open_store(path)
+    try:
+        index = store.index_of("scope-a")
+        assert index is not None
+        graph, _ = index.graph() or (None, [])
+        in_graph = graph.ntotal
+
+        async def put_while_writing() -> int:
+            await asyncio.sleep(0)  # the checkpoint has frozen the graph and handed it over
+            for entry in late:
+                await store.put(entry)
+            return int(graph.ntotal)
+
+        written, during = await asyncio.gather(store.checkpoint(), put_while_writing())
+        assert written == 1 and during == in_graph  # the written graph did not change
+        assert await top_hits(store, entries + late) == [(e.id, 1.0) for e in entries + late]
+    finally:
+        await store.aclose()
+    store = await open_store(path)
+    try:
+        assert store.opening.graphs_loaded == 1
+        assert await top_hits(store, entries + late) == [(e.id, 1.0) for e in entries + late]
+    finally:
+        await store.aclose()

@@ -447,8 +447,9 @@ class EmbeddedStore:
     async def checkpoint(self) -> int:
         """Write the graph of each approximate index to its file (an index being rebuilt keeps
         its older file) and remove the files of indexes no longer held; how many were written.
-        Each graph is copied on the loop (about 1 s per million vectors) and written on a
-        worker thread. OSError when a file cannot be written."""
+        Each graph is written by a worker thread while the loop serves on (`ScopeIndex.frozen`:
+        entries added meanwhile wait beside it); the loop only lists its ids and versions.
+        OSError when a file cannot be written."""
         self._dirty = False
         folder = index_file.folder_of(self.path)
         kept: set[str] = set()
@@ -458,19 +459,22 @@ class EmbeddedStore:
             if index.rebuilding:
                 kept.add(name)
                 continue
-            snapshot = index_file.IndexSnapshot.take(
-                index,
-                model=model,
-                scope=scope,
-                file_id=self._file_id,
-                generation=self._generation,
-                vgen_of=lambda entry_id: self._held[entry_id].vgen,
-            )
-            if snapshot is None:
-                continue
-            kept.add(name)
-            await asyncio.to_thread(snapshot.write, folder)
+            with index.frozen() as graph:
+                if graph is None:
+                    continue
+                snapshot = index_file.IndexSnapshot.take(
+                    index,
+                    graph,
+                    model=model,
+                    scope=scope,
+                    file_id=self._file_id,
+                    generation=self._generation,
+                    vgen_of=lambda entry_id: self._held[entry_id].vgen,
+                )
+                kept.add(name)
+                await asyncio.to_thread(snapshot.write, folder)
             written += 1
+            self._indexes.touched(index)  # a rebuild held back while frozen may be due
         await asyncio.to_thread(_remove_files_but, folder, kept)
         return written
 

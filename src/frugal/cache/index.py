@@ -31,6 +31,7 @@ import asyncio
 import math
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -266,6 +267,8 @@ class ScopeIndex:
         self._next_key = 0
         self._journal: list[tuple[bool, int]] | None = None  # changes during a background build
         self.rebuilding = False
+        # Adds held beside the graph while it is written to a file (`frozen`), by key.
+        self._parked: dict[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self._key_of)
@@ -290,7 +293,10 @@ class ScopeIndex:
         self._next_key += 1
         self._key_of[entry_id] = key
         self._id_of[key] = entry_id
-        self._backend.add(np.array([key], dtype=np.int64), self._as_matrix(vector))
+        if self._parked is not None:
+            self._parked[key] = as_held(self._as_matrix(vector)[0], self.options.encoding)
+        else:
+            self._backend.add(np.array([key], dtype=np.int64), self._as_matrix(vector))
         if self._journal is not None:
             self._journal.append((True, key))
 
@@ -300,7 +306,10 @@ class ScopeIndex:
         if key is None:
             return False
         del self._id_of[key]
-        self._backend.remove(key)
+        if self._parked is not None and key in self._parked:
+            del self._parked[key]
+        else:
+            self._backend.remove(key)  # on a frozen graph: a tombstone, the graph untouched
         if self._journal is not None:
             self._journal.append((False, key))
         return True
@@ -315,7 +324,14 @@ class ScopeIndex:
         if k < 1 or not self._key_of:
             return []
         _search_on_one_thread()
-        keys, sims = self._backend.search(self._as_matrix(query)[0], k, ef_search)
+        row = self._as_matrix(query)[0]
+        keys, sims = self._backend.search(row, k, ef_search)
+        if self._parked:  # the few added while the graph is being written: compared one by one
+            parked = np.array(list(self._parked), dtype=np.int64)
+            keys = np.concatenate([keys, parked])
+            sims = np.concatenate([sims, np.stack(list(self._parked.values())) @ row])
+            best = np.lexsort((keys, -sims))[:k]
+            keys, sims = keys[best], sims[best]
         return [
             (self._id_of[key], sim)
             for key, sim in zip(keys.tolist(), sims.tolist(), strict=True)
@@ -324,7 +340,17 @@ class ScopeIndex:
 
     def vectors_of(self, entry_ids: list[str]) -> np.ndarray:
         """The vectors of ``entry_ids`` (all held here), one row each, as the index holds them."""
-        return self._backend.vectors([self._key_of[entry_id] for entry_id in entry_ids])
+        keys = [self._key_of[entry_id] for entry_id in entry_ids]
+        if not self._parked:
+            return self._backend.vectors(keys)
+        rows = np.empty((len(keys), self.dimensions), dtype=np.float32)
+        in_graph = [i for i, key in enumerate(keys) if key not in self._parked]
+        if in_graph:
+            rows[in_graph] = self._backend.vectors([keys[i] for i in in_graph])
+        for i, key in enumerate(keys):
+            if key in self._parked:
+                rows[i] = self._parked[key]
+        return rows
 
     def ids(self) -> list[str]:
         """Every id held, the earliest added first."""
@@ -337,13 +363,33 @@ class ScopeIndex:
 
     def graph(self) -> tuple[Any, list[str | None]] | None:
         """The faiss graph of an approximate index and the id at each of its positions (None
-        for a tombstone), to be written to a file on the loop; None for an exact index, which
-        is rebuilt from its vectors instead. Do not change the graph."""
+        for a tombstone); None for an exact index, which is rebuilt from its vectors instead.
+        Do not change the graph; to read it on another thread, use `frozen`."""
         if not isinstance(self._backend, _Hnsw):
             return None
         backend = self._backend
         keys = backend._keys[: backend._index.ntotal].tolist()
         return backend._index, [self._id_of.get(key) if key >= 0 else None for key in keys]
+
+    @contextmanager
+    def frozen(self) -> Iterator[tuple[Any, list[str | None]] | None]:
+        """`graph`, left unchanged until the block ends, so that another thread may write it
+        to a file while this one serves: meanwhile adds are held beside the graph (searched
+        one by one, and added to it when the block ends), removals only mark tombstones,
+        which live outside the graph, and no rebuild starts (`needs_rebuild` is False)."""
+        found = self.graph()
+        if found is None:
+            yield None
+            return
+        self._parked = {}
+        try:
+            yield found
+        finally:
+            parked, self._parked = self._parked, None
+            if parked:
+                self._backend.add(
+                    np.array(list(parked), dtype=np.int64), np.stack(list(parked.values()))
+                )
 
     @classmethod
     def loaded(
@@ -374,7 +420,10 @@ class ScopeIndex:
             self._backend.add(keys, np.ascontiguousarray(vectors, dtype=np.float32))
 
     def needs_rebuild(self) -> bool:
-        """Whether the index should change kind, or shed its tombstones."""
+        """Whether the index should change kind, or shed its tombstones (never while
+        `frozen`)."""
+        if self._parked is not None:
+            return False
         if isinstance(self._backend, _Exact):
             return len(self) > self.options.approximate_above
         total = len(self) + self._backend.dead

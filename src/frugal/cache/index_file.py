@@ -1,8 +1,9 @@
 """An approximate scope index saved beside the SQLite file, so that a restart loads its graph
 instead of building it again (minutes at a million entries).
 
-    saved = IndexSnapshot.take(index, model=m, scope=s, file_id=f, generation=g, vgen_of=...)
-    await asyncio.to_thread(saved.write, folder)        # on the loop: only `take`
+    with index.frozen() as graph:                       # None for an exact index
+        saved = IndexSnapshot.take(index, graph, model=m, scope=s, file_id=f, generation=g, ...)
+        await asyncio.to_thread(saved.write, folder)    # the graph streamed to the file
     found = read_index_file(path, file_id=f, dimensions=384, options=options)   # or None
 
 One file per (embedding model, scope), named by a hash of the two, in the folder
@@ -22,7 +23,9 @@ the SQLite file holds its id, in that scope and model, at that vector version
 (`frugal.cache.embedded`).
 
 Files are written to a temporary name, flushed to disk and renamed, so a crash while writing
-leaves the previous file (or none), never half of one.
+leaves the previous file (or none), never half of one. The graph goes from faiss to the file
+in chunks, on the writing thread, never copied whole into memory: the header is written last,
+into room kept for it at the start (padded JSON).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ MAGIC = b"FRUGALIX"
 VERSION = 1
 SUFFIX = ".index"
 _CHUNK = 16 << 20  # bytes read at a time for the checksum
+_HEADER_ROOM = 4096  # bytes kept for the header, written once the body's size and CRC are known
 
 
 def folder_of(sqlite_path: Path) -> Path:
@@ -85,25 +89,23 @@ class IndexSnapshot:
     header: dict[str, Any]
     ids: bytes
     vgens: bytes
-    graph: bytes  # faiss's serialisation
+    graph: Any  # the faiss graph: unchanged until `write` returns (`ScopeIndex.frozen`)
 
     @classmethod
     def take(
         cls,
         index: ScopeIndex,
+        frozen: tuple[Any, list[str | None]],
         *,
         model: str,
         scope: str,
         file_id: str,
         generation: int,
         vgen_of: Callable[[str], int],
-    ) -> IndexSnapshot | None:
-        """A copy of ``index``'s graph (None for an exact index). On the loop, since the loop
-        changes the graph: a memory copy, about 1 s per million vectors."""
-        found = index.graph()
-        if found is None:
-            return None
-        graph, ids = found
+    ) -> IndexSnapshot:
+        """What to write of ``index``, whose graph and ids by position ``frozen`` gives
+        (`ScopeIndex.frozen`); on the loop (the ids and versions: a pass over the positions)."""
+        graph, ids = frozen
         vgens = np.array([-1 if i is None else vgen_of(i) for i in ids], dtype=np.int64)
         header = {
             "version": VERSION,
@@ -116,25 +118,42 @@ class IndexSnapshot:
             "positions": len(ids),
         }
         id_bytes = "\n".join("" if i is None else i for i in ids).encode()
-        return cls(header, id_bytes, vgens.tobytes(), _swig.serialize_index(graph).data)
+        return cls(header, id_bytes, vgens.tobytes(), graph)
 
     def write(self, folder: Path) -> Path:
-        """Write the file (blocking: call it on a worker thread); its path."""
+        """Write the file (blocking: call it on a worker thread, the graph frozen); its path.
+        ValueError for a header that outgrows its room (a scope of some 4,000 characters)."""
         folder.mkdir(parents=True, exist_ok=True)
-        crc = zlib.crc32(self.graph, zlib.crc32(self.vgens, zlib.crc32(self.ids)))
-        header = {
-            **self.header,
-            "sizes": [len(self.ids), len(self.vgens), len(self.graph)],
-            "crc32": crc,
-        }
-        encoded = json.dumps(header).encode()
         path = folder / file_name(self.header["model"], self.header["scope"])
         temporary = path.with_name(path.name + ".tmp")
         with open(temporary, "wb") as out:
-            out.write(MAGIC + struct.pack("<I", len(encoded)) + encoded)
-            out.write(self.ids)
-            out.write(self.vgens)
-            out.write(self.graph)
+            out.write(MAGIC + struct.pack("<I", _HEADER_ROOM) + b" " * _HEADER_ROOM)
+            crc = 0
+            graph_size = 0
+
+            def body(chunk: bytes) -> None:
+                nonlocal crc
+                crc = zlib.crc32(chunk, crc)
+                out.write(chunk)
+
+            def graph_chunk(chunk: bytes) -> None:
+                nonlocal graph_size
+                graph_size += len(chunk)
+                body(chunk)
+
+            body(self.ids)
+            body(self.vgens)
+            faiss.write_index(self.graph, _swig.PyCallbackIOWriter(graph_chunk, _CHUNK))
+            header = {
+                **self.header,
+                "sizes": [len(self.ids), len(self.vgens), graph_size],
+                "crc32": crc,
+            }
+            encoded = json.dumps(header).encode()
+            if len(encoded) > _HEADER_ROOM:
+                raise ValueError(f"an index file header of {len(encoded)} bytes")
+            out.seek(12)
+            out.write(encoded)  # the rest of the room stays spaces, which JSON ignores
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)

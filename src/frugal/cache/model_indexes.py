@@ -72,6 +72,10 @@ class ModelIndexes:
                 found.extend(islice(index.iter_ids(), max(0, limit - len(found))))
         return found, total
 
+    def touched(self, index: ScopeIndex) -> None:
+        """Count ``index`` as changed: the owner looks at its rebuild on its next change."""
+        self._touched.add(index)
+
     def take_touched(self) -> set[ScopeIndex]:
         """The indexes changed since the last call."""
         touched, self._touched = self._touched, set()
