@@ -630,6 +630,7 @@ class EmbeddedStore:
                 index = ScopeIndex(dimensions=self.dimensions, options=self._options)
             if missing is None or missing:
                 got, vectors = await file.vectors(model=model, scope=scope, ids=missing)
+                got = [self._held[entry_id].id for entry_id in got]  # one string per id, not two
                 self.opening.vectors_read += len(got)
                 await asyncio.to_thread(index.add_many, got, vectors)
             if index.needs_rebuild():
@@ -657,7 +658,7 @@ class EmbeddedStore:
                 found.scope,
                 vgen,
             )
-            kept.append(entry_id if agrees else None)
+            kept.append(held.id if agrees and held is not None else None)  # the entry's string
         index = ScopeIndex.loaded(found.graph, kept, options=self._options)
         return index, [entry_id for entry_id in ids if entry_id not in index]
 

@@ -128,6 +128,47 @@ def _graph(dimensions: int, options: IndexOptions) -> Any:
     return index
 
 
+class _Positions:
+    """Each key's position in a backend: an array indexed by key, -1 where the key has none.
+    Keys stay small (a removed entry's key is given to the next one added), so this costs 8
+    bytes an entry where a dict of ints cost about 100."""
+
+    def __init__(self) -> None:
+        self._at = np.full(16, -1, dtype=np.int64)
+        self.live = 0
+
+    def set(self, keys: np.ndarray, positions: np.ndarray) -> None:
+        """Place ``keys`` (none placed yet) at ``positions``."""
+        if not len(keys):
+            return
+        top = int(keys.max()) + 1
+        if top > len(self._at):  # grow by doubling: one add must stay O(1)
+            grown = np.full(max(top, 2 * len(self._at)), -1, dtype=np.int64)
+            grown[: len(self._at)] = self._at
+            self._at = grown
+        self._at[keys] = positions
+        self.live += len(keys)
+
+    def move(self, key: int, position: int) -> None:
+        self._at[key] = position
+
+    def pop(self, key: int) -> int:
+        """The position of ``key``, which has none from now on; KeyError if it had none."""
+        position = int(self._at[key]) if 0 <= key < len(self._at) else -1
+        if position < 0:
+            raise KeyError(key)
+        self._at[key] = -1
+        self.live -= 1
+        return position
+
+    def of(self, keys: list[int]) -> np.ndarray:
+        """The positions of ``keys`` (each placed)."""
+        positions = self._at[np.asarray(keys, dtype=np.int64)]
+        if len(positions) and positions.min() < 0:
+            raise KeyError(keys)
+        return positions
+
+
 class _Exact:
     """Vectors searched exhaustively (faiss's SIMD kernels, on this thread); removal moves the
     last row into the removed one's place."""
@@ -141,7 +182,7 @@ class _Exact:
         # float16 codes as fast as float32 ones (0.26 ms against 0.33 at 10,000 rows).
         self._index = _flat(dimensions, options.encoding)
         self._keys = np.empty(16, dtype=np.int64)
-        self._pos: dict[int, int] = {}
+        self._pos = _Positions()
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -152,8 +193,7 @@ class _Exact:
         if start + len(keys) > len(self._keys):
             self._keys = np.resize(self._keys, max(start + len(keys), 2 * len(self._keys)))
         self._keys[start : start + len(keys)] = keys
-        for offset, key in enumerate(keys.tolist()):
-            self._pos[key] = start + offset
+        self._pos.set(keys, np.arange(start, start + len(keys)))
 
     def remove(self, key: int) -> None:
         pos = self._pos.pop(key)
@@ -164,7 +204,7 @@ class _Exact:
             codes[pos * size : (pos + 1) * size] = codes[last * size : (last + 1) * size]
             moved = int(self._keys[last])
             self._keys[pos] = moved
-            self._pos[moved] = pos
+            self._pos.move(moved, pos)
         self._index.remove_ids(_swig.IDSelectorRange(last, last + 1))  # drops the last row
 
     def search(
@@ -172,14 +212,11 @@ class _Exact:
     ) -> tuple[np.ndarray, np.ndarray]:
         n = self._index.ntotal
         sims, positions = self._index.search(query[np.newaxis, :], min(k, n))
-        # faiss breaks ties between equal similarities by position; the earlier-added wins
-        # here, as it would by key, which grows with each add.
-        order = np.lexsort((self._keys[positions[0]], -sims[0]))
+        order = np.lexsort((positions[0], -sims[0]))  # equal similarities: the earlier row first
         return self._keys[positions[0][order]], sims[0][order]
 
     def vectors(self, keys: list[int]) -> np.ndarray:
-        positions = np.array([self._pos[key] for key in keys], dtype=np.int64)
-        vectors: np.ndarray = self._index.reconstruct_batch(positions)
+        vectors: np.ndarray = self._index.reconstruct_batch(self._pos.of(keys))
         return vectors
 
     def live(self) -> tuple[np.ndarray, np.ndarray]:
@@ -194,7 +231,7 @@ class _Hnsw:
         self._index = _graph(dimensions, options)
         self._ef_search = options.ef_search
         self._keys = np.empty(0, dtype=np.int64)  # by position; -1 marks a tombstone
-        self._pos: dict[int, int] = {}
+        self._pos = _Positions()
         self.dead = 0
 
     @classmethod
@@ -204,12 +241,13 @@ class _Hnsw:
         hnsw = cls(index.d, options)
         hnsw._index = index
         hnsw._keys = keys
-        hnsw._pos = {key: pos for pos, key in enumerate(keys.tolist()) if key >= 0}
-        hnsw.dead = len(keys) - len(hnsw._pos)
+        placed = np.flatnonzero(keys >= 0)
+        hnsw._pos.set(keys[placed], placed)
+        hnsw.dead = len(keys) - len(placed)
         return hnsw
 
     def __len__(self) -> int:
-        return len(self._pos)
+        return self._pos.live
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         start = self._index.ntotal
@@ -217,8 +255,7 @@ class _Hnsw:
         if start + len(keys) > len(self._keys):  # grow by doubling: one add must stay O(1)
             self._keys = np.resize(self._keys, max(start + len(keys), 2 * len(self._keys)))
         self._keys[start : start + len(keys)] = keys
-        for offset, key in enumerate(keys.tolist()):
-            self._pos[key] = start + offset
+        self._pos.set(keys, np.arange(start, start + len(keys)))
 
     def remove(self, key: int) -> None:
         pos = self._pos.pop(key)
@@ -230,7 +267,7 @@ class _Hnsw:
     ) -> tuple[np.ndarray, np.ndarray]:
         total = self._index.ntotal
         # Tombstones take places in faiss's answer: ask for enough to expect k live ones.
-        want = min(total, math.ceil(k * total / max(1, len(self._pos))) + (8 if self.dead else 0))
+        want = min(total, math.ceil(k * total / max(1, self._pos.live)) + (8 if self.dead else 0))
         while True:
             params = _swig.SearchParametersHNSW()
             params.efSearch = max(ef_search or self._ef_search, want)
@@ -243,8 +280,7 @@ class _Hnsw:
             want = min(total, want * 4)
 
     def vectors(self, keys: list[int]) -> np.ndarray:
-        positions = np.array([self._pos[key] for key in keys], dtype=np.int64)
-        vectors: np.ndarray = self._index.reconstruct_batch(positions)
+        vectors: np.ndarray = self._index.reconstruct_batch(self._pos.of(keys))
         return vectors
 
     def live(self) -> tuple[np.ndarray, np.ndarray]:
@@ -260,11 +296,13 @@ class ScopeIndex:
         self.dimensions = dimensions
         self.options = options or IndexOptions()
         self._backend: _Exact | _Hnsw = _Exact(dimensions, self.options)
-        # Ids map to fresh integer keys on every add, so a background build can never confuse
-        # a removed entry with a later one that reuses its id.
+        # Ids map to integer keys, which the backends know entries by; a removed entry's key
+        # is given to the next add, which keeps keys small (`_Positions`). Changes made during
+        # a background build are journaled in order by key, so a key removed and given again
+        # meanwhile is replayed as exactly that: the old vector out, the new one in.
         self._key_of: dict[str, int] = {}
-        self._id_of: dict[int, str] = {}
-        self._next_key = 0
+        self._id_of: list[str | None] = []  # by key; None: a free key
+        self._free: list[int] = []
         self._journal: list[tuple[bool, int]] | None = None  # changes during a background build
         self.rebuilding = False
         # Adds held beside the graph while it is written to a file (`frozen`), by key.
@@ -289,10 +327,7 @@ class ScopeIndex:
         """Add ``entry_id`` (replacing its earlier vector, if any). ``vector``: shape (d,)."""
         if entry_id in self._key_of:
             self.remove(entry_id)
-        key = self._next_key
-        self._next_key += 1
-        self._key_of[entry_id] = key
-        self._id_of[key] = entry_id
+        key = self._take_key(entry_id)
         if self._parked is not None:
             self._parked[key] = as_held(self._as_matrix(vector)[0], self.options.encoding)
         else:
@@ -305,7 +340,8 @@ class ScopeIndex:
         key = self._key_of.pop(entry_id, None)
         if key is None:
             return False
-        del self._id_of[key]
+        self._id_of[key] = None
+        self._free.append(key)
         if self._parked is not None and key in self._parked:
             del self._parked[key]
         else:
@@ -332,11 +368,12 @@ class ScopeIndex:
             sims = np.concatenate([sims, np.stack(list(self._parked.values())) @ row])
             best = np.lexsort((keys, -sims))[:k]
             keys, sims = keys[best], sims[best]
-        return [
-            (self._id_of[key], sim)
-            for key, sim in zip(keys.tolist(), sims.tolist(), strict=True)
-            if key in self._id_of
-        ]
+        found = []
+        for key, sim in zip(keys.tolist(), sims.tolist(), strict=True):
+            entry_id = self._id_of[key]
+            if entry_id is not None:  # backends return only keys they hold: always so
+                found.append((entry_id, sim))
+        return found
 
     def vectors_of(self, entry_ids: list[str]) -> np.ndarray:
         """The vectors of ``entry_ids`` (all held here), one row each, as the index holds them."""
@@ -369,7 +406,7 @@ class ScopeIndex:
             return None
         backend = self._backend
         keys = backend._keys[: backend._index.ntotal].tolist()
-        return backend._index, [self._id_of.get(key) if key >= 0 else None for key in keys]
+        return backend._index, [self._id_of[key] if key >= 0 else None for key in keys]
 
     @contextmanager
     def frozen(self) -> Iterator[tuple[Any, list[str | None]] | None]:
@@ -401,23 +438,26 @@ class ScopeIndex:
         keys = np.full(len(ids), -1, dtype=np.int64)
         for pos, entry_id in enumerate(ids):
             if entry_id is not None and entry_id not in index._key_of:
-                key = index._next_key
-                index._next_key += 1
-                index._key_of[entry_id] = key
-                index._id_of[key] = entry_id
-                keys[pos] = key
+                keys[pos] = index._take_key(entry_id)
         index._backend = _Hnsw.loaded(graph, keys, index.options)
         return index
 
     def add_many(self, entry_ids: list[str], vectors: np.ndarray) -> None:
         """Add entries not held yet, in one call to the backend (start-up)."""
-        keys = np.arange(self._next_key, self._next_key + len(entry_ids), dtype=np.int64)
-        self._next_key += len(entry_ids)
-        for key, entry_id in zip(keys.tolist(), entry_ids, strict=True):
-            self._key_of[entry_id] = key
-            self._id_of[key] = entry_id
+        keys = np.array([self._take_key(entry_id) for entry_id in entry_ids], dtype=np.int64)
         if len(entry_ids):
             self._backend.add(keys, np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def _take_key(self, entry_id: str) -> int:
+        """A key for ``entry_id`` (not held): a free one if any, else the next."""
+        if self._free:
+            key = self._free.pop()
+            self._id_of[key] = entry_id
+        else:
+            key = len(self._id_of)
+            self._id_of.append(entry_id)
+        self._key_of[entry_id] = key
+        return key
 
     def needs_rebuild(self) -> bool:
         """Whether the index should change kind, or shed its tombstones (never while
