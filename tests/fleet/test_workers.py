@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -94,7 +95,8 @@ def parent_of(pid: int) -> int:
 async def test_two_workers_answer_on_one_port_and_share_the_cache(
     make_stack: StackFactory, redis_server: RedisServer
 ) -> None:
-    stack = make_stack(env={**redis_env(redis_server.url), "FRUGAL_WORKERS": "2"})
+    env = {"FRUGAL_WORKERS": "2", "FRUGAL_REPLICA_ID": "gw", "FRUGAL_FLEET_REPORT_S": "0.5"}
+    stack = make_stack(env={**redis_env(redis_server.url), **env})
     async with fresh_connections(stack.base_url) as client:
         limit = asyncio.Semaphore(6)
 
@@ -120,6 +122,15 @@ async def test_two_workers_answer_on_one_port_and_share_the_cache(
         assert calls == len(DISTINCT)
         assert await round_of_questions() == pids
         assert stack.sim_stats()["calls"] == calls
+    # Each worker is a replica of its own in the fleet view, whichever worker is asked.
+    with stack.admin() as admin:
+        for _ in range(200):
+            fleet = admin.get("/admin/stats", params={"view": "fleet"}).json()
+            listed = {replica["replica"] for replica in fleet["replicas"]}
+            if listed == {"gw/worker-1", "gw/worker-2"}:
+                break
+            time.sleep(0.05)
+    assert listed == {"gw/worker-1", "gw/worker-2"}
 
 
 async def test_sigterm_to_the_parent_drains_every_worker(
