@@ -27,7 +27,7 @@ SURFACE = {
     "fleet": ["--replicas", "--workers", "--port", "--upstream", "--run-dir"],
     "tune": [
         "--pairs", "--out", "--max-wrong-hit-rate", "--tuning-holdout", "--seed",
-        "--validation-share", "--models", "--config",
+        "--validation-share", "--through-store", "--models", "--config",
     ],
     "analyze": [
         "--prompts", "--out", "--thresholds", "--shuffle", "--detail-intents", "--models",
