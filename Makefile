@@ -62,10 +62,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 # Benchmarks write their results (markdown, PNG) under benchmarks/results/.
 BENCHMARKS := overhead miss_path cache_hit_path qqp_thresholds store_lookup batching redis_store \
-              threshold_tools bench_workloads load
+              threshold_tools bench_workloads load fleet
 bench: $(addprefix bench-,$(BENCHMARKS))
 bench-%: install-bench
 	$(BIN)/python benchmarks/$*.py
+bench-fleet: $(HAPROXY)  # HAProxy in front of the gateways
 
 install-redis: install $(VENV)/.installed-redis
 $(VENV)/.installed-redis: pyproject.toml | $(BIN)/python
