@@ -68,6 +68,8 @@ async def test_the_byte_bound_applies_on_open(tmp_path: Path, rng: np.random.Gen
     try:
         held = await store.list_entries(offset=0, limit=10, now=T0)
         assert {e.id for e in held} == {entries[0].id, entries[5].id}
+        index = store.index_of(entries[0].scope)
+        assert index is not None and set(index.ids()) == {entries[0].id, entries[5].id}
         stats = await store.stats()
         assert stats.bytes <= bound and stats.evictions == 4
     finally:

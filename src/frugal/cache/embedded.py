@@ -196,13 +196,22 @@ class EmbeddedStore:
                 write_delay_s=write_delay_s,
                 index_checkpoint_s=index_checkpoint_s,
             )
-            loaded = await file.load(
-                now=time.time() if now is None else now,
-                max_entries=max_entries,
-                labels=store._labels,
+            # The index files are read (and checked) on a thread of their own while the rows
+            # load: mostly I/O and faiss, which leave the other core to SQLite and Python.
+            graphs = asyncio.ensure_future(
+                asyncio.to_thread(store._read_graphs, await file.file_id())
             )
-            groups = await asyncio.to_thread(store._restore, loaded)
-            await store._restore_indexes(file, groups)
+            try:
+                loaded = await file.load(
+                    now=time.time() if now is None else now,
+                    max_entries=max_entries,
+                    labels=store._labels,
+                )
+                groups = await asyncio.to_thread(store._restore, loaded)
+            finally:
+                files, generation = await graphs  # never left running once open has ended
+            store._generation = max(store._generation, generation)
+            await store._restore_indexes(file, groups, files)
         except BaseException:
             await file.aclose()
             raise
@@ -581,56 +590,71 @@ class EmbeddedStore:
         self._expirations += loaded.expired
         self._evictions += loaded.evicted
         by_use = loaded.entries  # least recently used first
-        total = sum(self._size(held) for held, _ in by_use)
+        sizes = [self._size(held) for held, _ in by_use]
+        total = sum(sizes)
         dropped = 0
         while self.max_bytes is not None and total > self.max_bytes and dropped < len(by_use):
-            held = by_use[dropped][0]
-            total -= self._size(held)
-            self._disk.removed(held.id)
+            total -= sizes[dropped]
+            self._disk.removed(by_use[dropped][0].id)
             dropped += 1
         self._evictions += dropped
         by_use = by_use[dropped:]
+        self._bytes = total
         groups: dict[tuple[str, str], list[str]] = {}
-        for held, _ in sorted(by_use, key=lambda pair: pair[0].created_at):  # put order
-            self._insert(held, None)
+        for held, _ in sorted(by_use, key=_created_at):  # put order
+            self._held[held.id] = held
+            self._by_prompt.setdefault(held.scope, {})[held.prompt_hash] = held.id
             if not held.vector_less:
                 groups.setdefault((held.model, held.scope), []).append(held.id)
-        for held, used_seq in by_use:
-            self._lru[held.id] = used_seq
-            self._generation = max(self._generation, held.vgen)
+        self._expiry = [(held.expires_at, held.id) for held, _ in by_use]
+        heapq.heapify(self._expiry)
+        self._lru.update((held.id, used_seq) for held, used_seq in by_use)
+        self._generation = max([self._generation, *(held.vgen for held, _ in by_use)])
         self._use_seq = by_use[-1][1] if by_use else 0
         return groups
 
-    async def _restore_indexes(
-        self, file: SqliteFile, groups: dict[tuple[str, str], list[str]]
-    ) -> None:
-        """Load or build the index of each group (module docstring), off the loop."""
+    def _read_graphs(self, file_id: str) -> tuple[dict[str, index_file.IndexFile], int]:
+        """Every index file beside the SQLite file that checks (`read_index_file`), by name,
+        and the highest generation any file names, used or not (the versions a file holds
+        are never given again); blocking, and touching nothing of the store's."""
         folder = index_file.folder_of(self.path)
+        found = {}
+        generation = 0
         for path in folder.glob(f"*{index_file.SUFFIX}") if folder.is_dir() else []:
             header = index_file.read_header(path)
-            if header is not None:  # versions a file used may still hold: never given again
+            if header is not None:
                 with contextlib.suppress(KeyError, TypeError, ValueError):
-                    self._generation = max(self._generation, int(header[0]["generation"]))
+                    generation = max(generation, int(header[0]["generation"]))
+            read = index_file.read_index_file(
+                path, file_id=file_id, dimensions=self.dimensions, options=self._options
+            )
+            if read is not None:
+                found[path.name] = read
+        return found, generation
+
+    async def _restore_indexes(
+        self,
+        file: SqliteFile,
+        groups: dict[tuple[str, str], list[str]],
+        files: dict[str, index_file.IndexFile],
+    ) -> None:
+        """Load or build the index of each group (module docstring), off the loop, with the
+        graphs of ``files`` (`_read_graphs`)."""
         for (model, scope), ids in groups.items():
-            path = folder / index_file.file_name(model, scope)
             index: ScopeIndex | None = None
             missing: list[str] | None = None  # None: every vector
-            if path.exists():
-                found = await asyncio.to_thread(
-                    index_file.read_index_file,
-                    path,
-                    file_id=self._file_id,
-                    dimensions=self.dimensions,
-                    options=self._options,
-                )
-                if found is not None and (found.model, found.scope) == (model, scope):
-                    index, missing = await asyncio.to_thread(self._adopt, found, ids)
-                    self.opening.graphs_loaded += 1
+            found = files.pop(index_file.file_name(model, scope), None)
+            if found is not None and (found.model, found.scope) == (model, scope):
+                index, missing = await asyncio.to_thread(self._adopt, found, ids)
+                self.opening.graphs_loaded += 1
             if index is None:
                 index = ScopeIndex(dimensions=self.dimensions, options=self._options)
             if missing is None or missing:
                 got, vectors = await file.vectors(model=model, scope=scope, ids=missing)
-                got = [self._held[entry_id].id for entry_id in got]  # one string per id, not two
+                # Only what is held (rows the byte bound dropped may not be deleted yet), and
+                # the entries' own id strings: one string per id, not two.
+                keep = [i for i, entry_id in enumerate(got) if entry_id in self._held]
+                got, vectors = [self._held[got[i]].id for i in keep], vectors[keep]
                 self.opening.vectors_read += len(got)
                 await asyncio.to_thread(index.add_many, got, vectors)
             if index.needs_rebuild():
@@ -661,6 +685,10 @@ class EmbeddedStore:
             kept.append(held.id if agrees and held is not None else None)  # the entry's string
         index = ScopeIndex.loaded(found.graph, kept, options=self._options)
         return index, [entry_id for entry_id in ids if entry_id not in index]
+
+
+def _created_at(pair: tuple[Held, int]) -> float:
+    return pair[0].created_at
 
 
 def _remove_files_but(folder: Path, kept: set[str]) -> None:

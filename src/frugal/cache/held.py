@@ -153,4 +153,8 @@ class Held:
         """What this entry counts toward the store's byte bound: its compressed answer, its
         prompt and id (UTF-8) and ``vector_bytes`` (its vector as the index stores it; 0 for an
         exact-only entry). The index's links and the bookkeeping are not counted."""
-        return len(self.answer) + len(self.prompt.encode()) + len(self.id.encode()) + vector_bytes
+        return len(self.answer) + _utf8_size(self.prompt) + _utf8_size(self.id) + vector_bytes
+
+
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())  # most prompts: no copy

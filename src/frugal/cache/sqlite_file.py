@@ -87,7 +87,7 @@ _LOAD = (
     "SELECT id, partition, scope, prompt, prompt_hash,"
     " CASE WHEN answer IS NULL THEN response END, length(vector), created_at,"
     " expires_at, labels, hits, last_used_at, used_seq, model, vgen, answer"
-    " FROM entries ORDER BY used_seq"
+    " FROM entries"  # in the table's order: sorting by use is cheaper in memory than in SQLite
 )
 
 
@@ -127,6 +127,10 @@ class SqliteFile:
             await file.aclose()
             raise
         return file
+
+    async def file_id(self) -> str:
+        """The id this file was given when created: index files name the file they go with."""
+        return await self._sql(self._file_id)
 
     async def load(self, *, now: float, max_entries: int, labels: LabelsTable) -> Loaded:
         """Drop rows expired by ``now`` (unix seconds) and the least recently used past
@@ -185,22 +189,29 @@ class SqliteFile:
     def load_rows(self, now: float, max_entries: int, labels: LabelsTable) -> Loaded:
         db = self._connect()
         with db:
-            expired = db.execute("DELETE FROM entries WHERE expires_at <= ?", (now,)).rowcount
-            (count,) = db.execute("SELECT count(*) FROM entries").fetchone()
-            surplus = max(0, count - max_entries)
-            doomed: list[tuple[str]] = []
+            # One pass over the table, row by row: each live row becomes its entry at once, so
+            # the rows never sit in memory all together beside the entries (a transient copy
+            # of the cache that the allocator would keep as resident memory after the load).
+            expired: list[tuple[str]] = []
             entries = []
-            # Row by row: each becomes its entry at once, so the rows never sit in memory all
-            # together beside the entries (a transient copy of the cache that the allocator
-            # would keep as resident memory after the load).
             for row in db.execute(_LOAD):
-                if len(doomed) < surplus:  # the least recently used, past max_entries
-                    doomed.append((row[0],))
-                    continue
-                entries.append((_held_from_row(row, self.dimensions, labels), row[12]))
+                if row[8] <= now:
+                    expired.append((row[0],))
+                else:
+                    entries.append((_held_from_row(row, self.dimensions, labels), row[12]))
+            entries.sort(key=_used_seq)  # least recently used first
+            surplus = max(0, len(entries) - max_entries)
+            doomed = expired + [(held.id,) for held, _ in entries[:surplus]]
             db.executemany("DELETE FROM entries WHERE id = ?", doomed)
+            del entries[:surplus]
             (file_id,) = db.execute("SELECT value FROM meta WHERE key = 'file_id'").fetchone()
-        return Loaded(entries=entries, expired=expired, evicted=surplus, file_id=file_id)
+        return Loaded(entries=entries, expired=len(expired), evicted=surplus, file_id=file_id)
+
+    def _file_id(self) -> str:
+        (file_id,) = (
+            self._connect().execute("SELECT value FROM meta WHERE key = 'file_id'").fetchone()
+        )
+        return str(file_id)
 
     def vector_rows(
         self, model: str, scope: str, ids: list[str] | None
@@ -256,6 +267,10 @@ def _rows(changes: dict[str, Change]) -> Iterator[tuple[Any, ...]]:
 
 def _labels_json(labels: dict[str, str]) -> str:
     return json.dumps(labels, sort_keys=True)
+
+
+def _used_seq(pair: tuple[Held, int]) -> int:
+    return pair[1]
 
 
 def _held_from_row(row: tuple[Any, ...], dimensions: int, labels: LabelsTable) -> Held:
