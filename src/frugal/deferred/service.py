@@ -3,7 +3,9 @@
 Every batch and file belongs to the tenant that made it: another tenant's id is not found, as
 is an unknown one (`NotFoundError`: 404s). Each running batch is a task of its
 own (`frugal.deferred.runner`); `resume` starts one for every batch a previous process left
-unfinished, and `aclose` stops them all where they are (they resume at the next start).
+unfinished, and `aclose` stops them all where they are (they resume at the next start). A batch
+runs in one process at a time (`BatchStore.claim`): the workers of `frugal serve --workers`
+share the data dir, and the first to claim a batch runs it. Only that process can cancel it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from frugal.deferred.lines import BATCH_URLS
 from frugal.deferred.runner import BatchRunner, RunnerParts
-from frugal.deferred.store import BATCH_PREFIX, FILE_PREFIX, BatchRecord, FileRecord
+from frugal.deferred.store import BATCH_PREFIX, FILE_PREFIX, BatchRecord, Claim, FileRecord
 from frugal.errors import InvalidRequestError, NotFoundError
 from frugal.ids import random_hex
 from frugal.observability.batch_metrics import BatchMetrics
@@ -163,17 +165,22 @@ class BatchService:
         }
 
     def _start(self, record: BatchRecord) -> None:
+        claim = self.store.claim(record.id)
+        if claim is None:
+            logger.info("batch %s is run by another process of this gateway", record.id)
+            return
         runner = BatchRunner(self.parts, record, on_end=self._count)
         self._runners[record.id] = runner
-        task = asyncio.create_task(self._run(runner), name=f"batch {record.id}")
+        task = asyncio.create_task(self._run(runner, claim), name=f"batch {record.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, runner: BatchRunner) -> None:
+    async def _run(self, runner: BatchRunner, claim: Claim) -> None:
         try:
             await runner.run()
         finally:
             self._runners.pop(runner.record.id, None)
+            claim.release()
 
     def _count(self, record: BatchRecord) -> None:
         """Add an ended batch to the figures since start (`BatchRunner`'s ``on_end``)."""

@@ -6,6 +6,7 @@ Layout under ``root`` (``FRUGAL_DATA_DIR/batches``)::
     files/<file id>.jsonl    its bytes
     records/<batch id>.json  the batch's record (`BatchRecord`)
     work/<batch id>/         what a running batch has done so far (`frugal.deferred.runner`)
+    claims/<batch id>.lock   locked by the process running the batch (`BatchStore.claim`)
     tmp/                     uploads on their way in
 
 Every record is written atomically (a temporary file, then ``os.replace``): a crash leaves the
@@ -15,6 +16,7 @@ whole here.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -128,13 +130,25 @@ class BatchRecord(BaseModel):
         }
 
 
+class Claim:
+    """A batch claimed by this process (`BatchStore.claim`) until `release`."""
+
+    def __init__(self, descriptor: int) -> None:
+        self._descriptor: int | None = descriptor
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)  # closing the file drops its lock
+            self._descriptor = None
+
+
 class BatchStore:
     """Records and files under ``root``; every method is synchronous file work (call it off
     the event loop for anything large)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        for folder in ("files", "records", "work", "tmp"):
+        for folder in ("files", "records", "work", "claims", "tmp"):
             (root / folder).mkdir(parents=True, exist_ok=True)
 
     # ---- files ------------------------------------------------------------------------------
@@ -179,6 +193,22 @@ class BatchStore:
             key=lambda record: (record.created_ns, record.created_at, record.id),
             reverse=True,
         )
+
+    def claim(self, batch_id: str) -> Claim | None:
+        """The right to run ``batch_id`` in this process, or None while another process (or
+        another runner here) holds it: the workers of one gateway share the data dir, and each
+        resumes the unfinished batches at start-up. An exclusive `flock` on a file of the
+        batch's own, which the system drops if the process dies (the batch then resumes at the
+        next start)."""
+        descriptor = os.open(
+            self.root / "claims" / f"{_safe(batch_id)}.lock", os.O_CREAT | os.O_RDWR, 0o600
+        )
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            return None
+        return Claim(descriptor)
 
     def work_dir(self, batch_id: str) -> Path:
         folder = self.root / "work" / _safe(batch_id)
