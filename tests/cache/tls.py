@@ -17,9 +17,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
-from frugal.local.processes import free_port
+from frugal.local.processes import StopsOnExit, free_port
 
 STUNNEL = shutil.which("stunnel4") or "/usr/bin/stunnel4"
 _EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -70,7 +69,7 @@ class Certificates:
 
 
 @dataclass
-class Stunnel:
+class Stunnel(StopsOnExit):
     """A stunnel child accepting TLS on ``port`` for the plain Redis on ``backend_port``."""
 
     port: int
@@ -122,14 +121,3 @@ class Stunnel:
                 return True
         except OSError:
             return False
-
-    def __enter__(self) -> Stunnel:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -26,10 +26,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
-from frugal.local.processes import free_port
+from frugal.local.processes import StopsOnExit, free_port
 
 HAPROXY = Path("/usr/sbin/haproxy")
 BACKEND = "gateways"
@@ -123,7 +122,7 @@ def all_up(states: Mapping[str, ServerState]) -> bool:
 
 
 @dataclass
-class HAProxy:
+class HAProxy(StopsOnExit):
     """A running ``haproxy`` in front of gateways; build it with `start`."""
 
     port: int
@@ -250,14 +249,3 @@ class HAProxy:
                 self.process.wait()
         self._log_file.close()
         return int(self.process.returncode)
-
-    def __enter__(self) -> HAProxy:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -29,11 +29,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import redis
 
-from frugal.local.processes import free_port
+from frugal.local.processes import StopsOnExit, free_port
 from frugal.local.redis_server import RedisServer, server_binary
 
 HOST = "127.0.0.1"
@@ -41,7 +40,7 @@ QUORUM = 2
 
 
 @dataclass
-class SentinelSet:
+class SentinelSet(StopsOnExit):
     """See the module's docstring; build it with `start`."""
 
     primary: RedisServer
@@ -157,17 +156,6 @@ class SentinelSet:
         self._sentinels.clear()
         self.replica.stop()
         self.primary.stop()
-
-    def __enter__(self) -> SentinelSet:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ---- internals ----------------------------------------------------------------------
 

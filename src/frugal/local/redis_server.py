@@ -24,10 +24,9 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
-from frugal.local.processes import free_port
+from frugal.local.processes import StopsOnExit, free_port
 
 
 class RedisServerUnavailable(RuntimeError):
@@ -60,7 +59,7 @@ def _binaries() -> tuple[Path, list[Path]]:
 
 
 @dataclass
-class RedisServer:
+class RedisServer(StopsOnExit):
     """A ``redis-server`` child process on 127.0.0.1; ``stop`` and ``restart`` keep the port.
 
     ``replica_of``: the port of a primary on 127.0.0.1 that this server replicates (read-only);
@@ -167,17 +166,6 @@ class RedisServer:
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
-
-    def __enter__(self) -> RedisServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def main() -> None:
