@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,21 @@ async def test_closing_while_loading_stops_the_load_and_frees_the_file(
         assert (await again.stats()).entries == len(entries)  # nothing lost by the stop
     finally:
         await again.aclose()
+
+
+async def test_opening_leaves_cyclic_collection_as_it_found_it(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    await filled(path, rng)
+    assert gc.isenabled()
+    store = await EmbeddedStore.open(path, max_entries=100, dimensions=DIM, now=T0)
+    await store.aclose()
+    assert gc.isenabled()  # off only while loading
+    gc.disable()
+    try:
+        store = await EmbeddedStore.open(path, max_entries=100, dimensions=DIM, now=T0)
+        await store.aclose()
+        assert not gc.isenabled()  # an application that turned it off keeps it off
+    finally:
+        gc.enable()
