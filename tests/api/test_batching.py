@@ -258,7 +258,8 @@ async def test_twenty_paraphrases_make_one_call(coalescing: Stack) -> None:
 
 async def test_a_leaders_failure_fails_its_followers(make_stack: StackFactory) -> None:
     # A failure is not cached: only followers that joined while the leader was in flight share
-    # it, so the call lasts long enough for all six to join on a busy machine.
+    # it. The simulator refuses the call once its latency has passed, long enough for all six
+    # to join on a busy machine.
     stack = make_stack(sim_args=["--reject-containing", "POISON", "--call-latency-ms", "1500"])
     body = {"model": "m", "messages": [{"role": "user", "content": "a POISON question"}]}
     responses = await post_all(stack, "/chat/completions", [body] * 6)

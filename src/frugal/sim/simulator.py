@@ -15,7 +15,9 @@ A call (one request to a ``/v1`` route) meets, in this order:
    (refused calls do not enter the window);
 4. validation: 400 naming the bad field in ``param``; 404 for a model, file or response id
    the simulator does not hold;
-5. ``reject_containing``: 400 for the whole call when any of its texts contains it;
+5. ``reject_containing``: 400 for the whole call when any of its texts contains it, once the
+   call has waited its latency (step 7) as a provider reads a prompt before refusing it; a
+   stream is refused at once;
 6. ``error_rate``: 500 at once, as an overloaded provider answers;
 7. a concurrency slot (calls beyond ``max_concurrency`` wait for one), held while the call
    waits `call_latency_s`; a stream spends the per-token part between its events;
@@ -122,6 +124,9 @@ class Simulator:
         )
         async with self._slot():
             await asyncio.sleep(latency_s)
+        refused = self._refused(job)
+        if refused is not None:
+            raise refused
         response = await job.answer()
         if drop:
             self.stats.rejected["dropped"] += 1
@@ -147,9 +152,9 @@ class Simulator:
             )
         if isinstance(parsed, Rejected):
             raise parsed
-        needle = config.reject_containing
-        if needle is not None and any(needle in text for text in parsed.screened):
-            raise content_rejected(needle, parsed.param)
+        refused = self._refused(parsed)
+        if refused is not None and isinstance(parsed.answer, Streamed):
+            raise refused
         # Three draws per admitted call, always in this order, so that a seeded run repeats.
         rates = (config.error_rate, config.slow_rate, config.drop_rate)
         error, slow, drop = (self._rng.random() < rate for rate in rates)
@@ -157,6 +162,13 @@ class Simulator:
             message = "The server had an error while processing your request."
             raise Rejected("errors", 500, message, type="server_error")
         return parsed, slow, drop
+
+    def _refused(self, job: Job) -> Rejected | None:
+        """The 400 of ``reject_containing``, if ``job`` contains it."""
+        needle = self.config.reject_containing
+        if needle is not None and any(needle in text for text in job.screened):
+            return content_rejected(needle, job.param)
+        return None
 
     @asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
