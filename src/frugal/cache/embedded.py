@@ -700,13 +700,15 @@ class EmbeddedStore:
     def _adopt(self, found: index_file.IndexFile, ids: list[str]) -> tuple[ScopeIndex, list[str]]:
         """The index of a file's graph, keeping the positions SQLite agrees with, and the ids of
         ``ids`` it lacks."""
+        model, scope, held_of = found.model, found.scope, self._held.get
         kept: list[str | None] = []
         for entry_id, vgen in zip(found.ids, found.vgens.tolist(), strict=True):
-            held = None if entry_id is None else self._held.get(entry_id)
-            agrees = held is not None and (held.model, held.scope, held.vgen) == (
-                found.model,
-                found.scope,
-                vgen,
+            held = None if entry_id is None else held_of(entry_id)
+            agrees = (
+                held is not None
+                and held.vgen == vgen
+                and held.scope == scope
+                and held.model == model
             )
             kept.append(held.id if agrees and held is not None else None)  # the entry's string
         index = ScopeIndex.loaded(found.graph, kept, options=self._options)

@@ -435,11 +435,16 @@ class ScopeIndex:
         """An approximate index of the faiss ``graph`` read from a file, ``ids`` by position
         (None: the position's vector is not to be used, a tombstone)."""
         index = cls(dimensions=graph.d, options=options)
-        keys = np.full(len(ids), -1, dtype=np.int64)
-        for pos, entry_id in enumerate(ids):
-            if entry_id is not None and entry_id not in index._key_of:
-                keys[pos] = index._take_key(entry_id)
-        index._backend = _Hnsw.loaded(graph, keys, index.options)
+        key_of, id_of = index._key_of, index._id_of  # a new index: keys from 0, none free
+        keys: list[int] = []
+        for entry_id in ids:
+            if entry_id is None or entry_id in key_of:
+                keys.append(-1)
+            else:
+                key_of[entry_id] = len(id_of)
+                keys.append(len(id_of))
+                id_of.append(entry_id)
+        index._backend = _Hnsw.loaded(graph, np.array(keys, dtype=np.int64), index.options)
         return index
 
     def add_many(self, entry_ids: list[str], vectors: np.ndarray) -> None:
