@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from frugal.cache import index_file
 from frugal.cache.embedded import EmbeddedStore
@@ -270,5 +273,50 @@ async def test_entries_put_while_a_graph_is_written_are_served_and_survive_a_res
     try:
         assert store.opening.graphs_loaded == 1
         assert await top_hits(store, entries + late) == [(e.id, 1.0) for e in entries + late]
+    finally:
+        await store.aclose()
+
+
+async def test_a_cancelled_checkpoint_keeps_the_graph_frozen_until_its_writer_ends(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    entries = await filled(path, rng)
+    store = await open_store(path)
+    try:
+        index = store.index_of("scope-a")
+        assert index is not None
+        graph, _ = index.graph() or (None, [])
+        before = graph.ntotal
+        writing = threading.Event()
+        seen: list[int] = []
+        write = index_file.IndexSnapshot.write
+
+        def slow_write(snapshot: index_file.IndexSnapshot, folder: Path) -> Path:
+            writing.set()
+            time.sleep(0.3)  # a large graph takes seconds to write
+            seen.append(graph.ntotal)
+            written = write(snapshot, folder)
+            seen.append(graph.ntotal)
+            return written
+
+        monkeypatch.setattr(index_file.IndexSnapshot, "write", slow_write)
+        checkpoint = asyncio.create_task(store.checkpoint())
+        while not writing.is_set():
+            await asyncio.sleep(0.01)
+        late = make("put while the graph is written", unit(rng))
+        await store.put(late)
+        checkpoint.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await checkpoint
+        assert seen == [before, before]  # unchanged until the writer was done
+        assert graph.ntotal == before + 1  # then the waiting entry joined it
+    finally:
+        monkeypatch.undo()
+        await store.aclose()
+    store = await open_store(path)
+    try:
+        assert store.opening.graphs_loaded == 1
+        assert await top_hits(store, [*entries, late]) == [(e.id, 1.0) for e in [*entries, late]]
     finally:
         await store.aclose()

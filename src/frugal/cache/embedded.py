@@ -188,17 +188,16 @@ class EmbeddedStore:
         cancelled)."""
         dimensions = file.dimensions
         try:
-            with _bulk_objects():
-                store = await cls._loaded(
-                    file,
-                    max_entries=max_entries,
-                    max_bytes=max_bytes,
-                    dimensions=dimensions,
-                    now=now,
-                    index_options=index_options,
-                    write_delay_s=write_delay_s,
-                    index_checkpoint_s=index_checkpoint_s,
-                )
+            store = await cls._loaded(
+                file,
+                max_entries=max_entries,
+                max_bytes=max_bytes,
+                dimensions=dimensions,
+                now=now,
+                index_options=index_options,
+                write_delay_s=write_delay_s,
+                index_checkpoint_s=index_checkpoint_s,
+            )
         except BaseException:
             await file.aclose()
             raise
@@ -236,12 +235,13 @@ class EmbeddedStore:
         # load: mostly I/O and faiss, which leave the other core to SQLite and Python.
         graphs = asyncio.ensure_future(asyncio.to_thread(store._read_graphs, await file.file_id()))
         try:
-            loaded = await file.load(
-                now=time.time() if now is None else now,
-                max_entries=max_entries,
-                labels=store._labels,
-            )
-            groups = await asyncio.to_thread(store._restore, loaded)
+            with _bulk_objects():
+                loaded = await file.load(
+                    now=time.time() if now is None else now,
+                    max_entries=max_entries,
+                    labels=store._labels,
+                )
+                groups = await asyncio.to_thread(store._restore, loaded)
         finally:
             files, generation = await graphs  # never left running once open has ended
         store._generation = max(store._generation, generation)
@@ -507,7 +507,7 @@ class EmbeddedStore:
                     vgen_of=lambda entry_id: self._held[entry_id].vgen,
                 )
                 kept.add(name)
-                await asyncio.to_thread(snapshot.write, folder)
+                await _finished(asyncio.to_thread(snapshot.write, folder))
             written += 1
             self._indexes.touched(index)  # a rebuild held back while frozen may be due
         await asyncio.to_thread(_remove_files_but, folder, kept)
@@ -715,11 +715,26 @@ class EmbeddedStore:
         return index, [entry_id for entry_id in ids if entry_id not in index]
 
 
+async def _finished(work: Coroutine[Any, Any, Any]) -> None:
+    """Await ``work`` (a worker thread's), to its end even when cancelled: a thread cannot be
+    stopped, and a graph it is writing must stay frozen until it has (a cancelled checkpoint
+    would otherwise add to the graph under the writer, and the next write race it)."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([task])
+        raise
+
+
 @contextlib.contextmanager
 def _bulk_objects() -> Iterator[None]:
-    """No cyclic garbage collection while a store loads: it would scan the millions of objects
-    being made, again and again, and none of them form cycles (a fifth to a half of the load
-    time at 200k entries, measured). Reference counting still frees what goes."""
+    """No cyclic garbage collection while a store reads its rows: it would scan the millions of
+    objects being made, again and again, and none of them form cycles (a fifth to a half of the
+    load time at 200k entries, measured). Back on before any graph is built, which may take
+    minutes. Reference counting still frees what goes."""
     enabled = gc.isenabled()
     gc.disable()
     try:
