@@ -169,7 +169,28 @@ class _Positions:
         return positions
 
 
-class _Exact:
+class _Backend:
+    """A faiss index of positions, the key at each position and each key's position: what
+    both kinds of backend share (they set ``_index``, ``_keys`` and ``_pos``)."""
+
+    _index: Any
+    _keys: np.ndarray
+    _pos: _Positions
+
+    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        start = self._index.ntotal
+        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        if start + len(keys) > len(self._keys):  # grow by doubling: one add must stay O(1)
+            self._keys = np.resize(self._keys, max(start + len(keys), 2 * len(self._keys)))
+        self._keys[start : start + len(keys)] = keys
+        self._pos.set(keys, np.arange(start, start + len(keys)))
+
+    def vectors(self, keys: list[int]) -> np.ndarray:
+        vectors: np.ndarray = self._index.reconstruct_batch(self._pos.of(keys))
+        return vectors
+
+
+class _Exact(_Backend):
     """Vectors searched exhaustively (faiss's SIMD kernels, on this thread); removal moves the
     last row into the removed one's place."""
 
@@ -186,14 +207,6 @@ class _Exact:
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
-
-    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        start = self._index.ntotal
-        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        if start + len(keys) > len(self._keys):
-            self._keys = np.resize(self._keys, max(start + len(keys), 2 * len(self._keys)))
-        self._keys[start : start + len(keys)] = keys
-        self._pos.set(keys, np.arange(start, start + len(keys)))
 
     def remove(self, key: int) -> None:
         pos = self._pos.pop(key)
@@ -215,16 +228,12 @@ class _Exact:
         order = np.lexsort((positions[0], -sims[0]))  # equal similarities: the earlier row first
         return self._keys[positions[0][order]], sims[0][order]
 
-    def vectors(self, keys: list[int]) -> np.ndarray:
-        vectors: np.ndarray = self._index.reconstruct_batch(self._pos.of(keys))
-        return vectors
-
     def live(self) -> tuple[np.ndarray, np.ndarray]:
         n = self._index.ntotal
         return self._keys[:n].copy(), self._index.reconstruct_n(0, n)
 
 
-class _Hnsw:
+class _Hnsw(_Backend):
     """A faiss HNSW graph over positions; removed positions are tombstones (key -1)."""
 
     def __init__(self, dimensions: int, options: IndexOptions) -> None:
@@ -249,14 +258,6 @@ class _Hnsw:
     def __len__(self) -> int:
         return self._pos.live
 
-    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        start = self._index.ntotal
-        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        if start + len(keys) > len(self._keys):  # grow by doubling: one add must stay O(1)
-            self._keys = np.resize(self._keys, max(start + len(keys), 2 * len(self._keys)))
-        self._keys[start : start + len(keys)] = keys
-        self._pos.set(keys, np.arange(start, start + len(keys)))
-
     def remove(self, key: int) -> None:
         pos = self._pos.pop(key)
         self._keys[pos] = -1
@@ -278,10 +279,6 @@ class _Hnsw:
             if live.sum() >= k or want >= total:
                 return keys[live][:k], sims[0][found][live][:k]
             want = min(total, want * 4)
-
-    def vectors(self, keys: list[int]) -> np.ndarray:
-        vectors: np.ndarray = self._index.reconstruct_batch(self._pos.of(keys))
-        return vectors
 
     def live(self) -> tuple[np.ndarray, np.ndarray]:
         keys = self._keys[: self._index.ntotal]
