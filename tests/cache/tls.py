@@ -11,14 +11,13 @@ terminates TLS on a port of its own and passes the bytes to the plain Redis behi
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from frugal.local.processes import StopsOnExit, free_port
+from frugal.local.processes import StopsOnExit, free_port, stop_process
 
 STUNNEL = shutil.which("stunnel4") or "/usr/bin/stunnel4"
 _EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -107,13 +106,7 @@ class Stunnel(StopsOnExit):
         return f"rediss://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def _listening(self) -> bool:
         try:

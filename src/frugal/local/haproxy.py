@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import signal
 import socket
 import subprocess
 import time
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from frugal.local.processes import StopsOnExit, free_port
+from frugal.local.processes import StopsOnExit, free_port, stop_process
 
 HAPROXY = Path("/usr/sbin/haproxy")
 BACKEND = "gateways"
@@ -240,12 +239,6 @@ class HAProxy(StopsOnExit):
 
     def stop(self) -> int:
         """Stop HAProxy (idempotent; connections open are closed) and return its exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self._log_file.close()
         return int(self.process.returncode)

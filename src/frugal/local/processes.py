@@ -31,6 +31,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(
+    process: subprocess.Popen[Any], *, sig: int = signal.SIGTERM, timeout_s: float = 10.0
+) -> int:
+    """Send ``sig`` to ``process`` if it runs, kill it if it has not ended within
+    ``timeout_s``; its exit code."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return int(process.returncode)
+
+
 class StopsOnExit:
     """``with Thing.start(...) as thing:`` stops the thing when the block ends; a subclass
     defines ``stop``."""
@@ -65,15 +80,9 @@ class FrugalProcess:
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int:
         """Stop the process (idempotent) and return its exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        code = stop_process(self.process, sig=sig, timeout_s=timeout_s)
         self.log_file.close()
-        return int(self.process.returncode)
+        return code
 
 
 def start_frugal(

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from frugal.local.processes import StopsOnExit, free_port
+from frugal.local.processes import StopsOnExit, free_port, stop_process
 
 
 class RedisServerUnavailable(RuntimeError):
@@ -140,13 +140,7 @@ class RedisServer(StopsOnExit):
         """Stop the server (idempotent)."""
         if self._process is None:
             return
-        if self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_process(self._process)
         self._process = None
 
     def kill(self) -> None:
