@@ -38,6 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -49,7 +51,7 @@ from _machine import write_report  # noqa: E402
 from _qqp import CACHE_DIR, ROOT, load_questions, load_vectors  # noqa: E402
 
 from frugal.cache.embedded import EmbeddedStore  # noqa: E402
-from frugal.cache.held import pack_answer  # noqa: E402
+from frugal.cache.entry_table import pack_answer  # noqa: E402
 from frugal.cache.index import Encoding, IndexOptions, ScopeIndex  # noqa: E402
 from frugal.cache.store import Entry  # noqa: E402
 from frugal.percentiles import percentile  # noqa: E402
@@ -102,16 +104,21 @@ def rss_bytes() -> int:
 
 
 def timed_searches(
-    index: ScopeIndex, corpus: np.ndarray, queries: np.ndarray, ef_search: int | None = None
+    index: ScopeIndex,
+    corpus: np.ndarray,
+    queries: np.ndarray,
+    ef_search: int | None = None,
+    id_of: Callable[[Any], str] = str,
 ) -> tuple[list[float], list[float]]:
     """Per-query latency (s), and the float32 similarity of the entry found (ids are ``q<i>``,
-    row ``i`` of ``corpus``), searching ``index`` for each query."""
+    row ``i`` of ``corpus``; ``id_of`` gives the id of what the index names), searching
+    ``index`` for each query."""
     latencies, best = [], []
     for query in queries:
         started = time.perf_counter()
         found = index.search(query, 1, ef_search=ef_search)
         latencies.append(time.perf_counter() - started)
-        best.append(found_similarity(corpus, found[0][0], query))
+        best.append(found_similarity(corpus, id_of(found[0][0]), query))
     return latencies, best
 
 
@@ -291,7 +298,9 @@ async def measure_store(
         sweep = []
         if index.approximate:
             for ef in EF_VALUES:
-                ef_lat, ef_best = timed_searches(index, corpus, queries, ef_search=ef)
+                ef_lat, ef_best = timed_searches(
+                    index, corpus, queries, ef_search=ef, id_of=store.id_of_row
+                )
                 sweep.append(
                     (ef, recall(ef_best, truth), percentile(ef_lat, 50), percentile(ef_lat, 99))
                 )

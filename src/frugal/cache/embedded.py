@@ -11,10 +11,10 @@ Memory is the truth for every lookup. The SQLite file (`SqliteFile`) lets entrie
 restart; the index files beside it (`frugal.cache.index_file`) let the approximate indexes
 survive one without building their graphs again.
 
-Memory: an entry is held as a `Held` (its fields, the answer zlib-compressed, no vector); its
-vector is held once, by its scope index (as float16: `IndexOptions.encoding`), and read back
-from there when an entry is handed out or written. See `Held.size` for what counts toward
-``max_bytes``.
+Memory: an entry is a row of an `EntryTable` (its fields as columns, the answer
+zlib-compressed, no vector); its vector is held once, by its scope index (as float16:
+`IndexOptions.encoding`), keyed by the row, and read back from there when an entry is handed
+out or written. See `EntryTable.size` for what counts toward ``max_bytes``.
 
 Models: each (embedding model, scope) pair has an index of its own (`ModelIndexes`), so a
 semantic lookup only ever compares vectors of its model, and the exact tier checks the entry's
@@ -43,9 +43,9 @@ Expiry and eviction: an entry is live while ``now < expires_at``. Each call that
 in ``StoreStats.expirations``; `stats` counts entries held, which may include expired ones no
 call has swept yet. Past ``max_entries``, or past ``max_bytes``, the least recently used entries
 go (a `put` and a `record_hit` are uses), counted in ``evictions``. Every removal leaves the
-entry map, the exact-tier map, the by-model map and the index in agreement, and `search`
-re-checks each index answer against the entry map besides, recomputing the similarity from the
-vector the index holds for it.
+table (its id and exact-tier maps) and the index in agreement, and `search` re-checks each
+index answer against the table besides, recomputing the similarity from the vector the index
+holds for it.
 """
 
 from __future__ import annotations
@@ -53,10 +53,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import heapq
 import logging
+import sys
 import time
-from collections import OrderedDict
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,11 +64,18 @@ from typing import Any
 import numpy as np
 
 from frugal.cache import index_file
-from frugal.cache.held import Held, LabelsTable
+from frugal.cache.entry_table import UNUSED, EntryTable
 from frugal.cache.index import IndexOptions, ScopeIndex
 from frugal.cache.model_indexes import ModelIndexes
-from frugal.cache.sqlite_file import Loaded, SqliteFile
-from frugal.cache.store import BASE_MODEL_ID, Entry, Match, StoreStats, checked_vector
+from frugal.cache.sqlite_file import Loaded, SqliteFile, stored_row
+from frugal.cache.store import (
+    BASE_MODEL_ID,
+    EXACT_ONLY,
+    Entry,
+    Match,
+    StoreStats,
+    checked_vector,
+)
 from frugal.cache.write_behind import WriteBehind
 
 logger = logging.getLogger(__name__)
@@ -92,7 +98,7 @@ class EmbeddedStore:
     """A `VectorStore` in this process, persisted to one SQLite file. Build it with `open`.
 
     ``max_entries`` bounds the entries held (at least 1), ``max_bytes`` (None: no bound) what
-    they count (`Held.size`); ``dimensions`` is the vector length every entry and query must
+    they count (`EntryTable.size`); ``dimensions`` is the vector length every entry and query must
     have. ``index_options`` tunes the per-scope indexes (tests use it to force the approximate
     index on tiny scopes). ``index_checkpoint_s`` (None: only on `aclose`) is how often the
     graphs changed since are written to their files. The store owns ``file``.
@@ -121,15 +127,11 @@ class EmbeddedStore:
         self.opening = Opening()
         self._options = index_options or IndexOptions()
         self._vector_bytes = self._options.bytes_per_dimension * dimensions  # as indexes hold them
-        self._held: dict[str, Held] = {}  # in put order: list_entries ties break on it
-        # scope -> prompt_hash -> id: nested, so no (scope, hash) tuple is held per entry.
-        self._by_prompt: dict[str, dict[str, str]] = {}
-        self._lru: OrderedDict[str, int] = OrderedDict()  # id -> use number, least recent first
-        self._use_seq = 0
-        self._generation = 0  # the last vector version given (Held.vgen)
+        self._table = EntryTable()
+        self._use_seq = 0  # the last use number given (a put or a hit: the LRU's order)
+        self._put_seq = 0  # the last put number given (list_entries ties break on it)
+        self._generation = 0  # the last vector version given (EntryTable.vgen)
         self._bytes = 0
-        self._labels = LabelsTable()
-        self._expiry: list[tuple[float, str]] = []  # heap; stale pairs are skipped when popped
         self._indexes = ModelIndexes(dimensions=dimensions, options=self._options)
         self._evictions = 0
         self._expirations = 0
@@ -236,12 +238,8 @@ class EmbeddedStore:
         graphs = asyncio.ensure_future(asyncio.to_thread(store._read_graphs, await file.file_id()))
         try:
             with _bulk_objects():
-                loaded = await file.load(
-                    now=time.time() if now is None else now,
-                    max_entries=max_entries,
-                    labels=store._labels,
-                )
-                groups = await asyncio.to_thread(store._restore, loaded)
+                loaded = await file.load(now=time.time() if now is None else now, into=store._table)
+            groups = await asyncio.to_thread(store._restore, loaded)
         finally:
             files, generation = await graphs  # never left running once open has ended
         store._generation = max(store._generation, generation)
@@ -260,11 +258,13 @@ class EmbeddedStore:
         model: str = BASE_MODEL_ID,
     ) -> Entry | None:
         self._sweep(now)
-        entry_id = self._by_prompt.get(scope, {}).get(prompt_hash)
-        held = None if entry_id is None else self._held[entry_id]
-        if held is None or held.model != model or partition not in (None, held.partition):
+        table = self._table
+        row = table.find_prompt(scope, prompt_hash)
+        if row is None or table.model[row] != table.models.find(model):
             return None
-        return held.entry(self._vector_of(held))
+        if partition is not None and table.partition[row] != table.partitions.find(partition):
+            return None
+        return table.entry(row, self._vector_of(row))
 
     async def search(
         self,
@@ -285,23 +285,23 @@ class EmbeddedStore:
         index = self._indexes.get(model, scope)
         if index is None or k < 1:
             return []
+        table = self._table
+        in_partition = None if partition is None else table.partitions.find(partition)
         found = []
-        for entry_id, _ in index.search(query, k):
-            held = self._held.get(entry_id)
-            if held is None or held.scope != scope or held.model != model:
-                logger.error("scope index returned a foreign or removed entry %s", entry_id)
+        for row, _ in index.search(query, k):
+            if not table.holds(row, scope=scope, model=model):
+                logger.error("scope index returned a foreign or removed entry at row %d", row)
                 continue
-            if partition is not None and held.partition != partition:
+            if partition is not None and table.partition[row] != in_partition:
                 continue
-            found.append(held)
+            found.append(row)
         if not found:
             return []
-        vectors = index.vectors_of([held.id for held in found])
         matches = []
-        for held, own in zip(found, vectors, strict=True):
+        for row, own in zip(found, index.vectors_of(found), strict=True):
             similarity = float(own @ query)
             if similarity >= min_similarity:
-                matches.append(Match(entry=held.entry(own), similarity=similarity))
+                matches.append(Match(entry=table.entry(row, own), similarity=similarity))
         matches.sort(key=lambda match: match.similarity, reverse=True)
         return matches
 
@@ -309,47 +309,65 @@ class EmbeddedStore:
         """Store ``entry`` as the most recently used, replacing an entry with its id and one
         with its scope and prompt_hash; evict past the bounds. ValueError for a bad vector."""
         vector = checked_vector(entry, self.dimensions)
-        self._remove(entry.id)
-        twin = self._by_prompt.get(entry.scope, {}).get(entry.prompt_hash)
-        if twin is not None:
+        table = self._table
+        if (same := table.find(entry.id)) is not None:
+            self._remove(same)
+        if (twin := table.find_prompt(entry.scope, entry.prompt_hash)) is not None:
             self._remove(twin)
         self._generation += 1
-        held = Held.of(entry, vgen=self._generation, labels=self._labels)
-        self._insert(held, vector)
-        self._disk.changed(held, used_seq=self._touch(held.id), vector=vector)
+        self._use_seq += 1
+        self._put_seq += 1
+        row = table.add(entry, vgen=self._generation, used_seq=self._use_seq, put_seq=self._put_seq)
+        self._bytes += self._size(row)
+        if vector is not None:
+            self._indexes.add(entry.model, entry.scope, row, vector)
+        self._disk.changed(entry.id, stored_row(table, row, vector))
         # Sweeping after the insert: an entry born expired (ttl 0) goes as an expiry, without
         # evicting a live one for it.
         self._sweep(entry.created_at)
-        while self._lru and self._over_bound():
-            self._remove(next(iter(self._lru)))
+        while self._over_bound() and (victim := self._least_recent()) is not None:
+            self._remove(victim)
             self._evictions += 1
         self._changed()
 
     async def record_hit(self, entry_id: str, *, now: float) -> None:
         self._sweep(now)
-        held = self._held.get(entry_id)
-        if held is None:  # evicted or expired between the lookup and the hit: nothing to do
+        table = self._table
+        row = table.find(entry_id)
+        if row is None:  # evicted or expired between the lookup and the hit: nothing to do
             return
-        held.hits += 1
-        held.last_used_at = now
-        vector = self._vector_of(held)
-        self._disk.changed(held, used_seq=self._touch(entry_id), vector=vector)
+        table.hits[row] += 1
+        table.last_used_at[row] = now
+        self._use_seq += 1
+        table.used_seq[row] = self._use_seq
+        self._disk.changed(entry_id, stored_row(table, row, self._vector_of(row)))
         self._changed()
 
     async def delete(self, entry_ids: list[str]) -> int:
-        removed = sum(self._remove(entry_id) for entry_id in entry_ids)
+        removed = 0
+        for entry_id in entry_ids:  # one at a time: an id may be listed twice
+            if (row := self._table.find(entry_id)) is not None:
+                self._remove(row)
+                removed += 1
         self._changed()
         return removed
 
     async def delete_where(self, *, partition: str | None = None, scope: str | None = None) -> int:
         if partition is None and scope is None:
             raise ValueError("delete_where needs a partition or a scope")
-        doomed = [
-            held.id
-            for held in self._held.values()
-            if partition in (None, held.partition) and scope in (None, held.scope)
-        ]
-        return await self.delete(doomed)
+        table = self._table
+        rows = table.live_rows()
+        for codes, column, wanted in (
+            (table.partitions, table.partition, partition),
+            (table.scopes, table.scope, scope),
+        ):
+            if wanted is not None:
+                code = codes.find(wanted)
+                rows = rows[column[rows] == code] if code is not None else rows[:0]
+        for row in rows.tolist():
+            self._remove(row)
+        self._changed()
+        return len(rows)
 
     async def delete_similar(
         self,
@@ -361,37 +379,38 @@ class EmbeddedStore:
     ) -> int:
         """Exhaustive on purpose: an invalidation must not miss what an approximate index would."""
         query = self._check_vector(vector)
-        doomed: list[tuple[str, int]] = []  # (id, vector version) of each match
+        table = self._table
+        doomed: list[tuple[int, int]] = []  # (row, vector version) of each match
         for (of_model, _), index in self._indexes.items():
             if of_model != model:
                 continue
-            ids = index.ids()
-            for start in range(0, len(ids), _SIMILAR_CHUNK):
+            rows = index.ids()
+            for start in range(0, len(rows), _SIMILAR_CHUNK):
+                in_partition = None if partition is None else table.partitions.find(partition)
                 chunk = [
-                    held
-                    for entry_id in ids[start : start + _SIMILAR_CHUNK]
-                    if (held := self._held.get(entry_id)) is not None
-                    and partition in (None, held.partition)
-                    and entry_id in index  # not removed while the loop ran others
+                    row
+                    for row in rows[start : start + _SIMILAR_CHUNK]
+                    if row in index  # not removed while the loop ran others
+                    and (partition is None or table.partition[row] == in_partition)
                 ]
                 if chunk:
-                    sims = index.vectors_of([held.id for held in chunk]) @ query
+                    sims = index.vectors_of(chunk) @ query
                     hits = np.flatnonzero(sims >= min_similarity).tolist()
-                    doomed.extend((chunk[i].id, chunk[i].vgen) for i in hits)
+                    doomed.extend((chunk[i], int(table.vgen[chunk[i]])) for i in hits)
                 await asyncio.sleep(0)  # a large store is swept in slices, letting lookups through
-        # An id put again during the sweep holds another vector now: only the compared one goes.
+        # A row put again during the sweep holds another vector now: only the compared one goes.
         unchanged = [
-            entry_id
-            for entry_id, vgen in doomed
-            if (held := self._held.get(entry_id)) is not None and held.vgen == vgen
+            row for row, vgen in doomed if table.used_seq[row] != UNUSED and table.vgen[row] == vgen
         ]
-        return await self.delete(unchanged)
+        for row in unchanged:
+            self._remove(row)
+        self._changed()
+        return len(unchanged)
 
     async def flush(self) -> int:
-        count = len(self._held)
-        for collection in (self._held, self._by_prompt, self._lru, self._indexes):
-            collection.clear()
-        self._expiry.clear()
+        count = len(self._table)
+        self._table.clear()
+        self._indexes.clear()
         self._bytes = 0
         self._disk.wiped()
         self._changed()
@@ -406,39 +425,46 @@ class EmbeddedStore:
         self._sweep(now)
         if limit == 0:
             return []
-        selected = (h for h in reversed(self._held.values()) if partition in (None, h.partition))
-        newest = heapq.nlargest(offset + limit, selected, key=lambda held: held.created_at)
-        return [held.entry(self._vector_of(held)) for held in newest[offset:]]
+        table = self._table
+        rows = table.live_rows()
+        if partition is not None:
+            code = table.partitions.find(partition)
+            rows = rows[table.partition[rows] == code] if code is not None else rows[:0]
+        newest = rows[np.lexsort((-table.put_seq[rows], -table.created_at[rows]))]
+        return [table.entry(row, self._vector_of(row)) for row in newest[offset : offset + limit]]
 
     async def other_models(self, *, model: str, limit: int, now: float) -> tuple[list[Entry], int]:
         """The earliest indexed first, model by model."""
         self._sweep(now)
-        ids, total = self._indexes.other_models(model, limit=limit)
-        return [(h := self._held[entry_id]).entry(self._vector_of(h)) for entry_id in ids], total
+        rows, total = self._indexes.other_models(model, limit=limit)
+        return [self._table.entry(row, self._vector_of(row)) for row in rows], total
 
     async def reembed(self, changes: list[tuple[Entry, np.ndarray]], *, model: str) -> int:
         checked = [(listed, self._check_vector(vector)) for listed, vector in changes]
+        table = self._table
         changed = 0
         for listed, vector in checked:
-            held = self._held.get(listed.id)
-            if held is None or held.model != listed.model or held.model == model:
+            row = table.find(listed.id)
+            if row is None:
+                continue
+            held_model = table.models.value(table.model[row])
+            if held_model != listed.model or held_model == model:
                 continue  # removed, replaced or moved since it was listed
-            if held.vector_less:
+            if held_model == EXACT_ONLY:
                 continue  # no vector of any model belongs to it
-            self._indexes.remove(held)
+            scope = table.scopes.value(table.scope[row])
+            self._indexes.remove(held_model, scope, row)
             self._generation += 1
-            # A new object, not a change in place: a write in flight holds the old one.
-            moved = held.moved(model=model, vgen=self._generation)
-            self._held[moved.id] = moved  # the same key: its place in put order stays
-            self._indexes.add(moved, vector)
-            self._disk.changed(moved, used_seq=self._lru[moved.id], vector=vector)  # use kept
+            table.set_model(row, model, vgen=self._generation)
+            self._indexes.add(model, scope, row, vector)
+            self._disk.changed(listed.id, stored_row(table, row, vector))  # its use kept
             changed += 1
         self._changed()
         return changed
 
     async def stats(self) -> StoreStats:
         return StoreStats(
-            entries=len(self._held),
+            entries=len(self._table),
             evictions=self._evictions,
             expirations=self._expirations,
             write_failures=self._disk.write_failures,
@@ -474,10 +500,14 @@ class EmbeddedStore:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._disk.flush_pending()
 
-    def index_of(self, scope: str, *, model: str = BASE_MODEL_ID) -> ScopeIndex | None:
-        """The index of ``model``'s entries in ``scope``, for inspection (tests, benchmarks);
-        do not change it."""
+    def index_of(self, scope: str, *, model: str = BASE_MODEL_ID) -> ScopeIndex[int] | None:
+        """The index of ``model``'s entries in ``scope`` (keyed by row), for inspection (tests,
+        benchmarks); do not change it."""
         return self._indexes.get(model, scope)
+
+    def id_of_row(self, row: int) -> str:
+        """The id of the entry that an index (`index_of`) names by ``row``, for inspection."""
+        return self._table.id_of(row)
 
     async def checkpoint(self) -> int:
         """Write the graph of each approximate index to its file (an index being rebuilt keeps
@@ -489,22 +519,26 @@ class EmbeddedStore:
         folder = index_file.folder_of(self.path)
         kept: set[str] = set()
         written = 0
+        table = self._table
         for (model, scope), index in self._indexes.items():
             name = index_file.file_name(model, scope)
             if index.rebuilding:
                 kept.add(name)
                 continue
-            with index.frozen() as graph:
-                if graph is None:
+            with index.frozen() as frozen:
+                if frozen is None:
                     continue
+                graph, rows = frozen
+                at = np.array([UNUSED if row is None else row for row in rows], dtype=np.int64)
                 snapshot = index_file.IndexSnapshot.take(
                     index,
                     graph,
+                    [None if row is None else table.id_of(row) for row in rows],
+                    np.where(at != UNUSED, table.vgen[at], -1),
                     model=model,
                     scope=scope,
                     file_id=self._file_id,
                     generation=self._generation,
-                    vgen_of=lambda entry_id: self._held[entry_id].vgen,
                 )
                 kept.add(name)
                 await _finished(asyncio.to_thread(snapshot.write, folder))
@@ -515,64 +549,47 @@ class EmbeddedStore:
 
     # ---- the in-memory state --------------------------------------------------------------
 
-    def _insert(self, held: Held, vector: np.ndarray | None) -> None:
-        self._held[held.id] = held
-        self._by_prompt.setdefault(held.scope, {})[held.prompt_hash] = held.id
-        heapq.heappush(self._expiry, (held.expires_at, held.id))
-        self._bytes += self._size(held)
-        if vector is not None:
-            self._indexes.add(held, vector)
-
-    def _remove(self, entry_id: str) -> bool:
-        held = self._held.pop(entry_id, None)
-        if held is None:
-            return False
-        in_scope = self._by_prompt.get(held.scope, {})
-        if in_scope.get(held.prompt_hash) == entry_id:
-            del in_scope[held.prompt_hash]
-            if not in_scope:
-                del self._by_prompt[held.scope]
-        self._lru.pop(entry_id, None)
-        self._bytes -= self._size(held)
-        if not held.vector_less:
-            self._indexes.remove(held)
+    def _remove(self, row: int) -> None:
+        """Remove the entry of ``row`` from the table, its index and (soon) the file."""
+        table = self._table
+        entry_id = table.id_of(row)
+        self._bytes -= self._size(row)
+        if not table.vector_less(row):
+            model, scope = table.model_and_scope(row)
+            self._indexes.remove(model, scope, row)
+        table.remove(row)
         self._disk.removed(entry_id)
-        return True
 
-    def _size(self, held: Held) -> int:
-        return held.size(0 if held.vector_less else self._vector_bytes)
+    def _size(self, row: int) -> int:
+        return self._table.size(row, 0 if self._table.vector_less(row) else self._vector_bytes)
 
     def _over_bound(self) -> bool:
-        return len(self._held) > self.max_entries or (
+        return len(self._table) > self.max_entries or (
             self.max_bytes is not None and self._bytes > self.max_bytes
         )
 
-    def _vector_of(self, held: Held) -> np.ndarray | None:
-        """The vector the index holds for ``held`` (None: exact-only)."""
-        if held.vector_less:
+    def _least_recent(self) -> int | None:
+        table = self._table
+        return table.by_use.pop(table.used_seq, sys.maxsize)
+
+    def _vector_of(self, row: int) -> np.ndarray | None:
+        """The vector the index holds for the entry of ``row`` (None: exact-only)."""
+        table = self._table
+        if table.vector_less(row):
             return None
-        index = self._indexes.get(held.model, held.scope)
+        model, scope = table.model_and_scope(row)
+        index = self._indexes.get(model, scope)
         assert index is not None  # every entry with a vector is indexed
-        vector: np.ndarray = index.vectors_of([held.id])[0]
+        vector: np.ndarray = index.vectors_of([row])[0]
         return vector
 
-    def _touch(self, entry_id: str) -> int:
-        """Make the entry the most recently used; its new use number."""
-        self._use_seq += 1
-        self._lru[entry_id] = self._use_seq
-        self._lru.move_to_end(entry_id)
-        return self._use_seq
-
     def _sweep(self, now: float) -> None:
-        expiry = self._expiry
-        while expiry and expiry[0][0] <= now:
-            expires_at, entry_id = heapq.heappop(expiry)
-            held = self._held.get(entry_id)
-            if held is not None and held.expires_at == expires_at and self._remove(entry_id):
-                self._expirations += 1
-        if len(expiry) > 2 * len(self._held) + 1024:  # drop the pairs of replaced entries
-            self._expiry = [(h.expires_at, h.id) for h in self._held.values()]
-            heapq.heapify(self._expiry)
+        table = self._table
+        if not len(table):
+            return
+        while (row := table.by_expiry.pop(table.expires_at, now)) is not None:
+            self._remove(row)
+            self._expirations += 1
 
     def _changed(self) -> None:
         """After any change: schedule the index rebuilds that are due."""
@@ -609,34 +626,39 @@ class EmbeddedStore:
 
     # ---- start-up -------------------------------------------------------------------------
 
-    def _restore(self, loaded: Loaded) -> dict[tuple[str, str], list[str]]:
-        """Rebuild the entries from what the file held, off the loop, applying ``max_bytes``;
-        return the ids of each (model, scope) to index."""
+    def _restore(self, loaded: Loaded) -> dict[tuple[str, str], list[int]]:
+        """After the file filled the table, off the loop: apply the bounds (the least recently
+        used go first), number the puts; return the rows of each (model, scope) to index, in
+        put order."""
+        table = self._table
         self._file_id = loaded.file_id
         self._expirations += loaded.expired
-        self._evictions += loaded.evicted
-        by_use = loaded.entries  # least recently used first
-        sizes = [self._size(held) for held, _ in by_use]
-        total = sum(sizes)
-        dropped = 0
-        while self.max_bytes is not None and total > self.max_bytes and dropped < len(by_use):
-            total -= sizes[dropped]
-            self._disk.removed(by_use[dropped][0].id)
-            dropped += 1
-        self._evictions += dropped
-        by_use = by_use[dropped:]
-        self._bytes = total
-        groups: dict[tuple[str, str], list[str]] = {}
-        for held, _ in sorted(by_use, key=_created_at):  # put order
-            self._held[held.id] = held
-            self._by_prompt.setdefault(held.scope, {})[held.prompt_hash] = held.id
-            if not held.vector_less:
-                groups.setdefault((held.model, held.scope), []).append(held.id)
-        self._expiry = [(held.expires_at, held.id) for held, _ in by_use]
-        heapq.heapify(self._expiry)
-        self._lru.update((held.id, used_seq) for held, used_seq in by_use)
-        self._generation = max([self._generation, *(held.vgen for held, _ in by_use)])
-        self._use_seq = by_use[-1][1] if by_use else 0
+        live = table.live_rows()
+        if len(live):
+            self._use_seq = int(table.used_seq[live].max())
+            self._generation = max(self._generation, int(table.vgen[live].max()))
+        with_vector = np.ones(len(live), dtype=bool)
+        if (exact := table.models.find(EXACT_ONLY)) is not None:
+            with_vector = table.model[live] != exact
+        self._bytes = int(table.own_bytes[live].sum()) + self._vector_bytes * int(with_vector.sum())
+        while self._over_bound() and (victim := self._least_recent()) is not None:
+            self._disk.removed(table.id_of(victim))
+            self._bytes -= self._size(victim)
+            table.remove(victim)  # in no index yet
+            self._evictions += 1
+        self._put_seq = table.number_puts()
+        indexed = table.live_rows()
+        if exact is not None:
+            indexed = indexed[table.model[indexed] != exact]
+        pairs = (table.model[indexed].astype(np.int64) << 32) | table.scope[indexed]
+        order = np.lexsort((table.put_seq[indexed], pairs))
+        indexed, pairs = indexed[order], pairs[order]
+        bounds = [*np.flatnonzero(np.diff(pairs, prepend=-1)).tolist(), len(indexed)]
+        groups = {}
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            row = int(indexed[start])
+            model, scope = table.model_and_scope(row)
+            groups[(model, scope)] = indexed[start:end].tolist()
         return groups
 
     def _read_graphs(self, file_id: str) -> tuple[dict[str, index_file.IndexFile], int]:
@@ -661,28 +683,30 @@ class EmbeddedStore:
     async def _restore_indexes(
         self,
         file: SqliteFile,
-        groups: dict[tuple[str, str], list[str]],
+        groups: dict[tuple[str, str], list[int]],
         files: dict[str, index_file.IndexFile],
     ) -> None:
         """Load or build the index of each group (module docstring), off the loop, with the
         graphs of ``files`` (`_read_graphs`)."""
-        for (model, scope), ids in groups.items():
-            index: ScopeIndex | None = None
-            missing: list[str] | None = None  # None: every vector
+        table = self._table
+        for (model, scope), rows in groups.items():
+            index: ScopeIndex[int] | None = None
+            missing: list[int] | None = None  # None: every vector
             found = files.pop(index_file.file_name(model, scope), None)
             if found is not None and (found.model, found.scope) == (model, scope):
-                index, missing = await asyncio.to_thread(self._adopt, found, ids)
+                index, missing = await asyncio.to_thread(self._adopt, found, rows)
                 self.opening.graphs_loaded += 1
             if index is None:
                 index = ScopeIndex(dimensions=self.dimensions, options=self._options)
             if missing is None or missing:
-                got, vectors = await file.vectors(model=model, scope=scope, ids=missing)
-                # Only what is held (rows the byte bound dropped may not be deleted yet), and
-                # the entries' own id strings: one string per id, not two.
-                keep = [i for i, entry_id in enumerate(got) if entry_id in self._held]
-                got, vectors = [self._held[got[i]].id for i in keep], vectors[keep]
-                self.opening.vectors_read += len(got)
-                await asyncio.to_thread(index.add_many, got, vectors)
+                ids = None if missing is None else [table.id_of(row) for row in missing]
+                got, vectors = await file.vectors(model=model, scope=scope, ids=ids)
+                # Only what is held (rows the bounds dropped may not be deleted yet).
+                at = [table.find(entry_id) for entry_id in got]
+                keep = [i for i, row in enumerate(at) if row is not None]
+                held = [row for row in at if row is not None]
+                self.opening.vectors_read += len(held)
+                await asyncio.to_thread(index.add_many, held, vectors[keep])
             if index.needs_rebuild():
                 built = not index.approximate or index.tombstones > 0
                 await asyncio.to_thread(index.rebuild)
@@ -697,22 +721,27 @@ class EmbeddedStore:
             self.opening.vectors_read,
         )
 
-    def _adopt(self, found: index_file.IndexFile, ids: list[str]) -> tuple[ScopeIndex, list[str]]:
-        """The index of a file's graph, keeping the positions SQLite agrees with, and the ids of
-        ``ids`` it lacks."""
-        model, scope, held_of = found.model, found.scope, self._held.get
-        kept: list[str | None] = []
-        for entry_id, vgen in zip(found.ids, found.vgens.tolist(), strict=True):
-            held = None if entry_id is None else held_of(entry_id)
-            agrees = (
-                held is not None
-                and held.vgen == vgen
-                and held.scope == scope
-                and held.model == model
-            )
-            kept.append(held.id if agrees and held is not None else None)  # the entry's string
+    def _adopt(
+        self, found: index_file.IndexFile, rows: list[int]
+    ) -> tuple[ScopeIndex[int], list[int]]:
+        """The index of a file's graph, keeping the positions SQLite agrees with, and the rows
+        of ``rows`` it lacks."""
+        table, find = self._table, self._table.find
+        at = np.fromiter(
+            (UNUSED if i is None or (row := find(i)) is None else row for i in found.ids),
+            dtype=np.int64,
+            count=len(found.ids),
+        )
+        safe = np.where(at != UNUSED, at, 0)
+        agrees = (
+            (at != UNUSED)
+            & (table.vgen[safe] == found.vgens)
+            & (table.scope[safe] == table.scopes.find(found.scope))
+            & (table.model[safe] == table.models.find(found.model))
+        )
+        kept = [row if ok else None for row, ok in zip(at.tolist(), agrees.tolist(), strict=True)]
         index = ScopeIndex.loaded(found.graph, kept, options=self._options)
-        return index, [entry_id for entry_id in ids if entry_id not in index]
+        return index, [row for row in rows if row not in index]
 
 
 async def _finished(work: Coroutine[Any, Any, Any]) -> None:
@@ -742,10 +771,6 @@ def _bulk_objects() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _created_at(pair: tuple[Held, int]) -> float:
-    return pair[0].created_at
 
 
 def _remove_files_but(folder: Path, kept: set[str]) -> None:

@@ -30,10 +30,10 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import faiss
 import numpy as np
@@ -286,8 +286,12 @@ class _Hnsw(_Backend):
         return keys[keys >= 0], vectors[keys >= 0]
 
 
-class ScopeIndex:
-    """The vectors of one scope, searchable by inner product; see the module docstring."""
+K = TypeVar("K", bound=Hashable)  # what the index's user knows each entry by
+
+
+class ScopeIndex(Generic[K]):
+    """The vectors of one scope, searchable by inner product; see the module docstring.
+    Entries are known by keys of the caller's (ids, or the store's row numbers)."""
 
     def __init__(self, *, dimensions: int, options: IndexOptions | None = None) -> None:
         self.dimensions = dimensions
@@ -297,8 +301,8 @@ class ScopeIndex:
         # is given to the next add, which keeps keys small (`_Positions`). Changes made during
         # a background build are journaled in order by key, so a key removed and given again
         # meanwhile is replayed as exactly that: the old vector out, the new one in.
-        self._key_of: dict[str, int] = {}
-        self._id_of: list[str | None] = []  # by key; None: a free key
+        self._key_of: dict[K, int] = {}
+        self._id_of: list[K | None] = []  # by key; None: a free key
         self._free: list[int] = []
         self._journal: list[tuple[bool, int]] | None = None  # changes during a background build
         self.rebuilding = False
@@ -320,7 +324,7 @@ class ScopeIndex:
     def tombstones(self) -> int:
         return self._backend.dead
 
-    def add(self, entry_id: str, vector: np.ndarray) -> None:
+    def add(self, entry_id: K, vector: np.ndarray) -> None:
         """Add ``entry_id`` (replacing its earlier vector, if any). ``vector``: shape (d,)."""
         if entry_id in self._key_of:
             self.remove(entry_id)
@@ -332,7 +336,7 @@ class ScopeIndex:
         if self._journal is not None:
             self._journal.append((True, key))
 
-    def remove(self, entry_id: str) -> bool:
+    def remove(self, entry_id: K) -> bool:
         """Forget ``entry_id``; return whether it was here."""
         key = self._key_of.pop(entry_id, None)
         if key is None:
@@ -349,7 +353,7 @@ class ScopeIndex:
 
     def search(
         self, query: np.ndarray, k: int, *, ef_search: int | None = None
-    ) -> list[tuple[str, float]]:
+    ) -> list[tuple[K, float]]:
         """Up to ``k`` (id, similarity) pairs of live ids, most similar first.
 
         ``ef_search`` overrides the HNSW search width for this query (benchmarks tune it).
@@ -372,7 +376,7 @@ class ScopeIndex:
                 found.append((entry_id, sim))
         return found
 
-    def vectors_of(self, entry_ids: list[str]) -> np.ndarray:
+    def vectors_of(self, entry_ids: list[K]) -> np.ndarray:
         """The vectors of ``entry_ids`` (all held here), one row each, as the index holds them."""
         keys = [self._key_of[entry_id] for entry_id in entry_ids]
         if not self._parked:
@@ -386,16 +390,16 @@ class ScopeIndex:
                 rows[i] = self._parked[key]
         return rows
 
-    def ids(self) -> list[str]:
+    def ids(self) -> list[K]:
         """Every id held, the earliest added first."""
         return list(self._key_of)
 
-    def iter_ids(self) -> Iterator[str]:
+    def iter_ids(self) -> Iterator[K]:
         """Every id held, the earliest added first, without a copy: do not change the index
         while iterating."""
         return iter(self._key_of)
 
-    def graph(self) -> tuple[Any, list[str | None]] | None:
+    def graph(self) -> tuple[Any, list[K | None]] | None:
         """The faiss graph of an approximate index and the id at each of its positions (None
         for a tombstone); None for an exact index, which is rebuilt from its vectors instead.
         Do not change the graph; to read it on another thread, use `frozen`."""
@@ -406,7 +410,7 @@ class ScopeIndex:
         return backend._index, [self._id_of[key] if key >= 0 else None for key in keys]
 
     @contextmanager
-    def frozen(self) -> Iterator[tuple[Any, list[str | None]] | None]:
+    def frozen(self) -> Iterator[tuple[Any, list[K | None]] | None]:
         """`graph`, left unchanged until the block ends, so that another thread may write it
         to a file while this one serves: meanwhile adds are held beside the graph (searched
         one by one, and added to it when the block ends), removals only mark tombstones,
@@ -427,8 +431,8 @@ class ScopeIndex:
 
     @classmethod
     def loaded(
-        cls, graph: Any, ids: list[str | None], *, options: IndexOptions | None = None
-    ) -> ScopeIndex:
+        cls, graph: Any, ids: list[K | None], *, options: IndexOptions | None = None
+    ) -> ScopeIndex[K]:
         """An approximate index of the faiss ``graph`` read from a file, ``ids`` by position
         (None: the position's vector is not to be used, a tombstone)."""
         index = cls(dimensions=graph.d, options=options)
@@ -444,13 +448,13 @@ class ScopeIndex:
         index._backend = _Hnsw.loaded(graph, np.array(keys, dtype=np.int64), index.options)
         return index
 
-    def add_many(self, entry_ids: list[str], vectors: np.ndarray) -> None:
+    def add_many(self, entry_ids: list[K], vectors: np.ndarray) -> None:
         """Add entries not held yet, in one call to the backend (start-up)."""
         keys = np.array([self._take_key(entry_id) for entry_id in entry_ids], dtype=np.int64)
         if len(entry_ids):
             self._backend.add(keys, np.ascontiguousarray(vectors, dtype=np.float32))
 
-    def _take_key(self, entry_id: str) -> int:
+    def _take_key(self, entry_id: K) -> int:
         """A key for ``entry_id`` (not held): a free one if any, else the next."""
         if self._free:
             key = self._free.pop()

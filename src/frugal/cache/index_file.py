@@ -1,15 +1,16 @@
 """An approximate scope index saved beside the SQLite file, so that a restart loads its graph
 instead of building it again (minutes at a million entries).
 
-    with index.frozen() as graph:                       # None for an exact index
-        saved = IndexSnapshot.take(index, graph, model=m, scope=s, file_id=f, generation=g, ...)
+    with index.frozen() as frozen:                      # None for an exact index
+        graph, keys = frozen                            # ids and versions by position, from keys
+        saved = IndexSnapshot.take(index, graph, ids, vgens, model=m, scope=s, ...)
         await asyncio.to_thread(saved.write, folder)    # the graph streamed to the file
     found = read_index_file(path, file_id=f, dimensions=384, options=options)   # or None
 
 One file per (embedding model, scope), named by a hash of the two, in the folder
 ``<cache file>.indexes``. Layout: 8 bytes of magic, a 4-byte little-endian header length, the
 header (JSON), then the body: the id at each graph position (UTF-8, newline-separated; empty
-for a tombstone), each position's vector version (int64, `Held.vgen`), and the faiss graph as
+for a tombstone), each position's vector version (int64, `EntryTable.vgen`), and the graph as
 ``faiss.write_index`` writes it. The header carries the SQLite file's ``file_id``, the store's
 generation when the snapshot was taken, the index's build options, the sizes of the three parts
 and a CRC-32 of the body.
@@ -36,7 +37,6 @@ import logging
 import os
 import struct
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,19 +94,19 @@ class IndexSnapshot:
     @classmethod
     def take(
         cls,
-        index: ScopeIndex,
-        frozen: tuple[Any, list[str | None]],
+        index: ScopeIndex[Any],
+        graph: Any,
+        ids: list[str | None],
+        vgens: np.ndarray,
         *,
         model: str,
         scope: str,
         file_id: str,
         generation: int,
-        vgen_of: Callable[[str], int],
     ) -> IndexSnapshot:
-        """What to write of ``index``, whose graph and ids by position ``frozen`` gives
-        (`ScopeIndex.frozen`); on the loop (the ids and versions: a pass over the positions)."""
-        graph, ids = frozen
-        vgens = np.array([-1 if i is None else vgen_of(i) for i in ids], dtype=np.int64)
+        """What to write of ``index``: its frozen ``graph`` (`ScopeIndex.frozen`), the entry id
+        at each position (None: a tombstone) and its vector version (int64, -1 for a
+        tombstone)."""
         header = {
             "version": VERSION,
             "file_id": file_id,

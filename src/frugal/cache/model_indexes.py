@@ -13,7 +13,6 @@ from itertools import islice
 
 import numpy as np
 
-from frugal.cache.held import Held
 from frugal.cache.index import IndexOptions, ScopeIndex
 
 
@@ -23,48 +22,50 @@ class ModelIndexes:
     def __init__(self, *, dimensions: int, options: IndexOptions) -> None:
         self.dimensions = dimensions
         self.options = options
-        self._indexes: dict[tuple[str, str], ScopeIndex] = {}  # by (model, scope)
-        self._touched: set[ScopeIndex] = set()
+        self._indexes: dict[tuple[str, str], ScopeIndex[int]] = {}  # by (model, scope)
+        self._touched: set[ScopeIndex[int]] = set()
 
-    def __iter__(self) -> Iterator[ScopeIndex]:
+    def __iter__(self) -> Iterator[ScopeIndex[int]]:
         return iter(self._indexes.values())
 
-    def get(self, model: str, scope: str) -> ScopeIndex | None:
+    def get(self, model: str, scope: str) -> ScopeIndex[int] | None:
         """The index of ``model``'s entries in ``scope``, if it has any."""
         return self._indexes.get((model, scope))
 
-    def items(self) -> Iterator[tuple[tuple[str, str], ScopeIndex]]:
+    def items(self) -> Iterator[tuple[tuple[str, str], ScopeIndex[int]]]:
         """Each index with its (model, scope)."""
         return iter(list(self._indexes.items()))
 
-    def install(self, model: str, scope: str, index: ScopeIndex) -> None:
+    def install(self, model: str, scope: str, index: ScopeIndex[int]) -> None:
         """Hold ``index`` (built or loaded at start-up) as the one of ``model`` in ``scope``."""
         self._indexes[(model, scope)] = index
 
-    def add(self, entry: Held, vector: np.ndarray) -> None:
-        """Index ``entry`` (not indexed already; not exact-only) under its model and scope."""
-        key = (entry.model, entry.scope)
+    def add(self, model: str, scope: str, row: int, vector: np.ndarray) -> None:
+        """Index the entry of ``row`` (not indexed already; not exact-only) under its model and
+        scope."""
+        key = (model, scope)
         index = self._indexes.get(key)
         if index is None:
             index = self._indexes[key] = ScopeIndex(
                 dimensions=self.dimensions, options=self.options
             )
-        index.add(entry.id, vector)
+        index.add(row, vector)
         self._touched.add(index)
 
-    def remove(self, entry: Held) -> None:
-        """Forget ``entry`` (indexed under its model and scope); an index left empty goes."""
-        key = (entry.model, entry.scope)
+    def remove(self, model: str, scope: str, row: int) -> None:
+        """Forget the entry of ``row`` (indexed under ``model`` and ``scope``); an index left
+        empty goes."""
+        key = (model, scope)
         index = self._indexes[key]
-        index.remove(entry.id)
+        index.remove(row)
         self._touched.add(index)
         if not len(index):
             del self._indexes[key]
 
-    def other_models(self, model: str, *, limit: int) -> tuple[list[str], int]:
-        """Up to ``limit`` ids of entries of other models than ``model`` (index by index, the
+    def other_models(self, model: str, *, limit: int) -> tuple[list[int], int]:
+        """Up to ``limit`` rows of entries of other models than ``model`` (index by index, the
         earliest added first in each), and how many there are in all."""
-        found: list[str] = []
+        found: list[int] = []
         total = 0
         for (other, _), index in self._indexes.items():
             if other != model:
@@ -72,11 +73,11 @@ class ModelIndexes:
                 found.extend(islice(index.iter_ids(), max(0, limit - len(found))))
         return found, total
 
-    def touched(self, index: ScopeIndex) -> None:
+    def touched(self, index: ScopeIndex[int]) -> None:
         """Count ``index`` as changed: the owner looks at its rebuild on its next change."""
         self._touched.add(index)
 
-    def take_touched(self) -> set[ScopeIndex]:
+    def take_touched(self) -> set[ScopeIndex[int]]:
         """The indexes changed since the last call."""
         touched, self._touched = self._touched, set()
         return touched

@@ -1,9 +1,9 @@
 """The embedded store's file: one SQLite database, read and written on a thread of its own.
 
     file = await SqliteFile.open(data_dir / "cache.sqlite3", dimensions=384)
-    loaded = await file.load(now=time.time(), max_entries=100_000, labels=LabelsTable())
+    loaded = await file.load(now=time.time(), into=table)     # an `EntryTable` filled
     ids, vectors = await file.vectors(model=..., scope=...)     # the vectors of one index
-    await file.write(wipe=False, changes={"id-1": (held, used_seq, vector), "id-2": None})
+    await file.write(wipe=False, changes={"id-1": stored_row(table, row, vector), "id-2": None})
     await file.aclose()
 
 Every SQLite call runs on the file's single worker thread, in order, so the event loop never
@@ -13,7 +13,7 @@ waits on the disk and no two calls overlap. This is the one place `sqlite3` erro
 Layout: table ``entries``, one row per entry, with ``used_seq`` (the store's order of use,
 for its LRU), ``model`` (the id of the embedding model that made the vector; an exact-only
 entry's ``vector`` is an empty blob, the column being NOT NULL), ``vgen`` (the version of the
-vector, `Held.vgen`) and ``answer`` (the answer as zlib-compressed JSON; ``response`` is left
+vector, `EntryTable.vgen`) and ``answer`` (the answer as zlib-compressed JSON; ``response`` is left
 empty then). Table ``meta`` holds ``file_id``, a random id given to the file when it is created,
 which an index file written beside it repeats (`frugal.cache.index_file`). `open` brings a file
 of an older frugal up to date: a ``partition`` column named ``tenant`` is renamed, a file without
@@ -28,25 +28,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import compress
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from frugal.cache.held import Held, LabelsTable, interned, pack_answer
+from frugal.cache.entry_table import EntryTable, Rows, as_text, pack_answer
 from frugal.cache.store import BASE_MODEL_ID, EXACT_ONLY
 from frugal.errors import CacheStoreError
 
 T = TypeVar("T")
 
-# What one changed id becomes on disk: the entry, its place in the order of use and its vector
-# (None for an exact-only entry), or None when it was removed.
-Change = tuple[Held, int, np.ndarray | None] | None
+# What one changed id becomes on disk: its row's values (`stored_row`), or None when removed.
+Change = tuple[Any, ...] | None
+_CHUNK = 8192  # rows read at a time at start-up
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -93,13 +95,10 @@ _LOAD = (
 
 @dataclass(frozen=True)
 class Loaded:
-    """What `SqliteFile.load` found: the live entries with their ``used_seq``, least recently
-    used first, how many rows it dropped as expired or as past ``max_entries``, and the file's
-    ``file_id``."""
+    """What `SqliteFile.load` did besides filling the table: how many rows it dropped as
+    expired, and the file's ``file_id``."""
 
-    entries: list[tuple[Held, int]]
     expired: int
-    evicted: int
     file_id: str
 
 
@@ -132,12 +131,15 @@ class SqliteFile:
         """The id this file was given when created: index files name the file they go with."""
         return await self._sql(self._file_id)
 
-    async def load(self, *, now: float, max_entries: int, labels: LabelsTable) -> Loaded:
-        """Drop rows expired by ``now`` (unix seconds) and the least recently used past
-        ``max_entries`` (the bound may have shrunk since the last run); return the rest, their
-        labels shared through ``labels``. `CacheStoreError` for a row that cannot be read
-        (a vector of other dimensions, bad JSON)."""
-        return await self._sql(self.load_rows, now, max_entries, labels)
+    async def load(self, *, now: float, into: EntryTable) -> Loaded:
+        """Put every row not expired by ``now`` (unix seconds) in the table ``into`` (empty, and
+        not used meanwhile), and delete the expired ones. `CacheStoreError` for a row that
+        cannot be read (a vector of other dimensions, bad JSON)."""
+        return await self._sql(self.load_rows, now, into)
+
+    async def delete(self, entry_ids: list[str]) -> None:
+        """Delete the rows of ``entry_ids`` (those a restart drops past a bound)."""
+        await self._sql(self.delete_rows, entry_ids)
 
     async def vectors(
         self, *, model: str, scope: str, ids: list[str] | None = None
@@ -186,26 +188,27 @@ class SqliteFile:
             self._db = db
         return self._db
 
-    def load_rows(self, now: float, max_entries: int, labels: LabelsTable) -> Loaded:
+    def load_rows(self, now: float, table: EntryTable) -> Loaded:
         db = self._connect()
         with db:
-            # One pass over the table, row by row: each live row becomes its entry at once, so
-            # the rows never sit in memory all together beside the entries (a transient copy
-            # of the cache that the allocator would keep as resident memory after the load).
+            # A chunk of rows at a time, column by column: the rows never sit in memory all
+            # together beside the table (a transient copy of the cache that the allocator
+            # would keep as resident memory after the load).
             expired: list[tuple[str]] = []
-            entries = []
-            for row in db.execute(_LOAD):
-                if row[8] <= now:
-                    expired.append((row[0],))
-                else:
-                    entries.append((_held_from_row(row, self.dimensions, labels), row[12]))
-            entries.sort(key=_used_seq)  # least recently used first
-            surplus = max(0, len(entries) - max_entries)
-            doomed = expired + [(held.id,) for held, _ in entries[:surplus]]
-            db.executemany("DELETE FROM entries WHERE id = ?", doomed)
-            del entries[:surplus]
+            cursor = db.execute(_LOAD)
+            while chunk := cursor.fetchmany(_CHUNK):
+                rows = _columns(chunk, self.dimensions)
+                live = rows.expires_at > now
+                expired.extend((entry_id,) for entry_id in compress(rows.ids, ~live))
+                table.extend(rows if live.all() else rows.where(live))
+            db.executemany("DELETE FROM entries WHERE id = ?", expired)
             (file_id,) = db.execute("SELECT value FROM meta WHERE key = 'file_id'").fetchone()
-        return Loaded(entries=entries, expired=len(expired), evicted=surplus, file_id=file_id)
+        return Loaded(expired=len(expired), file_id=file_id)
+
+    def delete_rows(self, entry_ids: list[str]) -> None:
+        db = self._connect()
+        with db:
+            db.executemany("DELETE FROM entries WHERE id = ?", [(i,) for i in entry_ids])
 
     def _file_id(self) -> str:
         (file_id,) = (
@@ -254,43 +257,65 @@ class SqliteFile:
 
 
 def _rows(changes: dict[str, Change]) -> Iterator[tuple[Any, ...]]:
-    for change in changes.values():
-        if change is not None:
-            e, used_seq, vector = change
-            yield (
-                e.id, e.partition, e.scope, e.prompt, e.prompt_hash, "",
-                b"" if vector is None else vector.tobytes(),
-                e.created_at, e.expires_at, _labels_json(e.labels), e.hits,
-                e.last_used_at, used_seq, e.model, e.vgen, e.answer,
-            )  # fmt: skip
+    return (change for change in changes.values() if change is not None)
 
 
-def _labels_json(labels: dict[str, str]) -> str:
-    return json.dumps(labels, sort_keys=True)
+def stored_row(table: EntryTable, row: int, vector: np.ndarray | None) -> tuple[Any, ...]:
+    """The values the file stores for the entry in ``row`` of ``table``, with its ``vector``
+    (None for an exact-only entry), in the order of ``_COLUMNS``."""
+    last = float(table.last_used_at[row])
+    return (
+        table.id_of(row), table.partitions.value(table.partition[row]),
+        table.scopes.value(table.scope[row]), table.prompts[row],
+        as_text(table.prompt_hashes[row] or ""), "",
+        b"" if vector is None else np.asarray(vector, dtype=np.float32).tobytes(),
+        float(table.created_at[row]), float(table.expires_at[row]),
+        table.labels.value(table.label[row]), int(table.hits[row]),
+        None if math.isnan(last) else last, int(table.used_seq[row]),
+        table.models.value(table.model[row]), int(table.vgen[row]), table.answers[row],
+    )  # fmt: skip
 
 
-def _used_seq(pair: tuple[Held, int]) -> int:
-    return pair[1]
-
-
-def _held_from_row(row: tuple[Any, ...], dimensions: int, labels: LabelsTable) -> Held:
-    """Decode a stored row (its vector's length, not the vector); a row this store cannot read
-    raises `CacheStoreError`."""
+def _columns(chunk: list[tuple[Any, ...]], dimensions: int) -> Rows:
+    """Stored rows (as `_LOAD` reads them) as columns; `CacheStoreError` for a row this store
+    cannot read."""
+    (ids, partitions, scopes, prompts, hashes, responses, lengths, created_at, expires_at,
+     labels, hits, last_used_at, used_seq, models, vgen, answers) = zip(*chunk, strict=True)  # noqa: E501  # fmt: skip
     try:
-        if row[13] == EXACT_ONLY:
-            if row[6]:
-                raise ValueError("an exact-only entry with a vector")
-        elif row[6] != 4 * dimensions:
-            raise ValueError(f"a vector of {row[6] // 4} dimensions, not {dimensions}")
-        answer = row[15]
-        if answer is None:  # written by an older frugal: the answer as JSON text
-            answer = pack_answer(json.loads(row[5]))
-        return Held(
-            id=row[0], partition=interned(row[1]), scope=interned(row[2]),
-            prompt=row[3], prompt_hash=row[4],
-            answer=answer, created_at=row[7], expires_at=row[8],
-            labels=labels.parsed(row[9]), hits=row[10], last_used_at=row[11],
-            model=interned(row[13]), vgen=row[14],
+        exact_only = np.array([model == EXACT_ONLY for model in models], dtype=bool)
+        sizes = np.array(lengths, dtype=np.int64)
+        wrong = np.flatnonzero(np.where(exact_only, sizes != 0, sizes != 4 * dimensions))
+        if len(wrong):
+            first = wrong[0]
+            if exact_only[first]:
+                raise _Unreadable(ids[first], "an exact-only entry with a vector")
+            raise _Unreadable(
+                ids[first], f"a vector of {sizes[first] // 4} dimensions, not {dimensions}"
+            )
+        packed = list(answers)
+        for i, answer in enumerate(answers):
+            if answer is None:  # written by an older frugal: the answer as JSON text
+                try:
+                    packed[i] = pack_answer(json.loads(responses[i]))
+                except (ValueError, TypeError) as exc:
+                    raise _Unreadable(ids[i], str(exc)) from exc
+        for i, text in enumerate(labels):
+            if not isinstance(text, str):
+                raise _Unreadable(ids[i], f"labels {text!r}")
+        return Rows(
+            ids=ids, partitions=partitions, scopes=scopes, prompts=prompts,
+            prompt_hashes=hashes, answers=packed, labels=labels, models=models,
+            created_at=np.array(created_at, dtype=np.float64),
+            expires_at=np.array(expires_at, dtype=np.float64),
+            last_used_at=np.array(last_used_at, dtype=np.float64),  # None: NaN
+            hits=np.array(hits, dtype=np.int64), used_seq=np.array(used_seq, dtype=np.int64),
+            vgen=np.array(vgen, dtype=np.int64),
         )  # fmt: skip
+    except _Unreadable as exc:
+        raise CacheStoreError(f"unreadable cache entry {exc.args[0]!r}: {exc.args[1]}") from exc
     except (ValueError, TypeError) as exc:
-        raise CacheStoreError(f"unreadable cache entry {row[0]!r}: {exc}") from exc
+        raise CacheStoreError(f"unreadable cache entries: {exc}") from exc
+
+
+class _Unreadable(Exception):
+    """A stored row this store cannot read: its id and why."""

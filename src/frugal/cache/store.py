@@ -106,7 +106,7 @@ class StoreStats:
     expirations: int
     write_failures: int = 0
     unsaved: int = 0
-    bytes: int = 0  # what the entries held count toward a byte bound (embedded store: Held.size)
+    bytes: int = 0  # what the entries held count toward a byte bound (embedded store: EntryTable.size)
 
 
 class VectorStore(Protocol):

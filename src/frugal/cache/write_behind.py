@@ -2,7 +2,7 @@
 
     disk = WriteBehind(file, delay_s=0.05)
     disk.start()                        # the background writer (needs a running loop)
-    disk.changed(held, used_seq=7, vector=v)  # the latest state of an id is what gets written
+    disk.changed("id-1", stored_row(table, row, v))  # an id's latest values get written
     disk.removed("id-1")
     disk.wiped()                        # every row goes, then what changes after
     await disk.aclose()                 # the last write; CacheStoreError if it fails
@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
-import numpy as np
-
-from frugal.cache.held import Held
 from frugal.cache.sqlite_file import Change, SqliteFile
 from frugal.errors import CacheStoreError
 
@@ -65,10 +63,10 @@ class WriteBehind:
         """Start the background writer."""
         self._start(backoff_s=0.0)
 
-    def changed(self, held: Held, *, used_seq: int, vector: np.ndarray | None) -> None:
-        """``held`` (new or changed; its state now, since it changes in place) is to be
-        written, at ``used_seq`` in the order of use, with ``vector`` (None: exact-only)."""
-        self._pending[held.id] = (held, used_seq, vector)
+    def changed(self, entry_id: str, values: tuple[Any, ...]) -> None:
+        """The entry ``entry_id`` (new or changed) is to be written as ``values``
+        (`frugal.cache.sqlite_file.stored_row`)."""
+        self._pending[entry_id] = values
         self._wake.set()
 
     def removed(self, entry_id: str) -> None:
