@@ -683,3 +683,92 @@ def write_older_file(path: Path, vector: np.ndarray, *, partition_column: str) -
              T0, T0 + 100, f'{{"{partition_column}": "acme"}}', 3, None, 1),
         )  # fmt: skip
     db.close()
+
+
+# ---- rows are reused: work that spans awaits must not mistake new entries for old ones -------
+
+
+async def test_a_flush_during_delete_similar_removes_none_of_what_came_after(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    store = await open_store(tmp_path / "cache.sqlite3")
+    try:
+        query = unit(rng)
+        for i in range(10):  # two scopes: the sweep yields between their indexes
+            await store.put(make(f"same {i}", query, scope=f"scope-{i % 2}"))
+        sweep = asyncio.create_task(store.delete_similar(vector=query, min_similarity=0.99))
+        await asyncio.sleep(0)
+        await store.flush()
+        theirs = [make(f"theirs {i}", unit(rng), partition="tenant-b") for i in range(10)]
+        for entry in theirs:  # in the rows the flushed entries held
+            await store.put(entry)
+        assert await sweep == 0
+        assert len(await store.list_entries(offset=0, limit=20, now=T0)) == 10
+    finally:
+        await store.aclose()
+
+
+async def test_a_flush_during_a_checkpoint_writes_no_graph_of_flushed_vectors(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    options = {"max_entries": 1000, "index_options": IndexOptions(approximate_above=20)}
+    store = await open_store(path, **options)
+    for i in range(30):
+        await store.put(make(f"first {i}", unit(rng), scope="scope-a"))
+    old = [make(f"old {i}", unit(rng), scope="scope-b") for i in range(30)]
+    for entry in old:
+        await store.put(entry)
+    await store.settle()
+    checkpoint = asyncio.create_task(store.checkpoint())
+    await asyncio.sleep(0)  # writing scope-a's graph on a thread
+    await store.flush()
+    new = [make(f"new {i}", unit(rng), scope="scope-b") for i in range(60)]
+    for entry in new:  # rows 0-59 again: scope-b's old graph named rows 30-59
+        await store.put(entry)
+    await checkpoint
+    await store.settle()
+    await store._disk.aclose()  # a crash: no last checkpoint, the rows written
+    store = await open_store(path, **options)
+    try:
+        for entry in new:  # each found by its own vector, none by a flushed one
+            (best,) = await store.search(
+                scope="scope-b", vector=entry.vector, k=1, min_similarity=-1.0, now=T0
+            )
+            assert best.entry.id == entry.id and best.similarity == pytest.approx(1.0, abs=1e-3)
+        for entry in old:
+            found = await store.search(
+                scope="scope-b", vector=entry.vector, k=1, min_similarity=0.99, now=T0
+            )
+            assert found == []
+    finally:
+        await store.aclose()
+
+
+async def test_two_stored_rows_of_one_prompt_load_and_go_cleanly(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """A file may hold two rows of one (scope, prompt_hash) (an older frugal, an edit): the
+    later one is the exact tier's, and either can be removed."""
+    path = tmp_path / "cache.sqlite3"
+    store = await open_store(path)
+    await store.put(make("same", unit(rng), entry_id="id-a"))
+    await store.aclose()
+    with sqlite3.connect(path) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(entries)")]
+        row = list(db.execute("SELECT * FROM entries").fetchone())
+        row[columns.index("id")] = "id-b"
+        db.execute(f"INSERT INTO entries VALUES ({', '.join('?' * len(row))})", row)
+    db.close()
+    store = await open_store(path)
+    try:
+        assert await store.delete(["id-b"]) == 1
+        assert await store.delete(["id-a"]) == 1
+        assert (await store.stats()).entries == 0 and (await store.stats()).bytes == 0
+    finally:
+        await store.aclose()
+    store = await open_store(path)
+    try:
+        assert await store.list_entries(offset=0, limit=5, now=T0) == []
+    finally:
+        await store.aclose()

@@ -132,6 +132,7 @@ class EmbeddedStore:
         self._put_seq = 0  # the last put number given (list_entries ties break on it)
         self._generation = 0  # the last vector version given (EntryTable.vgen)
         self._bytes = 0
+        self._flushes = 0  # a flush frees every row: work across awaits checks it
         self._indexes = ModelIndexes(dimensions=dimensions, options=self._options)
         self._evictions = 0
         self._expirations = 0
@@ -381,11 +382,14 @@ class EmbeddedStore:
         query = self._check_vector(vector)
         table = self._table
         doomed: list[tuple[int, int]] = []  # (row, vector version) of each match
+        flushes = self._flushes
         for (of_model, _), index in self._indexes.items():
             if of_model != model:
                 continue
             rows = index.ids()
             for start in range(0, len(rows), _SIMILAR_CHUNK):
+                if self._flushes != flushes:
+                    return 0  # what was compared went with the flush; rows are others' now
                 in_partition = None if partition is None else table.partitions.find(partition)
                 chunk = [
                     row
@@ -408,6 +412,7 @@ class EmbeddedStore:
         return len(unchanged)
 
     async def flush(self) -> int:
+        self._flushes += 1
         count = len(self._table)
         self._table.clear()
         self._indexes.clear()
@@ -521,6 +526,8 @@ class EmbeddedStore:
         written = 0
         table = self._table
         for (model, scope), index in self._indexes.items():
+            if self._indexes.get(model, scope) is not index:
+                continue  # flushed while an earlier graph was written: its rows are reused
             name = index_file.file_name(model, scope)
             if index.rebuilding:
                 kept.add(name)

@@ -195,6 +195,7 @@ class EntryTable:
         self._row_of[key] = row
         self._by_prompt.setdefault(scope, {})[prompt_key] = row
         self.by_expiry.noted(row, entry.expires_at)
+        self.by_use.noted(row, used_seq)
         return row
 
     def remove(self, row: int) -> None:
@@ -202,8 +203,8 @@ class EntryTable:
         assert key is not None and prompt_key is not None, f"row {row} holds no entry"
         del self._row_of[key]
         scope = int(self.scope[row])
-        in_scope = self._by_prompt[scope]
-        if in_scope.get(prompt_key) == row:
+        in_scope = self._by_prompt.get(scope)  # None: a twin read from the file took the key
+        if in_scope is not None and in_scope.get(prompt_key) == row:
             del in_scope[prompt_key]
             if not in_scope:
                 del self._by_prompt[scope]
@@ -270,11 +271,20 @@ class EntryTable:
         )
         numbers = list(range(start, end))  # one int object a row, shared by both maps
         self._row_of.update(zip(keys, numbers, strict=True))
-        for scope in np.unique(scopes).tolist():
-            mask = scopes == scope
-            self._by_prompt.setdefault(scope, {}).update(
-                zip(compress(prompt_keys, mask), compress(numbers, mask), strict=True)
-            )
+        distinct = np.unique(scopes).tolist()
+        if len(distinct) <= 4:  # most chunks: a few scopes, each added in one call
+            for scope in distinct:
+                mask = scopes == scope
+                self._by_prompt.setdefault(scope, {}).update(
+                    zip(compress(prompt_keys, mask), compress(numbers, mask), strict=True)
+                )
+        else:  # many (a scope per conversation): one pass, not one per scope
+            by_prompt = self._by_prompt
+            for key, scope, number in zip(prompt_keys, scopes.tolist(), numbers, strict=True):
+                in_scope = by_prompt.get(scope)
+                if in_scope is None:
+                    in_scope = by_prompt[scope] = {}
+                in_scope[key] = number
 
     def number_puts(self) -> int:
         """Give every row its place in put order by ``created_at`` (after a restart's

@@ -38,10 +38,12 @@ class OldestFirst:
         self._next = 0  # the batch's next place
         self._early: list[tuple[float, int]] = []  # rows noted below the horizon since
         self._horizon = -np.inf  # nothing picked yet
+        self._none_live = False  # the last pick found no live row, and no row is new since
 
     def noted(self, row: int, value: float) -> None:
-        """``row`` holds ``value`` now (a new or changed row); needed only when it may be below
-        the horizon, which a use number, always the largest yet, never is."""
+        """``row`` holds ``value`` now: a new row (and a changed one whose value may be below
+        the horizon, which a use number, always the largest yet, never is)."""
+        self._none_live = False
         if value < self._horizon:
             heapq.heappush(self._early, (value, row))
 
@@ -53,7 +55,7 @@ class OldestFirst:
             batch = self._values[self._next] if self._next < len(self._rows) else np.inf
             early = self._early[0][0] if self._early else np.inf
             if batch == early == np.inf:  # both spent: what is left is at the horizon or past
-                if self._horizon > limit or not self._pick(column):
+                if self._horizon > limit or self._none_live or not self._pick(column):
                     return None
                 continue
             if min(batch, early) > limit:  # and so is everything past them
@@ -70,8 +72,9 @@ class OldestFirst:
         """The next batch of smallest live values; False when no row is live."""
         alive = np.flatnonzero(column != self.dead)
         self._early, self._next = [], 0
-        if not len(alive):  # nothing below any horizon: the next ask picks again
+        if not len(alive):  # none: the next ask picks again once a row is noted
             self._rows, self._values, self._horizon = [], [], -np.inf
+            self._none_live = True
             return False
         size = max(self._min_batch, len(column) // 64)
         values = column[alive]

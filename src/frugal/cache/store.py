@@ -106,7 +106,7 @@ class StoreStats:
     expirations: int
     write_failures: int = 0
     unsaved: int = 0
-    bytes: int = 0  # what the entries held count toward a byte bound (embedded store: EntryTable.size)
+    bytes: int = 0  # what the entries count toward a byte bound (embedded: EntryTable.size)
 
 
 class VectorStore(Protocol):
