@@ -581,8 +581,9 @@ def report_lines(
         "",
         f"Memory per entry, roughly: the vector, held once by the index "
         f"({defaults.bytes_per_dimension * DIMENSIONS:,} B), HNSW links (about "
-        f"{8 * defaults.hnsw_m} B at the bottom layer), the compressed answer, the rest Python "
-        "objects (the held entry, its strings, maps, LRU order).",
+        f"{8 * defaults.hnsw_m} B at the bottom layer), the compressed answer, the rest the "
+        "entry table: number columns and codes (about 80 B), the prompt, the id and prompt hash "
+        "as bytes, the id and prompt maps and the index's own key map.",
     ]
     lines += ["", "## efSearch: recall@1 and latency of the HNSW index", ""]
     for size, r in results.items():

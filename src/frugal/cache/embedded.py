@@ -66,6 +66,7 @@ import numpy as np
 from frugal.cache import index_file
 from frugal.cache.entry_table import UNUSED, EntryTable
 from frugal.cache.index import IndexOptions, ScopeIndex
+from frugal.cache.index_keys import RowKeys
 from frugal.cache.model_indexes import ModelIndexes
 from frugal.cache.sqlite_file import Loaded, SqliteFile, stored_row
 from frugal.cache.store import (
@@ -133,7 +134,9 @@ class EmbeddedStore:
         self._generation = 0  # the last vector version given (EntryTable.vgen)
         self._bytes = 0
         self._flushes = 0  # a flush frees every row: work across awaits checks it
-        self._indexes = ModelIndexes(dimensions=dimensions, options=self._options)
+        self._indexes = ModelIndexes(
+            dimensions=dimensions, options=self._options, keys=self._row_keys
+        )
         self._evictions = 0
         self._expirations = 0
         self._tasks: set[asyncio.Task[None]] = set()  # index rebuilds
@@ -567,6 +570,10 @@ class EmbeddedStore:
         table.remove(row)
         self._disk.removed(entry_id)
 
+    def _row_keys(self) -> RowKeys:
+        """The key map of a new scope index: its rows' keys in the table's column."""
+        return RowKeys(lambda: self._table.index_key)
+
     def _size(self, row: int) -> int:
         return self._table.size(row, 0 if self._table.vector_less(row) else self._vector_bytes)
 
@@ -704,7 +711,9 @@ class EmbeddedStore:
                 index, missing = await asyncio.to_thread(self._adopt, found, rows)
                 self.opening.graphs_loaded += 1
             if index is None:
-                index = ScopeIndex(dimensions=self.dimensions, options=self._options)
+                index = ScopeIndex(
+                    dimensions=self.dimensions, options=self._options, keys=self._row_keys()
+                )
             if missing is None or missing:
                 ids = None if missing is None else [table.id_of(row) for row in missing]
                 got, vectors = await file.vectors(model=model, scope=scope, ids=ids)
@@ -746,8 +755,8 @@ class EmbeddedStore:
             & (table.scope[safe] == table.scopes.find(found.scope))
             & (table.model[safe] == table.models.find(found.model))
         )
-        kept = [row if ok else None for row, ok in zip(at.tolist(), agrees.tolist(), strict=True)]
-        index = ScopeIndex.loaded(found.graph, kept, options=self._options)
+        kept = np.where(agrees, at, UNUSED)  # UNUSED (-1): a tombstone
+        index = ScopeIndex.loaded(found.graph, kept, options=self._options, keys=self._row_keys())
         return index, [row for row in rows if row not in index]
 
 

@@ -343,6 +343,7 @@ class EntryTable:
     model: np.ndarray
     label: np.ndarray
     own_bytes: np.ndarray  # the answer's, the prompt's and the id's (`size`)
+    index_key: np.ndarray  # the row's key in its scope index, -1 for none (`RowKeys`)
 
 
 _COLUMNS: tuple[tuple[str, type, float | None], ...] = (
@@ -358,6 +359,7 @@ _COLUMNS: tuple[tuple[str, type, float | None], ...] = (
     ("model", np.int32, None),
     ("label", np.int32, None),
     ("own_bytes", np.int64, None),
+    ("index_key", np.int32, -1),
 )
 
 

@@ -30,13 +30,15 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal
 
 import faiss
 import numpy as np
+
+from frugal.cache.index_keys import IdKeys, K, KeyMap
 
 # faiss ships stubs that leave out its SWIG helpers and search parameters: those go through
 # an untyped handle.
@@ -286,34 +288,36 @@ class _Hnsw(_Backend):
         return keys[keys >= 0], vectors[keys >= 0]
 
 
-K = TypeVar("K", bound=Hashable)  # what the index's user knows each entry by
-
-
 class ScopeIndex(Generic[K]):
     """The vectors of one scope, searchable by inner product; see the module docstring.
     Entries are known by keys of the caller's (ids, or the store's row numbers)."""
 
-    def __init__(self, *, dimensions: int, options: IndexOptions | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        dimensions: int,
+        options: IndexOptions | None = None,
+        keys: KeyMap[K] | None = None,
+    ) -> None:
         self.dimensions = dimensions
         self.options = options or IndexOptions()
         self._backend: _Exact | _Hnsw = _Exact(dimensions, self.options)
-        # Ids map to integer keys, which the backends know entries by; a removed entry's key
-        # is given to the next add, which keeps keys small (`_Positions`). Changes made during
-        # a background build are journaled in order by key, so a key removed and given again
-        # meanwhile is replayed as exactly that: the old vector out, the new one in.
-        self._key_of: dict[K, int] = {}
-        self._id_of: list[K | None] = []  # by key; None: a free key
-        self._free: list[int] = []
+        # Ids map to integer keys (``keys``: a dict unless the caller gives a `RowKeys`), which
+        # the backends know entries by; a removed entry's key is given to the next add, which
+        # keeps keys small (`_Positions`). Changes made during a background build are journaled
+        # in order by key, so a key removed and given again meanwhile is replayed as exactly
+        # that: the old vector out, the new one in.
+        self._keys: KeyMap[K] = keys if keys is not None else IdKeys()
         self._journal: list[tuple[bool, int]] | None = None  # changes during a background build
         self.rebuilding = False
         # Adds held beside the graph while it is written to a file (`frozen`), by key.
         self._parked: dict[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
-        return len(self._key_of)
+        return len(self._keys)
 
     def __contains__(self, entry_id: object) -> bool:
-        return entry_id in self._key_of
+        return entry_id in self._keys
 
     @property
     def approximate(self) -> bool:
@@ -326,9 +330,9 @@ class ScopeIndex(Generic[K]):
 
     def add(self, entry_id: K, vector: np.ndarray) -> None:
         """Add ``entry_id`` (replacing its earlier vector, if any). ``vector``: shape (d,)."""
-        if entry_id in self._key_of:
+        if entry_id in self._keys:
             self.remove(entry_id)
-        key = self._take_key(entry_id)
+        key = self._keys.take(entry_id)
         if self._parked is not None:
             self._parked[key] = as_held(self._as_matrix(vector)[0], self.options.encoding)
         else:
@@ -338,11 +342,9 @@ class ScopeIndex(Generic[K]):
 
     def remove(self, entry_id: K) -> bool:
         """Forget ``entry_id``; return whether it was here."""
-        key = self._key_of.pop(entry_id, None)
+        key = self._keys.release(entry_id)
         if key is None:
             return False
-        self._id_of[key] = None
-        self._free.append(key)
         if self._parked is not None and key in self._parked:
             del self._parked[key]
         else:
@@ -358,7 +360,7 @@ class ScopeIndex(Generic[K]):
 
         ``ef_search`` overrides the HNSW search width for this query (benchmarks tune it).
         """
-        if k < 1 or not self._key_of:
+        if k < 1 or not len(self._keys):
             return []
         _search_on_one_thread()
         row = self._as_matrix(query)[0]
@@ -371,14 +373,14 @@ class ScopeIndex(Generic[K]):
             keys, sims = keys[best], sims[best]
         found = []
         for key, sim in zip(keys.tolist(), sims.tolist(), strict=True):
-            entry_id = self._id_of[key]
+            entry_id = self._keys.id_at(key)
             if entry_id is not None:  # backends return only keys they hold: always so
                 found.append((entry_id, sim))
         return found
 
     def vectors_of(self, entry_ids: list[K]) -> np.ndarray:
         """The vectors of ``entry_ids`` (all held here), one row each, as the index holds them."""
-        keys = [self._key_of[entry_id] for entry_id in entry_ids]
+        keys = self._keys.keys(entry_ids).tolist()
         if not self._parked:
             return self._backend.vectors(keys)
         rows = np.empty((len(keys), self.dimensions), dtype=np.float32)
@@ -392,12 +394,12 @@ class ScopeIndex(Generic[K]):
 
     def ids(self) -> list[K]:
         """Every id held, the earliest added first."""
-        return list(self._key_of)
+        return self._keys.ids()
 
     def iter_ids(self) -> Iterator[K]:
         """Every id held, the earliest added first, without a copy: do not change the index
         while iterating."""
-        return iter(self._key_of)
+        return self._keys.iter_ids()
 
     def graph(self) -> tuple[Any, list[K | None]] | None:
         """The faiss graph of an approximate index and the id at each of its positions (None
@@ -407,7 +409,7 @@ class ScopeIndex(Generic[K]):
             return None
         backend = self._backend
         keys = backend._keys[: backend._index.ntotal].tolist()
-        return backend._index, [self._id_of[key] if key >= 0 else None for key in keys]
+        return backend._index, [self._keys.id_at(key) if key >= 0 else None for key in keys]
 
     @contextmanager
     def frozen(self) -> Iterator[tuple[Any, list[K | None]] | None]:
@@ -431,39 +433,26 @@ class ScopeIndex(Generic[K]):
 
     @classmethod
     def loaded(
-        cls, graph: Any, ids: list[K | None], *, options: IndexOptions | None = None
+        cls,
+        graph: Any,
+        ids: list[K | None] | np.ndarray,
+        *,
+        options: IndexOptions | None = None,
+        keys: KeyMap[K] | None = None,
     ) -> ScopeIndex[K]:
         """An approximate index of the faiss ``graph`` read from a file, ``ids`` by position
-        (None: the position's vector is not to be used, a tombstone)."""
-        index = cls(dimensions=graph.d, options=options)
-        key_of, id_of = index._key_of, index._id_of  # a new index: keys from 0, none free
-        keys: list[int] = []
-        for entry_id in ids:
-            if entry_id is None or entry_id in key_of:
-                keys.append(-1)
-            else:
-                key_of[entry_id] = len(id_of)
-                keys.append(len(id_of))
-                id_of.append(entry_id)
-        index._backend = _Hnsw.loaded(graph, np.array(keys, dtype=np.int64), index.options)
+        (None: the position's vector is not to be used, a tombstone; or an array of rows, -1
+        for a tombstone, with `RowKeys`); ``keys`` as for a new index (empty)."""
+        index = cls(dimensions=graph.d, options=options, keys=keys)
+        taken = index._keys.take_many(ids)  # -1 for None and for an id seen before
+        index._backend = _Hnsw.loaded(graph, taken, index.options)
         return index
 
     def add_many(self, entry_ids: list[K], vectors: np.ndarray) -> None:
         """Add entries not held yet, in one call to the backend (start-up)."""
-        keys = np.array([self._take_key(entry_id) for entry_id in entry_ids], dtype=np.int64)
+        keys = self._keys.take_many(entry_ids)
         if len(entry_ids):
             self._backend.add(keys, np.ascontiguousarray(vectors, dtype=np.float32))
-
-    def _take_key(self, entry_id: K) -> int:
-        """A key for ``entry_id`` (not held): a free one if any, else the next."""
-        if self._free:
-            key = self._free.pop()
-            self._id_of[key] = entry_id
-        else:
-            key = len(self._id_of)
-            self._id_of.append(entry_id)
-        self._key_of[entry_id] = key
-        return key
 
     def needs_rebuild(self) -> bool:
         """Whether the index should change kind, or shed its tombstones (never while

@@ -8,20 +8,25 @@ rebuilds; like `ScopeIndex`, this is used from one thread (the event loop).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 
 import numpy as np
 
 from frugal.cache.index import IndexOptions, ScopeIndex
+from frugal.cache.index_keys import KeyMap
 
 
 class ModelIndexes:
-    """The indexes of entries of ``dimensions``-long vectors, built with ``options``."""
+    """The indexes of entries of ``dimensions``-long vectors, built with ``options``; each
+    new index keys its rows with a map from ``keys`` (`frugal.cache.index_keys.RowKeys`)."""
 
-    def __init__(self, *, dimensions: int, options: IndexOptions) -> None:
+    def __init__(
+        self, *, dimensions: int, options: IndexOptions, keys: Callable[[], KeyMap[int]]
+    ) -> None:
         self.dimensions = dimensions
         self.options = options
+        self.keys = keys
         self._indexes: dict[tuple[str, str], ScopeIndex[int]] = {}  # by (model, scope)
         self._touched: set[ScopeIndex[int]] = set()
 
@@ -47,7 +52,7 @@ class ModelIndexes:
         index = self._indexes.get(key)
         if index is None:
             index = self._indexes[key] = ScopeIndex(
-                dimensions=self.dimensions, options=self.options
+                dimensions=self.dimensions, options=self.options, keys=self.keys()
             )
         index.add(row, vector)
         self._touched.add(index)
