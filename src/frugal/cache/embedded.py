@@ -742,12 +742,10 @@ class EmbeddedStore:
     ) -> tuple[ScopeIndex[int], list[int]]:
         """The index of a file's graph, keeping the positions SQLite agrees with, and the rows
         of ``rows`` it lacks."""
-        table, find = self._table, self._table.find
-        at = np.fromiter(
-            (UNUSED if i is None or (row := find(i)) is None else row for i in found.ids),
-            dtype=np.int64,
-            count=len(found.ids),
-        )
+        table = self._table
+        listed = [i for i, entry_id in enumerate(found.ids) if entry_id is not None]
+        at = np.full(len(found.ids), UNUSED, dtype=np.int64)
+        at[listed] = table.find_many([found.ids[i] for i in listed])  # type: ignore[misc]
         safe = np.where(at != UNUSED, at, 0)
         agrees = (
             (at != UNUSED)

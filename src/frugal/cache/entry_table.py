@@ -69,6 +69,23 @@ def compact_hex(text: str) -> str | bytes:
     return text
 
 
+def compact_hex_many(texts: Sequence[str]) -> list[str | bytes]:
+    """`compact_hex` of each of ``texts``; in one call when all are lowercase hex of one
+    length (the ids and hashes of a restart: a million at a time)."""
+    if texts:
+        size = len(texts[0])
+        joined = "".join(texts)
+        if size >= 16 and not size % 2 and len(joined) == size * len(texts):
+            try:
+                raw = bytes.fromhex(joined)
+            except ValueError:
+                raw = b""
+            if raw.hex() == joined:
+                half = size // 2
+                return [raw[i : i + half] for i in range(0, len(raw), half)]
+    return list(map(compact_hex, texts))
+
+
 def as_text(key: str | bytes) -> str:
     return key.hex() if isinstance(key, bytes) else key
 
@@ -147,6 +164,13 @@ class EntryTable:
 
     def find(self, entry_id: str) -> int | None:
         return self._row_of.get(compact_hex(entry_id))
+
+    def find_many(self, entry_ids: Sequence[str]) -> np.ndarray:
+        """The rows of ``entry_ids`` (int64), -1 for an id not held."""
+        found = map(self._row_of.get, compact_hex_many(entry_ids))
+        return np.fromiter(
+            (UNUSED if row is None else row for row in found), np.int64, count=len(entry_ids)
+        )
 
     def find_prompt(self, scope: str, prompt_hash: str) -> int | None:
         """The row of the entry stored last for ``prompt_hash`` in ``scope``."""
@@ -256,8 +280,8 @@ class EntryTable:
             self._allocate(max(start + count, 2 * len(self.used_seq)))
         self._rows += count
         end = start + count
-        keys = list(map(compact_hex, rows.ids))
-        prompt_keys = list(map(compact_hex, rows.prompt_hashes))
+        keys = compact_hex_many(rows.ids)
+        prompt_keys = compact_hex_many(rows.prompt_hashes)
         self.ids[start:end], self.prompts[start:end] = keys, rows.prompts
         self.prompt_hashes[start:end], self.answers[start:end] = prompt_keys, rows.answers
         self.partition[start:end] = self.partitions.take_many(rows.partitions)
@@ -266,8 +290,10 @@ class EntryTable:
         self.label[start:end] = self.labels.take_many(rows.labels)
         for name in ("created_at", "expires_at", "last_used_at", "hits", "used_seq", "vgen"):
             getattr(self, name)[start:end] = getattr(rows, name)
-        self.own_bytes[start:end] = np.fromiter(
-            map(_own_bytes, rows.answers, rows.prompts, rows.ids), np.int64, count=count
+        self.own_bytes[start:end] = (
+            np.fromiter(map(len, rows.answers), np.int64, count=count)
+            + _utf8_sizes(rows.prompts)
+            + _utf8_sizes(rows.ids)
         )
         numbers = list(range(start, end))  # one int object a row, shared by both maps
         self._row_of.update(zip(keys, numbers, strict=True))
@@ -366,6 +392,12 @@ _COLUMNS: tuple[tuple[str, type, float | None], ...] = (
 def _own_bytes(answer: bytes | None, prompt: str, entry_id: str) -> int:
     assert answer is not None
     return len(answer) + _utf8_size(prompt) + _utf8_size(entry_id)
+
+
+def _utf8_sizes(texts: Sequence[str]) -> np.ndarray:
+    if "".join(texts).isascii():  # most: a character a byte, no copy of each
+        return np.fromiter(map(len, texts), np.int64, count=len(texts))
+    return np.fromiter(map(_utf8_size, texts), np.int64, count=len(texts))
 
 
 def _utf8_size(text: str) -> int:
