@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from frugal.cache.codes import Codes
-from frugal.cache.entry_table import EntryTable, Rows, compact_hex, labels_text, pack_answer
+from frugal.cache.entry_table import (
+    EntryTable,
+    Rows,
+    compact_hex,
+    compact_hex_many,
+    labels_text,
+    pack_answer,
+)
 from frugal.cache.store import Entry
 from tests.cache.entries import make, unit
 
@@ -89,3 +96,16 @@ def test_rows_read_at_a_restart_are_found_like_added_ones(rng: np.random.Generat
         assert row is not None and table.find_prompt(entry.scope, entry.prompt_hash) == row
         assert fields(table.entry(row, None)) == fields(entry)
     assert table.size(0, 768) == table.size(0, 0) + 768 > 0
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        [],
+        [uuid.uuid4().hex for _ in range(5)],
+        ["0" * 18, "0" * 16, "0" * 20],  # hex of different lengths: each on its own
+        ["ab" * 8, "AB" * 8, "id-1", "é" * 16],
+    ],
+)
+def test_many_texts_compact_as_each_alone(texts: list[str]) -> None:
+    assert compact_hex_many(texts) == [compact_hex(text) for text in texts]

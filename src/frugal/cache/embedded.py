@@ -442,7 +442,7 @@ class EmbeddedStore:
         return [table.entry(row, self._vector_of(row)) for row in newest[offset : offset + limit]]
 
     async def other_models(self, *, model: str, limit: int, now: float) -> tuple[list[Entry], int]:
-        """The earliest indexed first, model by model."""
+        """Index by index (model and scope), each in its key order."""
         self._sweep(now)
         rows, total = self._indexes.other_models(model, limit=limit)
         return [self._table.entry(row, self._vector_of(row)) for row in rows], total

@@ -75,7 +75,7 @@ def compact_hex_many(texts: Sequence[str]) -> list[str | bytes]:
     if texts:
         size = len(texts[0])
         joined = "".join(texts)
-        if size >= 16 and not size % 2 and len(joined) == size * len(texts):
+        if size >= 16 and not size % 2 and set(map(len, texts)) == {size}:
             try:
                 raw = bytes.fromhex(joined)
             except ValueError:

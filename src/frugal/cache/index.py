@@ -393,12 +393,13 @@ class ScopeIndex(Generic[K]):
         return rows
 
     def ids(self) -> list[K]:
-        """Every id held, the earliest added first."""
+        """Every id held: the earliest added first with the default key map, in key order with
+        a `RowKeys`."""
         return self._keys.ids()
 
     def iter_ids(self) -> Iterator[K]:
-        """Every id held, the earliest added first, without a copy: do not change the index
-        while iterating."""
+        """Every id held, as `ids` orders them, without a copy where the key map allows: do not
+        change the index while iterating."""
         return self._keys.iter_ids()
 
     def graph(self) -> tuple[Any, list[K | None]] | None:

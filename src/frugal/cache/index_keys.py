@@ -73,8 +73,8 @@ class IdKeys(Generic[K]):
 
     def take_many(self, entry_ids: Sequence[K | None] | np.ndarray) -> np.ndarray:
         """Keys for ``entry_ids`` (not held); -1 for None and for an id listed before."""
-        if isinstance(entry_ids, np.ndarray):
-            entry_ids = entry_ids.tolist()
+        if isinstance(entry_ids, np.ndarray):  # rows, -1 for a tombstone
+            entry_ids = [None if i < 0 else i for i in entry_ids.tolist()]
         return np.array(
             [_NONE if i is None or i in self._key_of else self.take(i) for i in entry_ids],
             dtype=np.int64,
@@ -100,7 +100,7 @@ class IdKeys(Generic[K]):
 class RowKeys:
     """Keys of rows of the caller's table: ``column()`` is the table's int32 column of each
     row's key (-1: none; the current array, which the table may replace as it grows). Ids come
-    back in key order."""
+    back in key order (a removed row's key goes to a later one), not in the order added."""
 
     def __init__(self, column: Callable[[], np.ndarray]) -> None:
         self._column = column
@@ -125,13 +125,20 @@ class RowKeys:
         return int(self._column()[row])
 
     def keys(self, rows: Sequence[int]) -> np.ndarray:
+        if len(rows) == 1:  # a hit's vector: without the array operations' overhead
+            return np.array([self.key(rows[0])], dtype=np.int64)
         at = np.asarray(rows, dtype=np.int64)
         keys = self._column()[at].astype(np.int64)
-        if len(keys) and (keys.min() < 0 or not np.array_equal(self._row_of[keys], at)):
+        if len(keys) and (
+            keys.min() < 0
+            or keys.max() >= self._next  # another index's key
+            or not np.array_equal(self._row_of[keys], at)
+        ):
             raise KeyError(rows)
         return keys
 
     def take(self, row: int) -> int:
+        assert self._column()[row] < 0, f"row {row} is in an index already"
         key = self._free.pop() if self._free else self._grow(1)
         self._row_of[key] = row
         self._column()[row] = key
@@ -151,6 +158,7 @@ class RowKeys:
         once[first] = True
         wanted &= once
         keys = np.full(len(at), _NONE, dtype=np.int64)
+        assert (self._column()[at[wanted]] < 0).all(), "a row is in an index already"
         count = int(wanted.sum())
         start = self._grow(count)
         keys[wanted] = np.arange(start, start + count)

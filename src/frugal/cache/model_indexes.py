@@ -68,8 +68,8 @@ class ModelIndexes:
             del self._indexes[key]
 
     def other_models(self, model: str, *, limit: int) -> tuple[list[int], int]:
-        """Up to ``limit`` rows of entries of other models than ``model`` (index by index, the
-        earliest added first in each), and how many there are in all."""
+        """Up to ``limit`` rows of entries of other models than ``model`` (index by index, in
+        each as `ScopeIndex.ids` orders them), and how many there are in all."""
         found: list[int] = []
         total = 0
         for (other, _), index in self._indexes.items():
