@@ -39,9 +39,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -188,6 +188,9 @@ class StoreResult:
     graphs_loaded: int = 0
     restart_rss: float = 0.0  # resident bytes of a fresh process once the store is open again
     restart_memory: float = 0.0  # that process's resident growth per entry, opening the store
+    # A second fresh process opening it right after: the files in the page cache, as a restart
+    # on the same host finds them (the first follows the fill's gigabytes of writes).
+    restart_again: float | None = None
     sweep: list[tuple[int, float, float, float]] = field(default_factory=list)
 
 
@@ -307,22 +310,25 @@ async def measure_store(
     finally:
         await store.aclose()
     # The restart runs in a fresh process, as a deploy would: its time and resident memory.
-    child = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--restart",
-            str(folder),
-            "--restart-now",
-            repr(now),
-            "--encoding",
-            encoding,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        check=True,
-    )
-    reopened = json.loads(child.stdout.strip().splitlines()[-1])
+    opened = []
+    for _ in range(2):
+        child = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--restart",
+                str(folder),
+                "--restart-now",
+                repr(now),
+                "--encoding",
+                encoding,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
+        )
+        opened.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    reopened, again = opened
     assert reopened["entries"] == len(corpus)
     return StoreResult(
         kind="HNSW" if index.approximate else "exact",
@@ -340,6 +346,7 @@ async def measure_store(
         graphs_loaded=reopened["graphs_loaded"],
         restart_rss=reopened["rss"],
         restart_memory=reopened["memory"],
+        restart_again=again["seconds"],
         sweep=sweep,
     )
 
@@ -397,9 +404,12 @@ def prepare(n_queries: int) -> Data:
     )
 
 
-def one_size(size: int, n_queries: int, answer_bytes: int, encoding: Encoding) -> None:
+def one_size(
+    size: int, n_queries: int, answer_bytes: int, encoding: Encoding, keep: bool = False
+) -> None:
     """Measure the store at ``size`` and print the result as JSON (run in a fresh process,
-    so that the resident memory it measures is this store's alone)."""
+    so that the resident memory it measures is this store's alone); ``keep`` leaves the filled
+    store's folder in place (to study a restart)."""
     data = prepare(n_queries)
     corpus = corpus_of(data.real, size, np.random.default_rng(size))
     note = ""
@@ -419,7 +429,10 @@ def one_size(size: int, n_queries: int, answer_bytes: int, encoding: Encoding) -
             measure_store(corpus, data.real_questions, data.queries, folder, answer_bytes, encoding)
         )
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if keep:
+            print(f"the filled store is kept in {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
     print(json.dumps({"note": note, **asdict(result)}))
 
 
@@ -433,6 +446,9 @@ def main() -> None:
     parser.add_argument(
         "--encoding", choices=["float16", "float32"], default="float16", help="vectors held as"
     )
+    parser.add_argument(
+        "--keep-store", action="store_true", help="keep each filled store (to study a restart)"
+    )
     parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)  # the child process
     parser.add_argument("--restart", type=Path, help=argparse.SUPPRESS)  # the restart's process
     parser.add_argument("--restart-now", type=float, help=argparse.SUPPRESS)
@@ -442,7 +458,7 @@ def main() -> None:
         restart(args.restart, args.restart_now, args.encoding)
         return
     if args.one_size:
-        one_size(args.one_size, n_queries, args.answer_bytes, args.encoding)
+        one_size(args.one_size, n_queries, args.answer_bytes, args.encoding, args.keep_store)
         return
     if args.out is None:
         args.out = CACHE_DIR / "store_lookup.quick.md" if args.quick else RESULTS
@@ -469,6 +485,7 @@ def main() -> None:
                 str(args.answer_bytes),
                 "--encoding",
                 args.encoding,
+                *(["--keep-store"] if args.keep_store else []),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -532,20 +549,24 @@ def report_lines(
         "resident growth per entry while opening, and its RSS once open). Counted is what an "
         "entry counts toward `FRUGAL_CACHE_MAX_BYTES` (compressed answer, prompt, id, vector "
         "as held); fill is `put` of every entry, one by one, then waiting for the index build; "
-        "restart is that fresh process's `EmbeddedStore.open` (SQLite rows, the index file).",
+        "restart is that fresh process's `EmbeddedStore.open` (SQLite rows, the index file), "
+        "right after the fill wrote its gigabytes; restart again is a second fresh process "
+        "opening it just after, with the files in the page cache, as a restart on the same "
+        "host usually finds them.",
         "",
         "| entries | index | search p50 (ms) | search p99 (ms) | recall@1 | get_exact p50 (ms) "
         "| memory / entry filling | RSS filling (MiB) | counted / entry | fill (s) "
-        "| fill + index (s) | restart (s) | graphs loaded | memory / entry serving "
-        "| RSS serving (MiB) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| fill + index (s) | restart (s) | restart again (s) | graphs loaded "
+        "| memory / entry serving | RSS serving (MiB) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size, r in results.items():
         lines.append(
             f"| {size:,} | {r.kind} | {ms(r.p50)} | {ms(r.p99)} | {r.recall:.4f} "
             f"| {ms(r.exact_p50)} | {r.memory / 1024:.2f} KiB | {r.rss / 2**20:.0f} "
             f"| {r.counted:,.0f} B | {r.filled:.0f} | {r.indexed:.0f} "
-            f"| {'—' if r.restart is None else f'{r.restart:.1f}'} | {r.graphs_loaded} "
+            f"| {'—' if r.restart is None else f'{r.restart:.1f}'} "
+            f"| {'—' if r.restart_again is None else f'{r.restart_again:.1f}'} | {r.graphs_loaded} "
             f"| {r.restart_memory / 1024:.2f} KiB | {r.restart_rss / 2**20:.0f} |"
         )
     largest = max(results)
@@ -564,7 +585,11 @@ def report_lines(
             f"{(top.restart_memory - top.answer) / 1024:.2f} KiB",
         ),
         ("recall@1 >= 0.99", top.recall >= 0.99, f"{top.recall:.4f}"),
-        ("restart <= 15 s", top.restart is not None and top.restart <= 15, f"{top.restart:.1f} s"),
+        (
+            "restart <= 15 s",
+            top.restart is not None and top.restart <= 15,
+            f"{top.restart:.1f} s; again, the files cached: {top.restart_again:.1f} s",
+        ),
     ]
     if 100_000 in results:
         at_100k = results[100_000]

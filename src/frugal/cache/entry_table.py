@@ -397,7 +397,7 @@ def _own_bytes(answer: bytes | None, prompt: str, entry_id: str) -> int:
 def _utf8_sizes(texts: Sequence[str]) -> np.ndarray:
     if "".join(texts).isascii():  # most: a character a byte, no copy of each
         return np.fromiter(map(len, texts), np.int64, count=len(texts))
-    return np.fromiter(map(_utf8_size, texts), np.int64, count=len(texts))
+    return np.fromiter(map(len, map(str.encode, texts)), np.int64, count=len(texts))
 
 
 def _utf8_size(text: str) -> int:

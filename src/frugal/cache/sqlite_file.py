@@ -166,6 +166,10 @@ class SqliteFile:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path)
             try:
+                # A new file's pages hold about six entries of 2-3 KB (vector, compressed
+                # answer) where 4 KB pages held one with 1.5 KB left empty: a third less to read
+                # at a restart. An existing file keeps its page size.
+                db.execute("PRAGMA page_size=16384")
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")  # with WAL: a crash loses, never corrupts
                 with db:
@@ -282,7 +286,7 @@ def _columns(chunk: list[tuple[Any, ...]], dimensions: int) -> Rows:
     (ids, partitions, scopes, prompts, hashes, responses, lengths, created_at, expires_at,
      labels, hits, last_used_at, used_seq, models, vgen, answers) = zip(*chunk, strict=True)  # noqa: E501  # fmt: skip
     try:
-        exact_only = np.array([model == EXACT_ONLY for model in models], dtype=bool)
+        exact_only = np.fromiter(map(EXACT_ONLY.__eq__, models), dtype=bool, count=len(models))
         sizes = np.array(lengths, dtype=np.int64)
         wrong = np.flatnonzero(np.where(exact_only, sizes != 0, sizes != 4 * dimensions))
         if len(wrong):
