@@ -137,10 +137,6 @@ class SqliteFile:
         cannot be read (a vector of other dimensions, bad JSON)."""
         return await self._sql(self.load_rows, now, into)
 
-    async def delete(self, entry_ids: list[str]) -> None:
-        """Delete the rows of ``entry_ids`` (those a restart drops past a bound)."""
-        await self._sql(self.delete_rows, entry_ids)
-
     async def vectors(
         self, *, model: str, scope: str, ids: list[str] | None = None
     ) -> tuple[list[str], np.ndarray]:
@@ -206,13 +202,7 @@ class SqliteFile:
                 expired.extend((entry_id,) for entry_id in compress(rows.ids, ~live))
                 table.extend(rows if live.all() else rows.where(live))
             db.executemany("DELETE FROM entries WHERE id = ?", expired)
-            (file_id,) = db.execute("SELECT value FROM meta WHERE key = 'file_id'").fetchone()
-        return Loaded(expired=len(expired), file_id=file_id)
-
-    def delete_rows(self, entry_ids: list[str]) -> None:
-        db = self._connect()
-        with db:
-            db.executemany("DELETE FROM entries WHERE id = ?", [(i,) for i in entry_ids])
+        return Loaded(expired=len(expired), file_id=self._file_id())
 
     def _file_id(self) -> str:
         (file_id,) = (
@@ -283,8 +273,9 @@ def stored_row(table: EntryTable, row: int, vector: np.ndarray | None) -> tuple[
 def _columns(chunk: list[tuple[Any, ...]], dimensions: int) -> Rows:
     """Stored rows (as `_LOAD` reads them) as columns; `CacheStoreError` for a row this store
     cannot read."""
+    columns = zip(*chunk, strict=True)  # the rows' tuples, transposed
     (ids, partitions, scopes, prompts, hashes, responses, lengths, created_at, expires_at,
-     labels, hits, last_used_at, used_seq, models, vgen, answers) = zip(*chunk, strict=True)  # noqa: E501  # fmt: skip
+     labels, hits, last_used_at, used_seq, models, vgen, answers) = columns  # fmt: skip
     try:
         exact_only = np.fromiter(map(EXACT_ONLY.__eq__, models), dtype=bool, count=len(models))
         sizes = np.array(lengths, dtype=np.int64)
