@@ -109,3 +109,14 @@ def test_rows_read_at_a_restart_are_found_like_added_ones(rng: np.random.Generat
 )
 def test_many_texts_compact_as_each_alone(texts: list[str]) -> None:
     assert compact_hex_many(texts) == [compact_hex(text) for text in texts]
+
+
+def test_an_entry_that_cannot_be_held_takes_no_row(rng: np.random.Generator) -> None:
+    table = EntryTable()
+    bad = make("not JSON", unit(rng))
+    bad = Entry(**{**bad.__dict__, "response": {"answer": object()}})
+    with pytest.raises(TypeError):
+        table.add(bad, vgen=1, used_seq=1, put_seq=1)
+    assert len(table) == 0 and len(table.scopes) == 0
+    good = make("fine", unit(rng))
+    assert table.add(good, vgen=2, used_seq=2, put_seq=2) == 0  # the first row, still free

@@ -202,20 +202,22 @@ class EntryTable:
 
     def add(self, entry: Entry, *, vgen: int, used_seq: int, put_seq: int) -> int:
         """Hold ``entry`` (its id and prompt not held: the caller removed those); its row."""
+        # What can raise (an answer or labels that are not JSON) first: nothing taken yet.
+        answer, labels = pack_answer(entry.response), labels_text(entry.labels)
         row = self._free.pop() if self._free else self._next_row()
         key, prompt_key = compact_hex(entry.id), compact_hex(entry.prompt_hash)
         self.ids[row], self.prompts[row] = key, entry.prompt
-        self.prompt_hashes[row], self.answers[row] = prompt_key, pack_answer(entry.response)
+        self.prompt_hashes[row], self.answers[row] = prompt_key, answer
         self.partition[row] = self.partitions.take(entry.partition)
         self.scope[row] = scope = self.scopes.take(entry.scope)
         self.model[row] = self.models.take(entry.model)
-        self.label[row] = self.labels.take(labels_text(entry.labels))
+        self.label[row] = self.labels.take(labels)
         self.created_at[row], self.expires_at[row] = entry.created_at, entry.expires_at
         last = entry.last_used_at
         self.last_used_at[row] = math.nan if last is None else last
         self.hits[row], self.vgen[row] = entry.hits, vgen
         self.used_seq[row], self.put_seq[row] = used_seq, put_seq
-        self.own_bytes[row] = _own_bytes(self.answers[row], entry.prompt, entry.id)
+        self.own_bytes[row] = _own_bytes(answer, entry.prompt, entry.id)
         self._row_of[key] = row
         self._by_prompt.setdefault(scope, {})[prompt_key] = row
         self.by_expiry.noted(row, entry.expires_at)
@@ -389,8 +391,7 @@ _COLUMNS: tuple[tuple[str, type, float | None], ...] = (
 )
 
 
-def _own_bytes(answer: bytes | None, prompt: str, entry_id: str) -> int:
-    assert answer is not None
+def _own_bytes(answer: bytes, prompt: str, entry_id: str) -> int:
     return len(answer) + _utf8_size(prompt) + _utf8_size(entry_id)
 
 
