@@ -33,6 +33,8 @@ def test_take_many_skips_tombstones_and_repeats(kind: str) -> None:
     assert taken.tolist() == [0, -1, 1, -1, 2]
     assert sorted(keys.ids()) == [2, 4, 9] and len(keys) == 3
     assert [keys.id_at(int(key)) for key in taken if key >= 0] == [4, 2, 9]
+    keys.release(2)  # a free key reads as None, like a tombstone
+    assert keys.ids_at(taken) == [4, None, None, None, 9]
 
 
 def test_a_scope_index_keyed_by_rows_answers_with_rows(rng: np.random.Generator) -> None:

@@ -409,8 +409,7 @@ class ScopeIndex(Generic[K]):
         if not isinstance(self._backend, _Hnsw):
             return None
         backend = self._backend
-        keys = backend._keys[: backend._index.ntotal].tolist()
-        return backend._index, [self._keys.id_at(key) if key >= 0 else None for key in keys]
+        return backend._index, self._keys.ids_at(backend._keys[: backend._index.ntotal])
 
     @contextmanager
     def frozen(self) -> Iterator[tuple[Any, list[K | None]] | None]:

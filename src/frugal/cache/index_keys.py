@@ -36,6 +36,7 @@ class KeyMap(Protocol[K]):
     def take_many(self, entry_ids: Sequence[K | None] | np.ndarray) -> np.ndarray: ...
     def release(self, entry_id: K) -> int | None: ...
     def id_at(self, key: int) -> K | None: ...
+    def ids_at(self, keys: np.ndarray) -> list[K | None]: ...
     def ids(self) -> list[K]: ...
     def iter_ids(self) -> Iterator[K]: ...
 
@@ -89,6 +90,11 @@ class IdKeys(Generic[K]):
 
     def id_at(self, key: int) -> K | None:
         return self._id_of[key]
+
+    def ids_at(self, keys: np.ndarray) -> list[K | None]:
+        """The id of each key of ``keys`` (None for -1, a tombstone, and for a free key)."""
+        id_of = self._id_of
+        return [None if key < 0 else id_of[key] for key in keys.tolist()]
 
     def ids(self) -> list[K]:
         return list(self._key_of)
@@ -181,6 +187,11 @@ class RowKeys:
     def id_at(self, key: int) -> int | None:
         row = int(self._row_of[key])
         return None if row < 0 else row
+
+    def ids_at(self, keys: np.ndarray) -> list[int | None]:
+        """The row of each key of ``keys`` (None for -1, a tombstone, and for a free key)."""
+        rows = np.where(keys >= 0, self._row_of[np.maximum(keys, 0)], _NONE)
+        return [None if row < 0 else row for row in rows.tolist()]
 
     def ids(self) -> list[int]:
         rows = self._row_of[: self._next]
